@@ -1,0 +1,120 @@
+//! Builds every example plugin as a `wasm32-wasip2` component and writes `gen.rs`, which
+//! names each component's path. Tests and benchmarks depend on this crate instead of
+//! building plugins by hand; a fresh machine needs nothing but a Rust toolchain installed
+//! with rustup (the wasm target is added here when missing).
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example plugins: (crate directory under `example-plugins/`, package name).
+const PLUGINS: &[(&str, &str)] = &[
+    ("filter", "eddy-example-filter"),
+    ("enrich", "eddy-example-enrich"),
+    ("fraud", "eddy-example-fraud"),
+    ("chaos", "eddy-example-chaos"),
+];
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.join("../..");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    // A nested cargo on the outer target dir would wait forever on its build lock.
+    let target_dir = out_dir.join("wasm");
+
+    ensure_wasm_target();
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--release", "--target", TARGET])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for (_, package) in PLUGINS {
+        cmd.args(["-p", package]);
+    }
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the example plugins");
+    assert!(
+        status.success(),
+        "building the example plugins for {TARGET} failed (see the output above)"
+    );
+
+    let release = target_dir.join(TARGET).join("release");
+    let mut generated = String::new();
+    for (dir, package) in PLUGINS {
+        let stem = package.replace('-', "_");
+        let wasm = release.join(format!("{stem}.wasm"));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        track_sources(&release.join(format!("{stem}.d")));
+        let konst = format!("{}_COMPONENT", dir.to_uppercase());
+        writeln!(
+            generated,
+            "/// Path of the `{dir}` example plugin, a `{TARGET}` component.\npub const {konst}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    let names: Vec<String> = PLUGINS
+        .iter()
+        .map(|(dir, _)| format!("({dir:?}, {}_COMPONENT)", dir.to_uppercase()))
+        .collect();
+    writeln!(
+        generated,
+        "/// Every example plugin: (name, component path).\npub const ALL: &[(&str, &str)] = &[{}];",
+        names.join(", ")
+    )
+    .unwrap();
+    std::fs::write(out_dir.join("gen.rs"), generated).unwrap();
+    println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Adds the wasm target with rustup when the active toolchain lacks it.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("could not run rustc");
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
+    if Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists()
+    {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (once)");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("the {TARGET} target is missing and rustup could not be run ({e}); install it with `rustup target add {TARGET}`")
+        });
+    assert!(status.success(), "`rustup target add {TARGET}` failed");
+}
+
+/// Emits `rerun-if-changed` for every source file listed in a dep-info (`.d`) file.
+fn track_sources(dep_info: &Path) {
+    let Ok(text) = std::fs::read_to_string(dep_info) else {
+        return;
+    };
+    let Some((_, deps)) = text.lines().next().and_then(|l| l.split_once(": ")) else {
+        return;
+    };
+    for dep in deps.split_whitespace() {
+        println!("cargo:rerun-if-changed={dep}");
+    }
+}

@@ -1,0 +1,193 @@
+//! `filter`: keeps the events whose field compares true against a value.
+//!
+//! Config: `field` (a top-level field of the event), `op` (one of `== != < <= > >=`) and
+//! `value`. Numbers compare as numbers when both sides are numbers, otherwise as text.
+//! An event without the field is rejected to the dead-letter sink.
+//!
+//! ```toml
+//! [[plugin]]
+//! name = "big-spenders"
+//! path = "filter.wasm"
+//! config = { field = "amount", op = ">=", value = "100" }
+//! ```
+
+use std::cmp::Ordering;
+
+use eddy_plugin_sdk::{Batch, Config, Event, Filter, Plugin, Selection};
+
+/// The comparison a [`FieldFilter`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl Op {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            other => {
+                return Err(format!(
+                    "config key `op` = {other:?}: expected one of == != < <= > >="
+                ))
+            }
+        })
+    }
+
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            Op::Eq => ordering.is_eq(),
+            Op::Ne => ordering.is_ne(),
+            Op::Lt => ordering.is_lt(),
+            Op::Le => ordering.is_le(),
+            Op::Gt => ordering.is_gt(),
+            Op::Ge => ordering.is_ge(),
+        }
+    }
+}
+
+/// Keeps events where `field op value` holds.
+#[derive(Debug, Clone)]
+pub struct FieldFilter {
+    field: String,
+    op: Op,
+    text: String,
+    number: Option<f64>,
+}
+
+/// What the filter decides for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The comparison holds.
+    Keep,
+    /// The comparison does not hold.
+    Drop,
+    /// The event has no such field.
+    Missing,
+}
+
+impl FieldFilter {
+    /// The verdict for one event. This is the whole predicate; `select` only loops over it
+    /// (and the native benchmark calls it directly).
+    #[inline]
+    pub fn verdict(&self, event: &Event<'_>) -> Verdict {
+        let Some(field) = event.field(&self.field) else {
+            return Verdict::Missing;
+        };
+        let ordering = match (self.number, field.as_f64()) {
+            (Some(want), Some(have)) => have.partial_cmp(&want),
+            _ => field.as_str().map(|have| (*have).cmp(self.text.as_str())),
+        };
+        match ordering {
+            Some(o) if self.op.holds(o) => Verdict::Keep,
+            _ => Verdict::Drop,
+        }
+    }
+}
+
+impl Plugin for FieldFilter {
+    fn init(config: &Config) -> Result<Self, String> {
+        let text = config.require("value")?.to_owned();
+        Ok(Self {
+            field: config.require("field")?.to_owned(),
+            op: Op::parse(config.require("op")?)?,
+            number: text.parse().ok(),
+            text,
+        })
+    }
+}
+
+impl Filter for FieldFilter {
+    fn select(&mut self, batch: &Batch<'_>, out: &mut Selection) {
+        for event in batch.iter() {
+            match self.verdict(&event) {
+                Verdict::Keep => out.keep(&event),
+                Verdict::Drop => {}
+                Verdict::Missing => out.reject(&event, format!("no field `{}`", self.field)),
+            }
+        }
+    }
+}
+
+eddy_plugin_sdk::export_filter!(FieldFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_plugin_sdk::{mock::MockHost, PackedBatch};
+
+    fn run(config: &[(&str, &str)], values: &[&str]) -> (Vec<u32>, Vec<String>) {
+        let host = MockHost::new();
+        let mut filter = host
+            .init::<FieldFilter>(&Config::new(config.iter().copied()))
+            .unwrap();
+        let batch = PackedBatch::from_events(values.iter().map(|v| ("", 0, *v)));
+        let out = host.select(&mut filter, &batch);
+        let reasons = out.rejected().iter().map(|r| r.reason.clone()).collect();
+        (out.kept().to_vec(), reasons)
+    }
+
+    #[test]
+    fn compares_numbers() {
+        let values = [
+            r#"{"amount": 99.5}"#,
+            r#"{"amount": 100}"#,
+            r#"{"amount": 250.25}"#,
+        ];
+        let cases = [
+            (">=", vec![1, 2]),
+            (">", vec![2]),
+            ("<", vec![0]),
+            ("<=", vec![0, 1]),
+            ("==", vec![1]),
+            ("!=", vec![0, 2]),
+        ];
+        for (op, kept) in cases {
+            let config = [("field", "amount"), ("op", op), ("value", "100")];
+            assert_eq!(run(&config, &values).0, kept, "op {op}");
+        }
+    }
+
+    #[test]
+    fn compares_text() {
+        let config = [("field", "country"), ("op", "=="), ("value", "DE")];
+        let values = [r#"{"country": "DE"}"#, r#"{"country": "FR"}"#];
+        assert_eq!(run(&config, &values).0, vec![0]);
+    }
+
+    #[test]
+    fn rejects_events_without_the_field() {
+        let config = [("field", "amount"), ("op", ">"), ("value", "1")];
+        let (kept, rejected) = run(&config, &[r#"{"amount": 5}"#, r#"{"other": 5}"#]);
+        assert_eq!(kept, vec![0]);
+        assert_eq!(rejected, vec!["no field `amount`".to_string()]);
+    }
+
+    #[test]
+    fn refuses_bad_config() {
+        let host = MockHost::new();
+        let err = host
+            .init::<FieldFilter>(&Config::new([("field", "a"), ("op", "~"), ("value", "1")]))
+            .unwrap_err();
+        assert!(err.contains("`op`"), "{err}");
+        let err = host
+            .init::<FieldFilter>(&Config::new([("field", "a"), ("op", "==")]))
+            .unwrap_err();
+        assert!(err.contains("`value`"), "{err}");
+    }
+}

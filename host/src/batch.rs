@@ -1,0 +1,296 @@
+//! The unit the pipeline moves: a batch of events, packed column by column exactly as it
+//! crosses into a plugin, plus where each event came from.
+
+use crate::plugin::bindings::Batch;
+
+/// Where an event came from: its source partition and its position there (a line number
+/// for files and stdin, a sequence number for the generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The source partition.
+    pub partition: u32,
+    /// The position within the partition.
+    pub position: u64,
+}
+
+/// A batch of events: the packed columns plugins receive, and each event's [`Origin`].
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// The packed columns (values, keys, timestamps, headers).
+    pub columns: Batch,
+    /// The origin of each event, parallel to the columns.
+    pub origins: Vec<Origin>,
+}
+
+impl Default for EventBatch {
+    fn default() -> Self {
+        Self {
+            columns: empty_columns(),
+            origins: Vec::new(),
+        }
+    }
+}
+
+fn empty_columns() -> Batch {
+    Batch {
+        values: Vec::new(),
+        value_ends: Vec::new(),
+        keys: Vec::new(),
+        key_ends: Vec::new(),
+        timestamps: Vec::new(),
+        headers: None,
+    }
+}
+
+/// Item `i` of a packed byte column.
+pub fn packed_item<'a>(bytes: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &bytes[start..ends[i] as usize]
+}
+
+fn end_offset(len: usize) -> u32 {
+    u32::try_from(len).expect("a batch column over 4 GiB; lower [batch] max_records")
+}
+
+impl EventBatch {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// Removes every event, keeping the buffers for the next batch.
+    pub fn clear(&mut self) {
+        let c = &mut self.columns;
+        c.values.clear();
+        c.value_ends.clear();
+        c.keys.clear();
+        c.key_ends.clear();
+        c.timestamps.clear();
+        c.headers = None;
+        self.origins.clear();
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, origin: Origin, key: &[u8], timestamp: i64, value: &[u8]) {
+        self.columns.values.extend_from_slice(value);
+        self.push_written(origin, key, timestamp);
+    }
+
+    /// The values column, for a source that writes an event's value in place before
+    /// calling [`EventBatch::push_written`].
+    pub fn values_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.columns.values
+    }
+
+    /// Appends one event whose value was just written to the end of the values column.
+    pub fn push_written(&mut self, origin: Origin, key: &[u8], timestamp: i64) {
+        let c = &mut self.columns;
+        c.value_ends.push(end_offset(c.values.len()));
+        c.keys.extend_from_slice(key);
+        c.key_ends.push(end_offset(c.keys.len()));
+        c.timestamps.push(timestamp);
+        if let Some(h) = &mut c.headers {
+            let end = h.header_ends.last().copied().unwrap_or(0);
+            h.header_ends.push(end);
+        }
+        self.origins.push(origin);
+    }
+
+    /// Event `i`'s value.
+    pub fn value(&self, i: usize) -> &[u8] {
+        packed_item(&self.columns.values, &self.columns.value_ends, i)
+    }
+
+    /// Event `i`'s key.
+    pub fn key(&self, i: usize) -> &[u8] {
+        packed_item(&self.columns.keys, &self.columns.key_ends, i)
+    }
+
+    /// Keeps only the events at `kept` (ascending, in range), in place.
+    pub fn retain(&mut self, kept: &[u32]) {
+        if kept.len() == self.len() {
+            return;
+        }
+        let c = &mut self.columns;
+        let (mut value_len, mut key_len) = (0usize, 0usize);
+        for (new, &old) in kept.iter().enumerate() {
+            let old = old as usize;
+            value_len = compact(&mut c.values, &mut c.value_ends, old, new, value_len);
+            key_len = compact(&mut c.keys, &mut c.key_ends, old, new, key_len);
+            c.timestamps[new] = c.timestamps[old];
+            self.origins[new] = self.origins[old];
+        }
+        c.values.truncate(value_len);
+        c.keys.truncate(key_len);
+        for column in [&mut c.value_ends, &mut c.key_ends] {
+            column.truncate(kept.len());
+        }
+        c.timestamps.truncate(kept.len());
+        self.origins.truncate(kept.len());
+        if let Some(h) = c.headers.take() {
+            c.headers = Some(retain_headers(&h, kept));
+        }
+    }
+}
+
+/// Moves item `old` of a packed column to slot `new` (`new <= old`), whose start is `at`;
+/// returns the new end.
+fn compact(bytes: &mut [u8], ends: &mut [u32], old: usize, new: usize, at: usize) -> usize {
+    let start = if old == 0 { 0 } else { ends[old - 1] as usize };
+    let end = ends[old] as usize;
+    bytes.copy_within(start..end, at);
+    let new_end = at + (end - start);
+    ends[new] = end_offset(new_end);
+    new_end
+}
+
+fn retain_headers(
+    h: &crate::plugin::bindings::PackedHeaders,
+    kept: &[u32],
+) -> crate::plugin::bindings::PackedHeaders {
+    let mut out = crate::plugin::bindings::PackedHeaders {
+        header_ends: Vec::with_capacity(kept.len()),
+        names: Vec::new(),
+        name_ends: Vec::new(),
+        values: Vec::new(),
+        value_ends: Vec::new(),
+    };
+    for &event in kept {
+        let event = event as usize;
+        let first = if event == 0 {
+            0
+        } else {
+            h.header_ends[event - 1] as usize
+        };
+        for header in first..h.header_ends[event] as usize {
+            out.names
+                .extend_from_slice(packed_item(&h.names, &h.name_ends, header));
+            out.name_ends.push(end_offset(out.names.len()));
+            out.values
+                .extend_from_slice(packed_item(&h.values, &h.value_ends, header));
+            out.value_ends.push(end_offset(out.values.len()));
+        }
+        out.header_ends.push(end_offset(out.name_ends.len()));
+    }
+    out
+}
+
+/// Checks that packed columns returned by a plugin are consistent: one entry per event in
+/// every per-event column, and end offsets ascending within their buffers.
+pub fn check_columns(c: &Batch) -> Result<usize, String> {
+    let n = c.timestamps.len();
+    if c.value_ends.len() != n || c.key_ends.len() != n {
+        return Err(format!(
+            "columns disagree on the number of events ({} timestamps, {} value ends, {} key ends)",
+            n,
+            c.value_ends.len(),
+            c.key_ends.len()
+        ));
+    }
+    check_ends("value", &c.value_ends, c.values.len())?;
+    check_ends("key", &c.key_ends, c.keys.len())?;
+    if let Some(h) = &c.headers {
+        if h.header_ends.len() != n {
+            return Err("header ends do not have one entry per event".into());
+        }
+        check_ends("header", &h.header_ends, h.name_ends.len())?;
+        if h.name_ends.len() != h.value_ends.len() {
+            return Err("header names and values differ in number".into());
+        }
+        check_ends("header name", &h.name_ends, h.names.len())?;
+        check_ends("header value", &h.value_ends, h.values.len())?;
+    }
+    Ok(n)
+}
+
+fn check_ends(what: &str, ends: &[u32], len: usize) -> Result<(), String> {
+    let mut previous = 0;
+    for &end in ends {
+        if end < previous || end as usize > len {
+            return Err(format!(
+                "{what} end offsets are not ascending within their buffer"
+            ));
+        }
+        previous = end;
+    }
+    if ends.last().map_or(0, |&e| e as usize) != len {
+        return Err(format!("{what} end offsets do not cover their buffer"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(position: u64) -> Origin {
+        Origin {
+            partition: 0,
+            position,
+        }
+    }
+
+    fn batch(values: &[&str]) -> EventBatch {
+        let mut b = EventBatch::default();
+        for (i, v) in values.iter().enumerate() {
+            b.push(
+                origin(i as u64),
+                format!("k{i}").as_bytes(),
+                i as i64,
+                v.as_bytes(),
+            );
+        }
+        b
+    }
+
+    #[test]
+    fn retain_compacts_every_column() {
+        let mut b = batch(&["a", "bb", "ccc", "dddd"]);
+        b.retain(&[1, 3]);
+        assert_eq!(b.len(), 2);
+        assert_eq!((b.value(0), b.value(1)), (&b"bb"[..], &b"dddd"[..]));
+        assert_eq!((b.key(0), b.key(1)), (&b"k1"[..], &b"k3"[..]));
+        assert_eq!(b.columns.timestamps, vec![1, 3]);
+        assert_eq!(b.origins, vec![origin(1), origin(3)]);
+        assert_eq!(check_columns(&b.columns), Ok(2));
+        b.retain(&[]);
+        assert!(b.is_empty() && b.columns.values.is_empty());
+    }
+
+    #[test]
+    fn retain_keeps_headers_with_their_events() {
+        let mut b = batch(&["a", "b"]);
+        b.columns.headers = Some(crate::plugin::bindings::PackedHeaders {
+            header_ends: vec![1, 2],
+            names: b"xy".to_vec(),
+            name_ends: vec![1, 2],
+            values: b"12".to_vec(),
+            value_ends: vec![1, 2],
+        });
+        b.retain(&[1]);
+        let h = b.columns.headers.as_ref().unwrap();
+        assert_eq!(
+            (h.names.as_slice(), h.values.as_slice()),
+            (&b"y"[..], &b"2"[..])
+        );
+        assert_eq!(check_columns(&b.columns), Ok(1));
+    }
+
+    #[test]
+    fn inconsistent_columns_are_refused() {
+        let mut b = batch(&["a", "b"]);
+        b.columns.value_ends = vec![2, 1];
+        assert!(check_columns(&b.columns).is_err());
+        let mut b = batch(&["a", "b"]);
+        b.columns.timestamps.pop();
+        assert!(check_columns(&b.columns).is_err());
+        let mut b = batch(&["a"]);
+        b.columns.values.push(b'x');
+        assert!(check_columns(&b.columns).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! The pipeline file (TOML): types that mirror it one to one.
+//!
+//! Unknown keys are errors, durations are strings (`"250ms"`), and relative paths are
+//! relative to the pipeline file's own directory.
+
+mod duration;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+pub use duration::ConfigDuration;
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// Plugin stages, run in order.
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+    /// Tables plugins read with `lookup`.
+    #[serde(default, rename = "side_input")]
+    pub side_inputs: Vec<SideInputConfig>,
+    /// Where results go.
+    pub sink: SinkConfig,
+    /// Where rejected and unparseable events go; stderr when absent.
+    pub dead_letter: Option<SinkConfig>,
+    /// How events are gathered into batches.
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+/// `[source]`: one of the source kinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A file of JSON lines.
+    File(FileSourceConfig),
+    /// JSON lines on standard input.
+    Stdin(StdinSourceConfig),
+    /// The built-in synthetic payments stream.
+    Generator(GeneratorConfig),
+}
+
+/// `[source] kind = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file, one JSON object per line.
+    pub path: PathBuf,
+    /// The event-time field (see [`EventFields::time_field`]).
+    pub time_field: Option<String>,
+    /// The key field (see [`EventFields::key_field`]).
+    pub key_field: Option<String>,
+}
+
+/// `[source] kind = "stdin"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSourceConfig {
+    /// The event-time field (see [`EventFields::time_field`]).
+    pub time_field: Option<String>,
+    /// The key field (see [`EventFields::key_field`]).
+    pub key_field: Option<String>,
+}
+
+/// Which fields of a JSON event carry its event time and its key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFields {
+    /// Event time: integer milliseconds since the Unix epoch. Absent: the time the event
+    /// was read (ingestion time).
+    pub time_field: Option<String>,
+    /// The key that keyed state and windows use. Absent: events have no key.
+    pub key_field: Option<String>,
+}
+
+/// `[source] kind = "generator"`: a seeded, synthetic payments stream.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Number of events; absent: endless.
+    pub count: Option<u64>,
+    /// Events per second; absent: as fast as the pipeline takes them.
+    pub rate: Option<f64>,
+    /// Distinct users.
+    pub keys: u64,
+    /// Source partitions (event `seq` goes to partition `seq % partitions`).
+    pub partitions: u32,
+    /// Event-time disorder bound: an event's time is up to this much before its place.
+    pub max_disorder: ConfigDuration,
+    /// Seed; the same seed gives the same stream.
+    pub seed: u64,
+    /// Event time of the first event, ms since the Unix epoch.
+    pub start_ts: i64,
+    /// The key field (`user` or `card`).
+    pub key_field: String,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            count: None,
+            rate: None,
+            keys: 1000,
+            partitions: 1,
+            max_disorder: ConfigDuration::default(),
+            seed: 0,
+            start_ts: 1_700_000_000_000,
+            key_field: "user".into(),
+        }
+    }
+}
+
+/// `[[plugin]]`: one plugin stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The stage's name, used in logs, dead letters, status and `eddy reload`.
+    pub name: String,
+    /// The component (`.wasm`).
+    pub path: PathBuf,
+    /// Passed to the plugin's `init` as `(key, value)` text pairs.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Longest a single batch call may run before the batch is dead-lettered.
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: ConfigDuration,
+    /// Largest linear memory the plugin may grow to, in MiB.
+    #[serde(default = "default_plugin_memory")]
+    pub max_memory_mb: u64,
+    /// What the plugin may reach through WASI beyond computing (nothing by default).
+    #[serde(default)]
+    pub grant: Grants,
+}
+
+fn default_plugin_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(1))
+}
+
+fn default_plugin_memory() -> u64 {
+    256
+}
+
+/// WASI capabilities granted to a plugin; all denied by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Environment variables passed through from the host.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Whether the plugin may read the real wall clock (otherwise it reads the Unix epoch).
+    #[serde(default)]
+    pub wall_clock: bool,
+    /// Directories the plugin may read, mounted at the same path.
+    #[serde(default)]
+    pub read_dirs: Vec<PathBuf>,
+}
+
+impl PluginConfig {
+    /// The `config` table as the text pairs `init` receives.
+    pub fn config_pairs(&self) -> Result<Vec<(String, String)>> {
+        self.config
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => bail!(
+                        "plugin `{}`: config key `{key}` is a {}; plugin config values must be strings, numbers or booleans",
+                        self.name,
+                        other.type_str()
+                    ),
+                };
+                Ok((key.clone(), text))
+            })
+            .collect()
+    }
+}
+
+/// `[[side_input]]`: a table plugins read with `lookup(name, key)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideInputConfig {
+    /// The table's name.
+    pub name: String,
+    /// A JSON-lines (`.jsonl`, `.json`) or CSV (`.csv`) file; reloaded when it changes.
+    pub path: PathBuf,
+    /// The field (JSON) or column (CSV) that is the row's key.
+    pub key_field: String,
+}
+
+/// `[sink]` or `[dead_letter]`: one of the sink kinds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// A file of JSON lines.
+    File {
+        /// The file; created or truncated when the run starts.
+        path: PathBuf,
+    },
+    /// JSON lines on standard output.
+    Stdout {},
+    /// JSON lines on standard error.
+    Stderr {},
+    /// Counts and drops everything (for benchmarks).
+    Null {},
+}
+
+/// `[batch]`: how many events, or how long, to gather per batch.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch closes once it holds this many events.
+    pub max_records: usize,
+    /// ... or once this long has passed since its first event arrived.
+    pub max_wait: ConfigDuration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 1024,
+            max_wait: ConfigDuration(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The fields that carry event time and key, for sources that read JSON.
+    pub fn event_fields(&self) -> EventFields {
+        match self {
+            SourceConfig::File(f) => EventFields {
+                time_field: f.time_field.clone(),
+                key_field: f.key_field.clone(),
+            },
+            SourceConfig::Stdin(s) => EventFields {
+                time_field: s.time_field.clone(),
+                key_field: s.key_field.clone(),
+            },
+            SourceConfig::Generator(g) => EventFields {
+                time_field: Some("ts".into()),
+                key_field: Some(g.key_field.clone()),
+            },
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads and checks a pipeline file; relative paths in it become relative to its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
+        let mut config = Self::parse(&text)
+            .with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and checks pipeline TOML text (paths stay as written).
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.batch.max_records == 0 {
+            bail!("[batch] max_records must be at least 1");
+        }
+        if let SourceConfig::Generator(g) = &self.source {
+            if g.partitions == 0 || g.keys == 0 {
+                bail!("[source] a generator needs at least 1 partition and 1 key");
+            }
+            if g.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                bail!("[source] generator rate must be a positive number of events per second");
+            }
+            if !matches!(g.key_field.as_str(), "user" | "card") {
+                bail!("[source] generator key_field must be \"user\" or \"card\"");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for plugin in &self.plugins {
+            if !names.insert(plugin.name.as_str()) {
+                bail!(
+                    "two [[plugin]] stages are named `{}`; names must be unique",
+                    plugin.name
+                );
+            }
+            plugin.config_pairs()?;
+        }
+        let mut tables = std::collections::HashSet::new();
+        for table in &self.side_inputs {
+            if !tables.insert(table.name.as_str()) {
+                bail!(
+                    "two [[side_input]] tables are named `{}`; names must be unique",
+                    table.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let SourceConfig::File(f) = &mut self.source {
+            resolve(&mut f.path);
+        }
+        for plugin in &mut self.plugins {
+            resolve(&mut plugin.path);
+            plugin.grant.read_dirs.iter_mut().for_each(resolve);
+        }
+        for table in &mut self.side_inputs {
+            resolve(&mut table.path);
+        }
+        for sink in [Some(&mut self.sink), self.dead_letter.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let SinkConfig::File { path } = sink {
+                resolve(path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[source]\nkind = \"generator\"\ncount = 10\n[sink]\nkind = \"null\"\n";
+
+    #[test]
+    fn parses_a_full_pipeline() {
+        let text = r#"
+            [source]
+            kind = "file"
+            path = "in.jsonl"
+            time_field = "ts"
+            key_field = "user"
+
+            [[plugin]]
+            name = "big"
+            path = "filter.wasm"
+            config = { field = "amount", op = ">=", value = 100 }
+            timeout = "250ms"
+
+            [[side_input]]
+            name = "users"
+            path = "users.csv"
+            key_field = "user"
+
+            [sink]
+            kind = "file"
+            path = "out.jsonl"
+
+            [dead_letter]
+            kind = "stdout"
+
+            [batch]
+            max_records = 64
+            max_wait = "5s"
+        "#;
+        let mut config = PipelineConfig::parse(text).unwrap();
+        config.resolve_paths(Path::new("/p"));
+        let SourceConfig::File(file) = &config.source else {
+            panic!()
+        };
+        assert_eq!(file.path, Path::new("/p/in.jsonl"));
+        assert_eq!(file.key_field.as_deref(), Some("user"));
+        assert_eq!(config.plugins[0].timeout.as_millis(), 250);
+        assert_eq!(
+            config.plugins[0].config_pairs().unwrap(),
+            vec![
+                ("field".into(), "amount".into()),
+                ("op".into(), ">=".into()),
+                ("value".into(), "100".into())
+            ]
+        );
+        assert_eq!(
+            config.sink,
+            SinkConfig::File {
+                path: "/p/out.jsonl".into()
+            }
+        );
+        assert_eq!(config.dead_letter, Some(SinkConfig::Stdout {}));
+        assert_eq!(config.batch.max_records, 64);
+        assert_eq!(config.batch.max_wait.as_millis(), 5000);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = PipelineConfig::parse(MINIMAL).unwrap();
+        assert_eq!(config.batch, BatchConfig::default());
+        let SourceConfig::Generator(g) = &config.source else {
+            panic!()
+        };
+        assert_eq!(g.count, Some(10));
+        assert_eq!(g.keys, 1000);
+        assert!(config.dead_letter.is_none());
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", PipelineConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = error_of(&MINIMAL.replace("count = 10", "count = 10\nsped = 3"));
+        assert!(err.contains("sped"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[batch]\nmax_recs = 3\n"));
+        assert!(err.contains("max_recs") && err.contains("line"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[windw]\n"));
+        assert!(err.contains("windw"), "{err}");
+        let err = error_of(&MINIMAL.replace("\"null\"", "\"nul\""));
+        assert!(err.contains("nul"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let err = error_of(&format!("{MINIMAL}[batch]\nmax_records = 0\n"));
+        assert!(err.contains("max_records"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[batch]\nmax_wait = \"soon\"\n"));
+        assert!(err.contains("invalid duration"), "{err}");
+        let twice = "[[plugin]]\nname = \"a\"\npath = \"a.wasm\"\n";
+        let err = error_of(&format!("{MINIMAL}{twice}{twice}"));
+        assert!(err.contains("unique"), "{err}");
+        let nested = "[[plugin]]\nname = \"a\"\npath = \"a.wasm\"\nconfig = { x = [1] }\n";
+        let err = error_of(&format!("{MINIMAL}{nested}"));
+        assert!(err.contains("`x`"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Eddy: a stream processor that runs user logic as WebAssembly components.
+//!
+//! The flow is `source → batch → plugin chain (Wasm) → sink`, with rejected and
+//! unparseable events going to a dead-letter sink. Every part is a module here; the
+//! `eddy` binary only parses its command line and calls [`pipeline`].
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use eddy::{config::PipelineConfig, plugin::{CompiledCache, PluginRuntime}, pipeline::Pipeline};
+//!
+//! let config = PipelineConfig::load("examples/quickstart.toml".as_ref())?;
+//! let runtime = PluginRuntime::new(CompiledCache::from_env())?;
+//! let summary = Pipeline::build(&config, &runtime)?.run(&AtomicBool::new(false), |_| {})?;
+//! println!("{summary}");
+//! # anyhow::Ok(())
+//! ```
+
+pub mod batch;
+pub mod config;
+pub mod dead_letter;
+pub mod pipeline;
+pub mod plugin;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,241 @@
+//! What a plugin's store holds, and the host functions the plugin imports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{Host, Level};
+use super::side_input::SideInputs;
+use crate::batch::packed_item;
+
+/// A plugin's keyed state, owned by the host. Writes made during a batch stay pending
+/// until the batch succeeds, so a batch that fails (and is dead-lettered) leaves no trace.
+#[derive(Debug, Default)]
+pub struct KeyedState {
+    committed: HashMap<(Vec<u8>, String), Vec<u8>>,
+    /// Writes of the current batch; `None` is a delete.
+    pending: HashMap<(Vec<u8>, String), Option<Vec<u8>>>,
+}
+
+impl KeyedState {
+    fn get(&self, key: (Vec<u8>, String)) -> Option<Vec<u8>> {
+        match self.pending.get(&key) {
+            Some(pending) => pending.clone(),
+            None => self.committed.get(&key).cloned(),
+        }
+    }
+
+    /// Makes the current batch's writes permanent.
+    pub fn commit(&mut self) {
+        for (key, value) in self.pending.drain() {
+            match value {
+                Some(v) => self.committed.insert(key, v),
+                None => self.committed.remove(&key),
+            };
+        }
+    }
+
+    /// Forgets the current batch's writes.
+    pub fn roll_back(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Number of (key, name) entries committed.
+    pub fn len(&self) -> usize {
+        self.committed.len()
+    }
+}
+
+/// The keys of the batch being processed; keyed state may only be touched for these.
+#[derive(Debug, Default)]
+struct BatchKeys {
+    keys: Vec<u8>,
+    ends: Vec<u32>,
+    /// Built on the first state call of a batch; most plugins never make one.
+    set: Option<HashSet<Vec<u8>>>,
+}
+
+impl BatchKeys {
+    fn contains(&mut self, key: &[u8]) -> bool {
+        let (keys, ends) = (&self.keys, &self.ends);
+        self.set
+            .get_or_insert_with(|| {
+                (0..ends.len())
+                    .map(|i| packed_item(keys, ends, i).to_vec())
+                    .collect()
+            })
+            .contains(key)
+    }
+}
+
+/// The data of one plugin's wasmtime store.
+pub struct StoreData {
+    /// The stage's name, for logs and errors.
+    pub plugin: Arc<str>,
+    /// The plugin's keyed state.
+    pub state: KeyedState,
+    side_inputs: SideInputs,
+    batch_keys: BatchKeys,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    max_memory: usize,
+    /// Set when the plugin tried to grow its memory past the limit.
+    pub memory_exceeded: bool,
+}
+
+impl StoreData {
+    /// Store data for plugin `plugin`.
+    pub fn new(
+        plugin: Arc<str>,
+        state: KeyedState,
+        side_inputs: SideInputs,
+        wasi: WasiCtx,
+        max_memory: usize,
+    ) -> Self {
+        Self {
+            plugin,
+            state,
+            side_inputs,
+            batch_keys: BatchKeys::default(),
+            wasi,
+            table: ResourceTable::new(),
+            max_memory,
+            memory_exceeded: false,
+        }
+    }
+
+    /// Prepares for a call on a batch with these packed keys.
+    pub fn begin_batch(&mut self, keys: &[u8], ends: &[u32]) {
+        let bk = &mut self.batch_keys;
+        bk.keys.clear();
+        bk.keys.extend_from_slice(keys);
+        bk.ends.clear();
+        bk.ends.extend_from_slice(ends);
+        bk.set = None;
+    }
+
+    fn check_key(&mut self, key: &[u8], call: &str) -> wasmtime::Result<()> {
+        if self.batch_keys.contains(key) {
+            return Ok(());
+        }
+        wasmtime::bail!(
+            "plugin `{}` called {call} for key {:?}, which is not the key of an event in the current batch",
+            self.plugin,
+            String::from_utf8_lossy(key)
+        )
+    }
+}
+
+impl Host for StoreData {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn state_get(&mut self, key: Vec<u8>, name: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.check_key(&key, "state-get")?;
+        Ok(self.state.get((key, name)))
+    }
+
+    fn state_set(&mut self, key: Vec<u8>, name: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.check_key(&key, "state-set")?;
+        self.state.pending.insert((key, name), Some(value));
+        Ok(())
+    }
+
+    fn state_delete(&mut self, key: Vec<u8>, name: String) -> wasmtime::Result<()> {
+        self.check_key(&key, "state-delete")?;
+        self.state.pending.insert((key, name), None);
+        Ok(())
+    }
+
+    fn lookup(&mut self, table: String, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        match self.side_inputs.lookup(&table, &key) {
+            Some(row) => Ok(row),
+            None => wasmtime::bail!(
+                "plugin `{}` looked up side-input table `{table}`, which the pipeline does not declare; add a [[side_input]] named `{table}`",
+                self.plugin
+            ),
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.memory_exceeded = true;
+            wasmtime::bail!(
+                "plugin `{}` exceeded its memory limit of {} MiB",
+                self.plugin,
+                self.max_memory >> 20
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_writes_commit_or_roll_back() {
+        let mut state = KeyedState::default();
+        let k = |n: &str| (b"k".to_vec(), n.to_owned());
+        state.pending.insert(k("a"), Some(b"1".to_vec()));
+        assert_eq!(state.get(k("a")), Some(b"1".to_vec()));
+        state.roll_back();
+        assert_eq!(state.get(k("a")), None);
+        state.pending.insert(k("a"), Some(b"2".to_vec()));
+        state.commit();
+        state.pending.insert(k("a"), None);
+        assert_eq!(state.get(k("a")), None);
+        state.roll_back();
+        assert_eq!(state.get(k("a")), Some(b"2".to_vec()));
+        assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn batch_keys_are_checked() {
+        let mut keys = BatchKeys {
+            keys: b"ab".to_vec(),
+            ends: vec![1, 2],
+            set: None,
+        };
+        assert!(keys.contains(b"a") && keys.contains(b"b"));
+        assert!(!keys.contains(b"ab"));
+    }
+}

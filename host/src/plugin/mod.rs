@@ -1,0 +1,17 @@
+//! The plugin runtime: WebAssembly components on wasmtime's component model.
+//!
+//! [`PluginRuntime`] owns the engine, the compiled-code cache and the linker (WASI,
+//! deny-by-default, plus the Eddy host interface). [`PluginStage`] is one `[[plugin]]`
+//! entry, instantiated and initialised, called once per batch.
+
+pub mod bindings;
+mod cache;
+mod host_state;
+mod runtime;
+mod side_input;
+mod stage;
+
+pub use cache::CompiledCache;
+pub use runtime::{LoadedPlugin, PluginRuntime, World};
+pub use side_input::SideInputs;
+pub use stage::{PluginStage, StageCounters};

@@ -1,0 +1,74 @@
+//! Sinks: where results and dead letters go. Each kind is one module behind [`Sink`].
+
+mod file;
+mod null;
+mod stdio;
+
+use anyhow::Result;
+
+use crate::batch::packed_item;
+use crate::config::SinkConfig;
+
+pub use file::FileSink;
+pub use null::NullSink;
+pub use stdio::StdioSink;
+
+/// Records for a sink: JSON documents packed back to back, `ends[i]` closing record `i`.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    /// The records' bytes, back to back.
+    pub bytes: &'a [u8],
+    /// End offset of each record.
+    pub ends: &'a [u32],
+}
+
+impl<'a> Records<'a> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Record `i`.
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        packed_item(self.bytes, self.ends, i)
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// A destination for records, written a batch at a time as JSON lines.
+pub trait Sink: Send {
+    /// Writes a batch of records, one per line. Records become visible to readers of the
+    /// sink no later than the next [`Sink::flush`].
+    fn write(&mut self, records: Records<'_>) -> Result<()>;
+
+    /// Makes everything written so far visible to readers.
+    fn flush(&mut self) -> Result<()>;
+}
+
+/// Builds the sink a `[sink]` or `[dead_letter]` section describes.
+pub fn build(config: &SinkConfig) -> Result<Box<dyn Sink>> {
+    Ok(match config {
+        SinkConfig::File { path } => Box::new(FileSink::create(path)?),
+        SinkConfig::Stdout {} => Box::new(StdioSink::stdout()),
+        SinkConfig::Stderr {} => Box::new(StdioSink::stderr()),
+        SinkConfig::Null {} => Box::new(NullSink::default()),
+    })
+}
+
+/// Writes records as JSON lines to any writer (shared by the file and stdio sinks).
+fn write_lines(out: &mut impl std::io::Write, records: Records<'_>) -> std::io::Result<()> {
+    for record in records.iter() {
+        out.write_all(record)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! The null sink: counts records and drops them, for benchmarks.
+
+use anyhow::Result;
+
+use super::{Records, Sink};
+
+/// Counts records and drops them.
+#[derive(Debug, Default)]
+pub struct NullSink {
+    /// Records received so far.
+    pub count: u64,
+}
+
+impl Sink for NullSink {
+    fn write(&mut self, records: Records<'_>) -> Result<()> {
+        self.count += records.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Read-only views of the events in a batch.
+//!
+//! The host hands a plugin a whole batch at once, packed column by column (see the WIT
+//! contract in `wit/eddy.wit`). [`Batch`] and [`Event`] borrow from those columns: walking
+//! a batch allocates nothing.
+
+use crate::json::{self, Field};
+
+/// The packed columns of a batch, as they cross the Wasm boundary. Plugin authors use
+/// [`Batch`]; this type is for the SDK and for tests that build batches by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedBatch {
+    /// All values back to back.
+    pub values: Vec<u8>,
+    /// End offset of each event's value.
+    pub value_ends: Vec<u32>,
+    /// All keys back to back.
+    pub keys: Vec<u8>,
+    /// End offset of each event's key.
+    pub key_ends: Vec<u32>,
+    /// Event time of each event (ms since the Unix epoch).
+    pub timestamps: Vec<i64>,
+    /// Headers, when any event has one.
+    pub headers: Option<PackedHeaders>,
+}
+
+/// Headers of all events in a batch, packed (see `packed-headers` in the WIT contract).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedHeaders {
+    /// End index into the header list of each event's headers.
+    pub header_ends: Vec<u32>,
+    /// Header names back to back.
+    pub names: Vec<u8>,
+    /// End offset of each header's name.
+    pub name_ends: Vec<u32>,
+    /// Header values back to back.
+    pub values: Vec<u8>,
+    /// End offset of each header's value.
+    pub value_ends: Vec<u32>,
+}
+
+impl PackedBatch {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// A batch of `(key, event time, value)` events, e.g. for tests.
+    pub fn from_events<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        events: impl IntoIterator<Item = (K, i64, V)>,
+    ) -> Self {
+        let mut batch = Self::default();
+        for (key, timestamp, value) in events {
+            batch.push(key.as_ref(), timestamp, value.as_ref());
+        }
+        batch
+    }
+
+    /// Appends one event without headers.
+    pub fn push(&mut self, key: &[u8], timestamp: i64, value: &[u8]) {
+        self.values.extend_from_slice(value);
+        self.value_ends.push(offset(self.values.len()));
+        self.keys.extend_from_slice(key);
+        self.key_ends.push(offset(self.keys.len()));
+        self.timestamps.push(timestamp);
+        if let Some(headers) = &mut self.headers {
+            let end = headers.header_ends.last().copied().unwrap_or(0);
+            headers.header_ends.push(end);
+        }
+    }
+
+    /// Removes every event, keeping the allocated buffers.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.value_ends.clear();
+        self.keys.clear();
+        self.key_ends.clear();
+        self.timestamps.clear();
+        self.headers = None;
+    }
+
+    /// A borrowed view of this batch.
+    pub fn view(&self) -> Batch<'_> {
+        Batch {
+            values: &self.values,
+            value_ends: &self.value_ends,
+            keys: &self.keys,
+            key_ends: &self.key_ends,
+            timestamps: &self.timestamps,
+            headers: self.headers.as_ref(),
+        }
+    }
+}
+
+/// Converts a buffer length to a packed end offset. Batches are bounded far below 4 GiB
+/// (a Wasm32 memory cannot hold more), so this cannot overflow for a batch that fits.
+pub(crate) fn offset(len: usize) -> u32 {
+    u32::try_from(len).expect("a packed batch column exceeds 4 GiB")
+}
+
+/// Slice `i` of a packed byte column.
+fn item<'a>(bytes: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &bytes[start..ends[i] as usize]
+}
+
+/// A batch of events, borrowed from the host's packed columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    values: &'a [u8],
+    value_ends: &'a [u32],
+    keys: &'a [u8],
+    key_ends: &'a [u32],
+    timestamps: &'a [i64],
+    headers: Option<&'a PackedHeaders>,
+}
+
+impl<'a> Batch<'a> {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Event `index`, or `None` past the end.
+    pub fn get(&self, index: usize) -> Option<Event<'a>> {
+        (index < self.len()).then_some(Event {
+            batch: *self,
+            index,
+        })
+    }
+
+    /// The events in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Event<'a>> + 'a {
+        let batch = *self;
+        (0..self.len()).map(move |index| Event { batch, index })
+    }
+}
+
+/// One event of a batch: key, value (a JSON object), event time and headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    batch: Batch<'a>,
+    index: usize,
+}
+
+impl<'a> Event<'a> {
+    /// Position of this event in its batch; outputs and rejections refer to events by it.
+    pub fn index(&self) -> u32 {
+        offset(self.index)
+    }
+
+    /// The event's key (empty when the pipeline has no `key_field`).
+    pub fn key(&self) -> &'a [u8] {
+        item(self.batch.keys, self.batch.key_ends, self.index)
+    }
+
+    /// The event's key as text, if it is UTF-8.
+    pub fn key_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.key()).ok()
+    }
+
+    /// The event's value: a JSON object, UTF-8.
+    pub fn value(&self) -> &'a [u8] {
+        item(self.batch.values, self.batch.value_ends, self.index)
+    }
+
+    /// The event's value as text, if it is UTF-8.
+    pub fn value_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.value()).ok()
+    }
+
+    /// The event time, in milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.batch.timestamps[self.index]
+    }
+
+    /// A top-level field of the value, without parsing the rest (see [`json::field`]).
+    pub fn field(&self, name: &str) -> Option<Field<'a>> {
+        json::field(self.value(), name)
+    }
+
+    /// The value parsed into any deserializable type (allocates as that type does).
+    pub fn parse<T: serde::Deserialize<'a>>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self.value())
+    }
+
+    /// The event's headers as `(name, value)` pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let range = match self.batch.headers {
+            Some(h) => {
+                let start = if self.index == 0 {
+                    0
+                } else {
+                    h.header_ends[self.index - 1] as usize
+                };
+                start..h.header_ends[self.index] as usize
+            }
+            None => 0..0,
+        };
+        let headers = self.batch.headers;
+        range.map(move |i| {
+            let h = headers.expect("a non-empty header range implies headers");
+            (
+                item(&h.names, &h.name_ends, i),
+                item(&h.values, &h.value_ends, i),
+            )
+        })
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_walk_packed_columns() {
+        let mut packed = PackedBatch::default();
+        packed.push(b"k1", 10, br#"{"a":1}"#);
+        packed.push(b"", 20, br#"{"a":2}"#);
+        let batch = packed.view();
+        let events: Vec<_> = batch.iter().collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].key(), b"k1");
+        assert_eq!(events[1].key(), b"");
+        assert_eq!(events[1].timestamp(), 20);
+        assert_eq!(events[1].field("a").unwrap().as_i64(), Some(2));
+        assert_eq!(events[1].index(), 1);
+        assert!(batch.get(2).is_none());
+    }
+
+    #[test]
+    fn headers_are_per_event() {
+        let mut packed = PackedBatch::default();
+        packed.push(b"", 1, b"{}");
+        packed.push(b"", 2, b"{}");
+        packed.headers = Some(PackedHeaders {
+            header_ends: vec![0, 2],
+            names: b"ab".to_vec(),
+            name_ends: vec![1, 2],
+            values: b"xyz".to_vec(),
+            value_ends: vec![1, 3],
+        });
+        let batch = packed.view();
+        assert_eq!(batch.get(0).unwrap().headers().count(), 0);
+        let second = batch.get(1).unwrap();
+        assert_eq!(second.header("b"), Some(&b"yz"[..]));
+        assert_eq!(second.headers().count(), 2);
+    }
+}

@@ -1,0 +1,462 @@
+//! End-to-end tests: they run the `eddy` binary on pipeline files and check what it
+//! writes, prints and exits with.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use eddy_example_artifacts::{CHAOS_COMPONENT, ENRICH_COMPONENT, FILTER_COMPONENT};
+use serde_json::Value;
+
+/// A scratch directory with a pipeline file in it.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `eddy <args...>` with the pipeline file `pipeline.toml` holding `pipeline`.
+    fn eddy(&self, command: &str, pipeline: &str) -> Output {
+        let file = self.write("pipeline.toml", pipeline);
+        eddy(&[command, file.to_str().unwrap()], None)
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        read_lines(&self.path(name))
+    }
+}
+
+fn eddy(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .env(
+            "EDDY_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
+        )
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start eddy");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_success(output: &Output) {
+    assert!(output.status.success(), "eddy failed: {}", stderr(output));
+}
+
+#[track_caller]
+fn assert_failure_says(output: &Output, needles: &[&str]) {
+    assert!(
+        !output.status.success(),
+        "eddy should have failed: {}",
+        stderr(output)
+    );
+    let err = stderr(output);
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+}
+
+const GENERATOR: &str =
+    "[source]\nkind = \"generator\"\ncount = 5000\nkeys = 50\npartitions = 3\nseed = 7\n";
+
+#[test]
+fn quickstart_shape_filters_and_enriches_generated_payments() {
+    let s = Scratch::new();
+    let users: String = (0..50)
+        .map(|i| format!("{{\"user\":\"user-{i}\",\"tier\":\"t{}\"}}\n", i % 3))
+        .collect();
+    s.write("users.jsonl", &users);
+    let all = format!("{GENERATOR}[sink]\nkind = \"file\"\npath = \"all.jsonl\"\n");
+    assert_success(&s.eddy("run", &all));
+    let pipeline = format!(
+        r#"{GENERATOR}
+[[side_input]]
+name = "users"
+path = "users.jsonl"
+key_field = "user"
+
+[[plugin]]
+name = "big"
+path = "{FILTER_COMPONENT}"
+config = {{ field = "amount", op = ">=", value = "100" }}
+
+[[plugin]]
+name = "profile"
+path = "{ENRICH_COMPONENT}"
+config = {{ table = "users", field = "user" }}
+
+[sink]
+kind = "file"
+path = "out.jsonl"
+"#
+    );
+    let output = s.eddy("run", &pipeline);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("done: 5000 in"),
+        "{}",
+        stderr(&output)
+    );
+
+    let all = s.lines("all.jsonl");
+    assert_eq!(all.len(), 5000);
+    let seqs: Vec<u64> = all.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..5000).collect::<Vec<_>>(),
+        "every seq exactly once, in order"
+    );
+
+    let expected: Vec<&Value> = all
+        .iter()
+        .filter(|v| v["amount"].as_f64().unwrap() >= 100.0)
+        .collect();
+    let out = s.lines("out.jsonl");
+    assert!(!expected.is_empty());
+    assert_eq!(out.len(), expected.len());
+    for (got, want) in out.iter().zip(expected) {
+        assert_eq!(got["seq"], want["seq"]);
+        let user = want["user"].as_str().unwrap();
+        let n: u64 = user.trim_start_matches("user-").parse().unwrap();
+        assert_eq!(got["tier"], format!("t{}", n % 3));
+        assert_eq!(got["amount"], want["amount"]);
+    }
+}
+
+#[test]
+fn a_broken_line_is_dead_lettered_and_the_rest_goes_through() {
+    let s = Scratch::new();
+    s.write(
+        "in.jsonl",
+        "{\"user\":\"a\",\"ts\":1,\"amount\":5}\n{\"user\":\"b\",\"ts\":\n{\"user\":\"c\",\"ts\":3}\n\n{\"user\":\"d\"}\n{\"user\":\"e\",\"ts\":5}",
+    );
+    let pipeline = r#"
+[source]
+kind = "file"
+path = "in.jsonl"
+time_field = "ts"
+key_field = "user"
+
+[sink]
+kind = "file"
+path = "out/results.jsonl"
+
+[dead_letter]
+kind = "file"
+path = "out/dead.jsonl"
+"#;
+    let output = s.eddy("run", pipeline);
+    assert_success(&output);
+    let users: Vec<Value> = s
+        .lines("out/results.jsonl")
+        .iter()
+        .map(|v| v["user"].clone())
+        .collect();
+    assert_eq!(users, vec!["a", "c", "e"]);
+    let dead = s.lines("out/dead.jsonl");
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["position"], 2);
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{}",
+        dead[0]
+    );
+    assert_eq!(dead[0]["value"], "{\"user\":\"b\",\"ts\":");
+    assert!(dead[0]["source"].as_str().unwrap().ends_with("in.jsonl"));
+    assert_eq!(dead[1]["position"], 5);
+    assert!(dead[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no event-time field `ts`"));
+    assert!(
+        stderr(&output).contains("5 in, 3 out"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn stdin_to_stdout_through_a_filter() {
+    let s = Scratch::new();
+    let pipeline = format!(
+        r#"
+[source]
+kind = "stdin"
+
+[[plugin]]
+name = "de-only"
+path = "{FILTER_COMPONENT}"
+config = {{ field = "country", op = "==", value = "DE" }}
+
+[sink]
+kind = "stdout"
+
+[dead_letter]
+kind = "file"
+path = "dead.jsonl"
+
+[batch]
+max_records = 2
+max_wait = "10ms"
+"#
+    );
+    let file = s.write("pipeline.toml", &pipeline);
+    let input = "{\"country\":\"DE\",\"n\":1}\n{\"country\":\"FR\",\"n\":2}\n{\"n\":3}\n{\"country\":\"DE\",\"n\":4}\n";
+    let output = eddy(&["run", file.to_str().unwrap()], Some(input));
+    assert_success(&output);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        "{\"country\":\"DE\",\"n\":1}\n{\"country\":\"DE\",\"n\":4}\n"
+    );
+    let dead = s.lines("dead.jsonl");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["reason"], "no field `country`");
+    assert_eq!(dead[0]["plugin"], "de-only");
+    assert_eq!(dead[0]["position"], 3);
+    assert_eq!(dead[0]["value"]["n"], 3);
+}
+
+fn plugin_pipeline(plugin_path: &str) -> String {
+    format!(
+        "{GENERATOR}[[plugin]]\nname = \"p\"\npath = \"{plugin_path}\"\n[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+    )
+}
+
+#[test]
+fn a_missing_plugin_stops_the_run_before_it_starts() {
+    let s = Scratch::new();
+    let output = s.eddy("run", &plugin_pipeline("nowhere/filter.wasm"));
+    assert_failure_says(
+        &output,
+        &["plugin `p`", "nowhere/filter.wasm", "cannot read"],
+    );
+    assert!(
+        !s.path("out.jsonl").exists(),
+        "a run that cannot start must not touch the sink"
+    );
+}
+
+#[test]
+fn files_that_are_not_plugin_components_are_refused_with_what_they_are() {
+    let s = Scratch::new();
+    s.write("module.wasm", "\0asm\u{1}\0\0\0");
+    let output = s.eddy("run", &plugin_pipeline("module.wasm"));
+    assert_failure_says(
+        &output,
+        &[
+            "module.wasm",
+            "core WebAssembly module, not a component",
+            "wasm32-wasip2",
+        ],
+    );
+
+    s.write("text.wasm", "hello");
+    let output = s.eddy("run", &plugin_pipeline("text.wasm"));
+    assert_failure_says(&output, &["text.wasm", "is not a WebAssembly component"]);
+
+    // The smallest valid component: a header and nothing else.
+    s.write("empty.wasm", "\0asm\r\0\u{1}\0");
+    let output = s.eddy("validate", &plugin_pipeline("empty.wasm"));
+    assert_failure_says(
+        &output,
+        &[
+            "empty.wasm",
+            "exports neither world",
+            "`init` and `select`",
+            "it exports: nothing",
+        ],
+    );
+    assert!(!s.path("out.jsonl").exists());
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_named() {
+    let s = Scratch::new();
+    let output = s.eddy(
+        "run",
+        &format!(
+            "{}[sink]\nkind = \"null\"\n",
+            GENERATOR.replace("seed = 7", "sed = 7")
+        ),
+    );
+    assert_failure_says(&output, &["unknown field `sed`", "pipeline.toml"]);
+    let output = s.eddy(
+        "run",
+        &format!("{GENERATOR}[sink]\nkind = \"null\"\n[batch]\nmax_wait = \"3 weeks\"\n"),
+    );
+    assert_failure_says(&output, &["invalid duration", "line"]);
+    let output = s.eddy(
+        "run",
+        &format!("{GENERATOR}[sink]\nkind = \"null\"\n[bach]\n"),
+    );
+    assert_failure_says(&output, &["unknown field `bach`"]);
+    let output = s.eddy(
+        "run",
+        "[source]\nkind = \"file\"\npath = \"missing.jsonl\"\n[sink]\nkind = \"null\"\n",
+    );
+    assert_failure_says(&output, &["cannot open source file", "missing.jsonl"]);
+}
+
+#[test]
+fn validate_loads_and_type_checks_without_running() {
+    let s = Scratch::new();
+    let pipeline = format!(
+        "{GENERATOR}[[plugin]]\nname = \"big\"\npath = \"{FILTER_COMPONENT}\"\nconfig = {{ field = \"amount\", op = \">\", value = \"1\" }}\n\
+         [[plugin]]\nname = \"profile\"\npath = \"{ENRICH_COMPONENT}\"\n[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+    );
+    let output = s.eddy("validate", &pipeline);
+    assert_success(&output);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("plugin `big`: filter world"), "{stdout}");
+    assert!(
+        stdout.contains("plugin `profile`: transform world"),
+        "{stdout}"
+    );
+    assert!(
+        !s.path("out.jsonl").exists(),
+        "validate must not run the pipeline"
+    );
+}
+
+/// Runs the chaos plugin in `mode` over six events, two per batch, the third poisoned.
+fn chaos_run(mode: &str, extra: &str) -> (Scratch, Output) {
+    let s = Scratch::new();
+    let events: String = (1..=6)
+        .map(|i| format!("{{\"n\":{i},\"k\":\"k{i}\",\"poison\":{}}}\n", i == 3))
+        .collect();
+    s.write("in.jsonl", &events);
+    let pipeline = format!(
+        r#"
+[source]
+kind = "file"
+path = "in.jsonl"
+key_field = "k"
+
+[[plugin]]
+name = "chaos"
+path = "{CHAOS_COMPONENT}"
+config = {{ mode = "{mode}" }}
+{extra}
+
+[sink]
+kind = "file"
+path = "out.jsonl"
+
+[dead_letter]
+kind = "file"
+path = "dead.jsonl"
+
+[batch]
+max_records = 2
+"#
+    );
+    let output = s.eddy("run", &pipeline);
+    (s, output)
+}
+
+#[test]
+fn a_misbehaving_plugin_fails_only_its_batch() {
+    let cases = [
+        ("trap", "", "unreachable"),
+        (
+            "loop",
+            "timeout = \"200ms\"",
+            "ran past its timeout of 200ms",
+        ),
+        (
+            "oom",
+            "max_memory_mb = 32",
+            "exceeded its memory limit of 32 MiB",
+        ),
+        ("bad-indices", "", "kept indices that are not ascending"),
+        (
+            "foreign-key",
+            "",
+            "not the key of an event in the current batch",
+        ),
+    ];
+    for (mode, extra, reason) in cases {
+        let (s, output) = chaos_run(mode, extra);
+        assert_success(&output);
+        let kept: Vec<Value> = s
+            .lines("out.jsonl")
+            .iter()
+            .map(|v| v["n"].clone())
+            .collect();
+        assert_eq!(kept, vec![1, 2, 5, 6], "mode {mode}");
+        let dead = s.lines("dead.jsonl");
+        let dead_n: Vec<Value> = dead.iter().map(|v| v["value"]["n"].clone()).collect();
+        assert_eq!(dead_n, vec![3, 4], "mode {mode}");
+        for d in &dead {
+            let why = d["reason"].as_str().unwrap();
+            assert!(
+                why.contains("plugin `chaos` failed on this batch") && why.contains(reason),
+                "mode {mode}: {why}"
+            );
+            assert_eq!(d["plugin"], "chaos");
+        }
+        assert!(
+            stderr(&output).contains("2 failed"),
+            "mode {mode}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_refuses_its_config_stops_the_run() {
+    let (s, output) = chaos_run("refuse", "");
+    assert_failure_says(
+        &output,
+        &[
+            "plugin `chaos`",
+            "refused its config: refusing to start, as configured",
+        ],
+    );
+    assert!(!s.path("out.jsonl").exists());
+}

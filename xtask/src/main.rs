@@ -1,0 +1,64 @@
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `plugins`: builds the example plugins and copies them to `target/plugins/`.
+//! - `quickstart`: `plugins`, then runs `examples/quickstart.toml` with a release `eddy`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "plugins" => plugins().map(|_| ()),
+        "quickstart" => quickstart(),
+        _ => bail!("usage: cargo xtask <plugins|quickstart>"),
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
+}
+
+/// Copies the example plugins (built by `eddy-example-artifacts`) to `target/plugins/`.
+fn plugins() -> Result<PathBuf> {
+    let dir = target_dir().join("plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, path) in eddy_example_artifacts::ALL {
+        let to = dir.join(format!("{name}.wasm"));
+        std::fs::copy(path, &to)
+            .with_context(|| format!("cannot copy {path} to {}", to.display()))?;
+        println!("plugin {name}: {}", to.display());
+    }
+    Ok(dir)
+}
+
+fn quickstart() -> Result<()> {
+    plugins()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "eddy",
+            "--",
+            "run",
+            "examples/quickstart.toml",
+        ])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("the quickstart pipeline failed");
+    }
+    let out = target_dir().join("quickstart");
+    println!("\nresults: {}", out.join("payments.jsonl").display());
+    println!("dead letters: {}", out.join("dead-letters.jsonl").display());
+    Ok(())
+}
