@@ -460,3 +460,91 @@ fn a_plugin_that_refuses_its_config_stops_the_run() {
     );
     assert!(!s.path("out.jsonl").exists());
 }
+
+#[test]
+fn windows_with_late_events_write_results_and_the_late_sink_record_for_record() {
+    let s = Scratch::new();
+    let events = [
+        ("a", 1000, 1),
+        ("b", 3000, 2),
+        ("a", 9999, 3),
+        ("a", 10000, 4),
+        ("a", 12500, 5),
+        ("a", 8000, 6),
+        ("b", 16000, 7),
+        ("a", 9000, 8),
+        ("c", 30000, 9),
+    ];
+    let input: String = events
+        .iter()
+        .map(|(user, ts, amount)| {
+            format!("{{\"user\":\"{user}\",\"ts\":{ts},\"amount\":{amount}}}\n")
+        })
+        .collect();
+    s.write("in.jsonl", &input);
+    let pipeline = r#"
+[source]
+kind = "file"
+path = "in.jsonl"
+time_field = "ts"
+key_field = "user"
+
+[watermark]
+max_delay = "2s"
+
+[window]
+kind = "tumbling"
+size = "10s"
+allowed_lateness = "3s"
+aggregate = "sum"
+field = "amount"
+
+[sink]
+kind = "file"
+path = "windows.jsonl"
+
+[late]
+kind = "file"
+path = "late.jsonl"
+
+[dead_letter]
+kind = "file"
+path = "dead.jsonl"
+"#;
+    for batch in [1, 4, 1024] {
+        let output = s.eddy(
+            "run",
+            &format!("{pipeline}[batch]\nmax_records = {batch}\n"),
+        );
+        assert_success(&output);
+        let windows = std::fs::read_to_string(s.path("windows.jsonl")).unwrap();
+        assert_eq!(
+            windows,
+            "{\"key\":\"a\",\"window_start\":0,\"window_end\":10000,\"sum\":4}\n\
+             {\"key\":\"b\",\"window_start\":0,\"window_end\":10000,\"sum\":2}\n\
+             {\"key\":\"a\",\"window_start\":0,\"window_end\":10000,\"sum\":10}\n\
+             {\"key\":\"a\",\"window_start\":10000,\"window_end\":20000,\"sum\":9}\n\
+             {\"key\":\"b\",\"window_start\":10000,\"window_end\":20000,\"sum\":7}\n\
+             {\"key\":\"c\",\"window_start\":30000,\"window_end\":40000,\"sum\":9}\n",
+            "batch size {batch}"
+        );
+        let late = s.lines("late.jsonl");
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0]["position"], 8);
+        assert_eq!(
+            (
+                late[0]["window_start"].as_i64(),
+                late[0]["window_end"].as_i64()
+            ),
+            (Some(0), Some(10000))
+        );
+        assert_eq!(late[0]["value"]["amount"], 8);
+        assert!(late[0]["reason"].as_str().unwrap().starts_with("late"));
+        assert_eq!(std::fs::read_to_string(s.path("dead.jsonl")).unwrap(), "");
+        let err = stderr(&output);
+        assert!(
+            err.contains("6 window firings, 1 late accepted, 1 late rejected"),
+            "{err}"
+        );
+    }
+}

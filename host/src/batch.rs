@@ -3,14 +3,18 @@
 
 use crate::plugin::bindings::Batch;
 
-/// Where an event came from: its source partition and its position there (a line number
-/// for files and stdin, a sequence number for the generator).
+/// Where and when an event came from: its source partition, its position there (a line
+/// number for files and stdin, a sequence number for the generator), and the job's
+/// watermark just before it was read — the watermark it is judged by downstream, whatever
+/// the batching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The source partition.
     pub partition: u32,
     /// The position within the partition.
     pub position: u64,
+    /// The job's watermark just before the event was read.
+    pub watermark: i64,
 }
 
 /// A batch of events: the packed columns plugins receive, and each event's [`Origin`].
@@ -232,6 +236,7 @@ mod tests {
         Origin {
             partition: 0,
             position,
+            watermark: 0,
         }
     }
 

@@ -7,7 +7,8 @@
 //! the raw line as a string when it was not valid JSON.
 
 use crate::batch::Origin;
-use crate::sink::Records;
+use crate::sink::{RecordBuffer, Records};
+use crate::window::TimeWindow;
 
 /// The event of a dead letter: valid JSON (embedded as is) or raw bytes (embedded as a
 /// string).
@@ -23,8 +24,7 @@ pub enum DeadValue<'a> {
 #[derive(Debug, Default)]
 pub struct DeadLetters {
     source: String,
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
+    buffer: RecordBuffer,
 }
 
 impl DeadLetters {
@@ -44,52 +44,72 @@ impl DeadLetters {
         plugin: Option<&str>,
         value: DeadValue<'_>,
     ) {
-        let out = &mut self.bytes;
-        out.extend_from_slice(b"{\"reason\":");
-        write_json_string(out, reason.as_bytes());
-        out.extend_from_slice(b",\"source\":");
-        write_json_string(out, self.source.as_bytes());
-        out.extend_from_slice(b",\"partition\":");
-        out.extend_from_slice(itoa::Buffer::new().format(origin.partition).as_bytes());
-        out.extend_from_slice(b",\"position\":");
-        out.extend_from_slice(itoa::Buffer::new().format(origin.position).as_bytes());
-        out.extend_from_slice(b",\"plugin\":");
-        match plugin {
-            Some(name) => write_json_string(out, name.as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"value\":");
-        match value {
-            DeadValue::Json(json) => out.extend_from_slice(json),
-            DeadValue::Raw(raw) => write_json_string(out, raw),
-        }
-        out.push(b'}');
-        self.ends
-            .push(u32::try_from(out.len()).expect("dead letters of one batch exceed 4 GiB"));
+        self.push_record(reason, origin, plugin, None, value);
+    }
+
+    /// Adds a late event, naming the window it was too late for (as `window_start` and
+    /// `window_end` fields).
+    pub fn push_late(&mut self, reason: &str, origin: Origin, window: TimeWindow, value: &[u8]) {
+        self.push_record(reason, origin, None, Some(window), DeadValue::Json(value));
+    }
+
+    fn push_record(
+        &mut self,
+        reason: &str,
+        origin: Origin,
+        plugin: Option<&str>,
+        window: Option<TimeWindow>,
+        value: DeadValue<'_>,
+    ) {
+        let source = &self.source;
+        self.buffer.push_with(|out| {
+            let mut num = itoa::Buffer::new();
+            out.extend_from_slice(b"{\"reason\":");
+            write_json_string(out, reason.as_bytes());
+            out.extend_from_slice(b",\"source\":");
+            write_json_string(out, source.as_bytes());
+            out.extend_from_slice(b",\"partition\":");
+            out.extend_from_slice(num.format(origin.partition).as_bytes());
+            out.extend_from_slice(b",\"position\":");
+            out.extend_from_slice(num.format(origin.position).as_bytes());
+            out.extend_from_slice(b",\"plugin\":");
+            match plugin {
+                Some(name) => write_json_string(out, name.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            if let Some(w) = window {
+                out.extend_from_slice(b",\"window_start\":");
+                out.extend_from_slice(num.format(w.start).as_bytes());
+                out.extend_from_slice(b",\"window_end\":");
+                out.extend_from_slice(num.format(w.end).as_bytes());
+            }
+            out.extend_from_slice(b",\"value\":");
+            match value {
+                DeadValue::Json(json) => out.extend_from_slice(json),
+                DeadValue::Raw(raw) => write_json_string(out, raw),
+            }
+            out.push(b'}');
+        });
     }
 
     /// Number of dead letters held.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.buffer.len()
     }
 
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.buffer.is_empty()
     }
 
     /// The encoded dead letters, for a sink.
     pub fn records(&self) -> Records<'_> {
-        Records {
-            bytes: &self.bytes,
-            ends: &self.ends,
-        }
+        self.buffer.records()
     }
 
     /// Forgets every dead letter held, keeping the buffers.
     pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
+        self.buffer.clear();
     }
 }
 
@@ -109,6 +129,7 @@ mod tests {
         let origin = Origin {
             partition: 0,
             position: 7,
+            watermark: 0,
         };
         dl.push("bad \"json\"", origin, None, DeadValue::Raw(b"{oops"));
         dl.push(

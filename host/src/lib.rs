@@ -22,3 +22,5 @@ pub mod pipeline;
 pub mod plugin;
 pub mod sink;
 pub mod source;
+pub mod watermark;
+pub mod window;

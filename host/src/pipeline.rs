@@ -1,4 +1,5 @@
-//! The pipeline: `source → batch → plugin chain → sink`, with dead letters beside it.
+//! The pipeline: `source → batch → plugin chain → (keyed window) → sink`, with dead
+//! letters and late events beside it.
 //!
 //! One thread drives the whole chain a batch at a time, so an event's path through the
 //! pipeline is a handful of function calls and memory copies, never a channel hop.
@@ -10,11 +11,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::batch::EventBatch;
-use crate::config::{BatchConfig, EventFields, PipelineConfig, SinkConfig};
+use crate::config::{
+    AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
+};
 use crate::dead_letter::DeadLetters;
 use crate::plugin::{LoadedPlugin, PluginRuntime, PluginStage, SideInputs, StageCounters};
-use crate::sink::{self, Records, Sink};
+use crate::sink::{self, RecordBuffer, Records, Sink};
 use crate::source::{self, Ingest, Source, SourceState};
+use crate::watermark::Watermarks;
+use crate::window::{Assigner, Builtin, WindowCounters, WindowOperator};
 
 /// Counters of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +38,14 @@ pub struct Metrics {
     pub dead_letters: u64,
     /// Batches processed.
     pub batches: u64,
+    /// Window results emitted.
+    pub firings: u64,
+    /// Events that arrived after their window fired, within the allowed lateness.
+    pub late_accepted: u64,
+    /// Events past the allowed lateness, sent to the late sink.
+    pub late_rejected: u64,
+    /// The job's event-time watermark.
+    pub watermark: i64,
 }
 
 /// What a finished run reports.
@@ -60,7 +73,7 @@ impl fmt::Display for RunSummary {
         let m = &self.metrics;
         write!(
             f,
-            "{}: {} in, {} out, {} rejected, {} unparseable, {} failed, {} dead letters in {:.2} s ({:.0} records/s)",
+            "{}: {} in, {} out, {} rejected, {} unparseable, {} failed, {} dead letters",
             if self.stopped { "stopped" } else { "done" },
             m.records_in,
             m.records_out,
@@ -68,6 +81,17 @@ impl fmt::Display for RunSummary {
             m.unparseable,
             m.failed,
             m.dead_letters,
+        )?;
+        if m.firings > 0 || m.late_accepted > 0 || m.late_rejected > 0 {
+            write!(
+                f,
+                ", {} window firings, {} late accepted, {} late rejected",
+                m.firings, m.late_accepted, m.late_rejected
+            )?;
+        }
+        write!(
+            f,
+            " in {:.2} s ({:.0} records/s)",
             self.elapsed.as_secs_f64(),
             self.rate()
         )
@@ -78,11 +102,28 @@ impl fmt::Display for RunSummary {
 pub struct Pipeline {
     source: Box<dyn Source>,
     fields: EventFields,
+    watermarks: Watermarks,
     stages: Vec<PluginStage>,
+    window: Option<WindowOperator>,
     sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
+    /// The late sink, when it is not the dead-letter sink.
+    late_sink: Option<Box<dyn Sink>>,
     batch: BatchConfig,
     _side_inputs: SideInputs,
+}
+
+/// The window operator a `[window]` section describes.
+fn build_window(config: &WindowConfig) -> Result<WindowOperator> {
+    let aggregator = match config.aggregate {
+        AggregateKind::Plugin => anyhow::bail!("Wasm aggregate plugins are not supported yet"),
+        kind => Box::new(Builtin::new(kind, config.field.clone())),
+    };
+    Ok(WindowOperator::new(
+        Assigner::from_config(config),
+        config.allowed_lateness.as_millis(),
+        aggregator,
+    ))
 }
 
 /// Loads side inputs and every plugin (compiled, type-checked) without running anything.
@@ -110,16 +151,30 @@ impl Pipeline {
             .into_iter()
             .map(|p| PluginStage::start(runtime, p, side_inputs.clone()))
             .collect::<Result<_>>()?;
+        let window = config.window.as_ref().map(build_window).transpose()?;
         let source = source::build(&config.source)?;
+        let watermarks = Watermarks::new(
+            source.partitions(),
+            config.watermark.max_delay.0,
+            config.watermark.idle_timeout.map(|d| d.0),
+        );
         let sink = sink::build(&config.sink).context("cannot open the [sink]")?;
         let dead_config = config.dead_letter.clone().unwrap_or(SinkConfig::Stderr {});
         let dead_sink = sink::build(&dead_config).context("cannot open the [dead_letter] sink")?;
+        let late_sink = config
+            .late
+            .as_ref()
+            .map(|late| sink::build(late).context("cannot open the [late] sink"))
+            .transpose()?;
         Ok(Self {
             source,
             fields: config.source.event_fields(),
+            watermarks,
             stages,
+            window,
             sink,
             dead_sink,
+            late_sink,
             batch: config.batch,
             _side_inputs: side_inputs,
         })
@@ -136,31 +191,51 @@ impl Pipeline {
         let mut metrics = Metrics::default();
         let mut batch = EventBatch::default();
         let mut dead = DeadLetters::new(self.source.describe());
+        let mut late = DeadLetters::new(self.source.describe());
+        let mut results = RecordBuffer::default();
         let mut exhausted = false;
         while !exhausted && !stop.load(Ordering::Relaxed) {
             batch.clear();
             dead.clear();
+            late.clear();
+            results.clear();
             let (state, unparseable) = self.gather(&mut batch, &mut dead, stop)?;
             exhausted = state == SourceState::Exhausted;
+            if exhausted {
+                self.watermarks.finish();
+            }
             metrics.records_in += batch.len() as u64 + unparseable;
             metrics.unparseable += unparseable;
             for stage in &mut self.stages {
                 stage.run(&mut batch, &mut dead)?;
             }
-            let records = Records {
-                bytes: &batch.columns.values,
-                ends: &batch.columns.value_ends,
+            let records = match &mut self.window {
+                Some(window) => {
+                    let watermark = self.watermarks.current();
+                    window.process(&batch, watermark, &mut results, &mut late, &mut dead)?;
+                    results.records()
+                }
+                None => Records {
+                    bytes: &batch.columns.values,
+                    ends: &batch.columns.value_ends,
+                },
             };
+            metrics.records_out += records.len() as u64;
             self.sink.write(records)?;
             self.sink.flush()?;
             if !dead.is_empty() {
                 self.dead_sink.write(dead.records())?;
                 self.dead_sink.flush()?;
             }
-            metrics.records_out += batch.len() as u64;
+            if !late.is_empty() {
+                let late_sink = self.late_sink.as_mut().unwrap_or(&mut self.dead_sink);
+                late_sink.write(late.records())?;
+                late_sink.flush()?;
+            }
             metrics.dead_letters += dead.len() as u64;
             metrics.batches += 1;
-            self.count_stage_outcomes(&mut metrics);
+            metrics.watermark = self.watermarks.current();
+            self.count_operator_outcomes(&mut metrics);
             on_batch(&metrics);
         }
         Ok(RunSummary {
@@ -176,7 +251,8 @@ impl Pipeline {
     }
 
     /// Gathers one batch: until it holds `max_records`, or `max_wait` has passed with
-    /// something in it, or the source is exhausted.
+    /// something in it, or the source is exhausted. An idle source returns an empty batch
+    /// when idleness moved the watermark, so windows still fire on a quiet stream.
     fn gather(
         &mut self,
         batch: &mut EventBatch,
@@ -185,8 +261,8 @@ impl Pipeline {
     ) -> Result<(SourceState, u64)> {
         let max = self.batch.max_records;
         let wait = self.batch.max_wait.0;
-        let mut ingest = Ingest::new(batch, dead, &self.fields);
         let mut deadline = Instant::now() + wait;
+        let mut ingest = Ingest::new(batch, dead, &self.fields, &mut self.watermarks);
         loop {
             let remaining = max - ingest.len();
             let state = self.source.poll(&mut ingest, remaining, deadline)?;
@@ -198,7 +274,8 @@ impl Pipeline {
             }
             let now = Instant::now();
             if now >= deadline {
-                if !ingest.is_empty() {
+                let idleness_moved_watermark = ingest.tick(now);
+                if !ingest.is_empty() || idleness_moved_watermark {
                     return Ok((state, ingest.unparseable()));
                 }
                 deadline = now + wait;
@@ -206,7 +283,7 @@ impl Pipeline {
         }
     }
 
-    fn count_stage_outcomes(&self, metrics: &mut Metrics) {
+    fn count_operator_outcomes(&self, metrics: &mut Metrics) {
         let (rejected, failed) = self
             .stages
             .iter()
@@ -214,5 +291,19 @@ impl Pipeline {
             .fold((0, 0), |(r, f), c| (r + c.rejected, f + c.failed));
         metrics.rejected = rejected;
         metrics.failed = failed;
+        let window = self
+            .window
+            .as_ref()
+            .map(|w| w.counters())
+            .unwrap_or_default();
+        let WindowCounters {
+            firings,
+            late_accepted,
+            late_rejected,
+            unaggregatable: _,
+        } = window;
+        metrics.firings = firings;
+        metrics.late_accepted = late_accepted;
+        metrics.late_rejected = late_rejected;
     }
 }

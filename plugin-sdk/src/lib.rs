@@ -90,9 +90,9 @@ macro_rules! export_filter {
                 }
                 fn select(batch: $crate::guest::WitBatch) -> $crate::guest::SelectResult {
                     $crate::guest::select::<$plugin>(batch)
-        }
+                }
             }
-            $crate::guest::filter::export!(EddyExport with_types_in $crate::guest::filter);
+    $crate::guest::filter::export!(EddyExport with_types_in $crate::guest::filter);
         };
     };
 }
@@ -112,9 +112,9 @@ macro_rules! export_transform {
                 }
                 fn process(batch: $crate::guest::WitBatch) -> $crate::guest::ProcessResult {
                     $crate::guest::process::<$plugin>(batch)
-        }
+                }
             }
-            $crate::guest::transform::export!(EddyExport with_types_in $crate::guest::transform);
+    $crate::guest::transform::export!(EddyExport with_types_in $crate::guest::transform);
         };
     };
 }

@@ -28,6 +28,13 @@ pub struct PipelineConfig {
     pub sink: SinkConfig,
     /// Where rejected and unparseable events go; stderr when absent.
     pub dead_letter: Option<SinkConfig>,
+    /// Where late events go; the dead-letter sink when absent.
+    pub late: Option<SinkConfig>,
+    /// Event-time watermarks.
+    #[serde(default)]
+    pub watermark: WatermarkConfig,
+    /// A keyed event-time window; without one the sink receives events.
+    pub window: Option<WindowConfig>,
     /// How events are gathered into batches.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -211,6 +218,138 @@ pub enum SinkConfig {
     Null {},
 }
 
+/// `[watermark]`: bounded out-of-orderness and idleness.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatermarkConfig {
+    /// How far behind the highest event time seen an event may be and still be on time.
+    pub max_delay: ConfigDuration,
+    /// A partition with no data this long stops holding the watermark back; never when
+    /// absent.
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+/// Which windows an event belongs to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Fixed-size, non-overlapping windows of `size`.
+    Tumbling,
+    /// Windows of `size` starting every `slide`.
+    Sliding,
+    /// Per-key sessions closed by `gap` without events.
+    Session,
+}
+
+/// The built-in aggregates, or a Wasm aggregate plugin.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateKind {
+    /// Number of events.
+    Count,
+    /// Sum of `field`.
+    Sum,
+    /// Minimum of `field`.
+    Min,
+    /// Maximum of `field`.
+    Max,
+    /// Mean of `field`.
+    Avg,
+    /// A user-defined aggregate: the component in `plugin`.
+    Plugin,
+}
+
+impl AggregateKind {
+    /// The result's field name in output records.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateKind::Count => "count",
+            AggregateKind::Sum => "sum",
+            AggregateKind::Min => "min",
+            AggregateKind::Max => "max",
+            AggregateKind::Avg => "avg",
+            AggregateKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// `[window]`: a keyed event-time window and its aggregate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// tumbling, sliding or session.
+    pub kind: WindowKind,
+    /// Window length (tumbling, sliding).
+    pub size: Option<ConfigDuration>,
+    /// Distance between window starts (sliding).
+    pub slide: Option<ConfigDuration>,
+    /// Inactivity that closes a session (session).
+    pub gap: Option<ConfigDuration>,
+    /// Shifts window starts away from multiples of the size (tumbling, sliding).
+    #[serde(default)]
+    pub offset: ConfigDuration,
+    /// How long after a window fires late events still update it (and fire it again).
+    #[serde(default)]
+    pub allowed_lateness: ConfigDuration,
+    /// What to compute per key and window.
+    pub aggregate: AggregateKind,
+    /// The numeric field `sum`, `min`, `max` and `avg` read.
+    pub field: Option<String>,
+    /// The aggregate component, with `aggregate = "plugin"`; its `name` is the result's
+    /// field name.
+    pub plugin: Option<PluginConfig>,
+}
+
+impl WindowConfig {
+    fn check(&self) -> Result<()> {
+        let positive = |name: &str, d: Option<ConfigDuration>| -> Result<i64> {
+            match d {
+                Some(d) if d.as_millis() > 0 => Ok(d.as_millis()),
+                Some(_) => bail!("[window] {name} must be more than 0"),
+                None => bail!("[window] a {:?} window needs `{name}`", self.kind),
+            }
+        };
+        let refuse = |name: &str, d: Option<ConfigDuration>| -> Result<()> {
+            if d.is_some() {
+                bail!(
+                    "[window] `{name}` does not apply to a {:?} window",
+                    self.kind
+                );
+            }
+            Ok(())
+        };
+        match self.kind {
+            WindowKind::Tumbling => {
+                positive("size", self.size)?;
+                refuse("slide", self.slide)?;
+                refuse("gap", self.gap)?;
+            }
+            WindowKind::Sliding => {
+                positive("size", self.size)?;
+                positive("slide", self.slide)?;
+                refuse("gap", self.gap)?;
+            }
+            WindowKind::Session => {
+                positive("gap", self.gap)?;
+                refuse("size", self.size)?;
+                refuse("slide", self.slide)?;
+            }
+        }
+        match (self.aggregate, &self.field, &self.plugin) {
+            (AggregateKind::Plugin, _, None) => {
+                bail!("[window] aggregate = \"plugin\" needs a `plugin` table (name, path, config)")
+            }
+            (AggregateKind::Plugin, _, Some(_)) | (AggregateKind::Count, _, None) => Ok(()),
+            (AggregateKind::Count, _, Some(_)) => {
+                bail!("[window] `plugin` needs aggregate = \"plugin\"")
+            }
+            (kind, None, _) => bail!("[window] aggregate = \"{}\" needs `field`", kind.name()),
+            (_, Some(_), Some(_)) => bail!("[window] `plugin` needs aggregate = \"plugin\""),
+            (_, Some(_), None) => Ok(()),
+        }
+    }
+}
+
 /// `[batch]`: how many events, or how long, to gather per batch.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -285,8 +424,15 @@ impl PipelineConfig {
                 bail!("[source] generator key_field must be \"user\" or \"card\"");
             }
         }
+        if let Some(window) = &self.window {
+            window.check()?;
+        }
         let mut names = std::collections::HashSet::new();
-        for plugin in &self.plugins {
+        for plugin in self
+            .plugins
+            .iter()
+            .chain(self.window.iter().filter_map(|w| w.plugin.as_ref()))
+        {
             if !names.insert(plugin.name.as_str()) {
                 bail!(
                     "two [[plugin]] stages are named `{}`; names must be unique",
@@ -316,17 +462,20 @@ impl PipelineConfig {
         if let SourceConfig::File(f) = &mut self.source {
             resolve(&mut f.path);
         }
-        for plugin in &mut self.plugins {
+        let window_plugin = self.window.as_mut().and_then(|w| w.plugin.as_mut());
+        for plugin in self.plugins.iter_mut().chain(window_plugin) {
             resolve(&mut plugin.path);
             plugin.grant.read_dirs.iter_mut().for_each(resolve);
         }
         for table in &mut self.side_inputs {
             resolve(&mut table.path);
         }
-        for sink in [Some(&mut self.sink), self.dead_letter.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        let sinks = [
+            Some(&mut self.sink),
+            self.dead_letter.as_mut(),
+            self.late.as_mut(),
+        ];
+        for sink in sinks.into_iter().flatten() {
             if let SinkConfig::File { path } = sink {
                 resolve(path);
             }
@@ -367,6 +516,10 @@ mod tests {
             [dead_letter]
             kind = "stdout"
 
+            [late]
+            kind = "file"
+            path = "late.jsonl"
+
             [batch]
             max_records = 64
             max_wait = "5s"
@@ -394,6 +547,12 @@ mod tests {
             }
         );
         assert_eq!(config.dead_letter, Some(SinkConfig::Stdout {}));
+        assert_eq!(
+            config.late,
+            Some(SinkConfig::File {
+                path: "/p/late.jsonl".into()
+            })
+        );
         assert_eq!(config.batch.max_records, 64);
         assert_eq!(config.batch.max_wait.as_millis(), 5000);
     }
@@ -424,6 +583,48 @@ mod tests {
         assert!(err.contains("windw"), "{err}");
         let err = error_of(&MINIMAL.replace("\"null\"", "\"nul\""));
         assert!(err.contains("nul"), "{err}");
+    }
+
+    #[test]
+    fn windows_are_checked_by_kind() {
+        let with = |window: &str| format!("{MINIMAL}[window]\n{window}\n");
+        let ok = PipelineConfig::parse(&with("kind = \"sliding\"\nsize = \"1m\"\nslide = \"10s\"\naggregate = \"sum\"\nfield = \"amount\"")).unwrap();
+        let window = ok.window.unwrap();
+        assert_eq!(
+            (window.kind, window.aggregate),
+            (WindowKind::Sliding, AggregateKind::Sum)
+        );
+        let cases = [
+            ("kind = \"tumbling\"\naggregate = \"count\"", "needs `size`"),
+            (
+                "kind = \"tumbling\"\nsize = \"0s\"\naggregate = \"count\"",
+                "more than 0",
+            ),
+            (
+                "kind = \"session\"\ngap = \"1s\"\nsize = \"1s\"\naggregate = \"count\"",
+                "`size` does not apply",
+            ),
+            (
+                "kind = \"sliding\"\nsize = \"1s\"\naggregate = \"count\"",
+                "needs `slide`",
+            ),
+            (
+                "kind = \"tumbling\"\nsize = \"1s\"\naggregate = \"avg\"",
+                "needs `field`",
+            ),
+            (
+                "kind = \"tumbling\"\nsize = \"1s\"\naggregate = \"plugin\"",
+                "needs a `plugin` table",
+            ),
+            (
+                "kind = \"hopping\"\nsize = \"1s\"\naggregate = \"count\"",
+                "hopping",
+            ),
+        ];
+        for (window, want) in cases {
+            let err = error_of(&with(window));
+            assert!(err.contains(want), "{window}: {err}");
+        }
     }
 
     #[test]

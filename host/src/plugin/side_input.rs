@@ -99,22 +99,28 @@ impl SideInputs {
     }
 }
 
+/// How long a table's file must be quiet before it is reloaded, so a file written in
+/// several steps (truncate, then write) is read once, whole.
+const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Watches the directories of the tables' files (editors replace files by renaming, so
-/// the file itself is not watched) and reloads a table when its file changes.
+/// the file itself is not watched) and reloads a table once its file has changed and then
+/// been quiet for [`RELOAD_QUIET`].
 fn watch_tables(tables: &Arc<HashMap<String, Arc<Table>>>) -> Result<notify::RecommendedWatcher> {
     let by_path: Vec<(PathBuf, Arc<Table>)> = tables
         .values()
         .map(|t| (absolute(&t.config.path), t.clone()))
         .collect();
+    let (changed, reloads) = std::sync::mpsc::channel::<usize>();
     let watched = by_path.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if event.kind.is_access() {
             return;
         }
-        for (path, table) in &watched {
+        for (i, (path, _)) in watched.iter().enumerate() {
             if event.paths.iter().any(|p| absolute(p) == *path) {
-                table.reload();
+                let _ = changed.send(i);
             }
         }
     })
@@ -131,6 +137,21 @@ fn watch_tables(tables: &Arc<HashMap<String, Arc<Table>>>) -> Result<notify::Rec
                 )
             })?;
     }
+    std::thread::Builder::new()
+        .name("eddy-side-inputs".into())
+        .spawn(move || {
+            // Ends when the watcher (and with it the sender) is dropped.
+            while let Ok(first) = reloads.recv() {
+                let mut pending = std::collections::BTreeSet::from([first]);
+                while let Ok(next) = reloads.recv_timeout(RELOAD_QUIET) {
+                    pending.insert(next);
+                }
+                for i in pending {
+                    by_path[i].1.reload();
+                }
+            }
+        })
+        .context("cannot start the side-input reload thread")?;
     Ok(watcher)
 }
 
@@ -279,14 +300,14 @@ mod tests {
         let tables = SideInputs::load(&[config(dir.path(), "u.jsonl")], true).unwrap();
         std::fs::write(&path, "{\"user\":\"u1\",\"v\":2}\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tables.lookup("users", b"u1").unwrap().unwrap() != br#"{"user":"u1","v":2}"# {
+        while tables.lookup("users", b"u1") != Some(Some(br#"{"user":"u1","v":2}"#.to_vec())) {
             assert!(Instant::now() < deadline, "the table was not reloaded");
             std::thread::sleep(Duration::from_millis(20));
         }
         let version = tables.versions()[0].1;
         assert!(version >= 2);
         std::fs::write(&path, "{broken\n").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(RELOAD_QUIET * 4);
         assert_eq!(
             tables.lookup("users", b"u1").unwrap().unwrap(),
             br#"{"user":"u1","v":2}"#

@@ -44,6 +44,46 @@ impl<'a> Records<'a> {
     }
 }
 
+/// A growable buffer of records, packed as [`Records`] reads them.
+#[derive(Debug, Default)]
+pub struct RecordBuffer {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl RecordBuffer {
+    /// Appends one record, written in place by `write`.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        let end = u32::try_from(self.bytes.len()).expect("records of one batch exceed 4 GiB");
+        self.ends.push(end);
+    }
+
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The records, for a sink.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            bytes: &self.bytes,
+            ends: &self.ends,
+        }
+    }
+
+    /// Forgets every record, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 /// A destination for records, written a batch at a time as JSON lines.
 pub trait Sink: Send {
     /// Writes a batch of records, one per line. Records become visible to readers of the

@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::{Ingest, Source, SourceState};
-use crate::batch::Origin;
 
 /// Reads JSON lines from a file; one partition, positions are 1-based line numbers.
 pub struct FileSource {
@@ -58,11 +57,7 @@ impl Source for FileSource {
                 return Ok(SourceState::Exhausted);
             }
             self.line_number += 1;
-            let origin = Origin {
-                partition: 0,
-                position: self.line_number,
-            };
-            if ingest.push_json(origin, &self.line) {
+            if ingest.push_json(0, self.line_number, &self.line) {
                 added += 1;
             }
         }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Ingest, Source, SourceState};
-use crate::batch::Origin;
 use crate::config::GeneratorConfig;
 
 const COUNTRIES: [&str; 8] = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"];
@@ -62,8 +61,7 @@ impl Generator {
         let ts = c.start_ts + step as i64 - disorder;
 
         let mut num = itoa::Buffer::new();
-        let batch = ingest.batch();
-        let out = batch.values_mut();
+        let out = ingest.values_mut();
         out.extend_from_slice(b"{\"seq\":");
         out.extend_from_slice(num.format(seq).as_bytes());
         out.extend_from_slice(b",\"ts\":");
@@ -93,17 +91,18 @@ impl Generator {
             self.key.extend_from_slice(b"user-");
             self.key.extend_from_slice(num.format(user).as_bytes());
         }
-        let origin = Origin {
-            partition: (seq % u64::from(c.partitions)) as u32,
-            position: seq,
-        };
-        batch.push_written(origin, &self.key, ts);
+        let partition = (seq % u64::from(c.partitions)) as u32;
+        ingest.push_written(partition, seq, &self.key, ts);
     }
 }
 
 impl Source for Generator {
     fn describe(&self) -> String {
         format!("generator(seed={})", self.config.seed)
+    }
+
+    fn partitions(&self) -> u32 {
+        self.config.partitions
     }
 
     fn poll(
@@ -157,12 +156,14 @@ mod tests {
     use crate::batch::EventBatch;
     use crate::config::{ConfigDuration, EventFields};
     use crate::dead_letter::DeadLetters;
+    use crate::watermark::Watermarks;
 
     fn generate(config: GeneratorConfig, max: usize) -> (EventBatch, SourceState) {
         let mut batch = EventBatch::default();
         let mut dead = DeadLetters::default();
         let fields = EventFields::default();
-        let mut ingest = Ingest::new(&mut batch, &mut dead, &fields);
+        let mut watermarks = Watermarks::new(1, Duration::ZERO, None);
+        let mut ingest = Ingest::new(&mut batch, &mut dead, &fields, &mut watermarks);
         let state = Generator::new(config)
             .poll(&mut ingest, max, Instant::now())
             .unwrap();

@@ -16,6 +16,7 @@ use anyhow::Result;
 use crate::batch::{EventBatch, Origin};
 use crate::config::{EventFields, SourceConfig};
 use crate::dead_letter::{DeadLetters, DeadValue};
+use crate::watermark::Watermarks;
 
 pub use fields::{extract, Extracted};
 pub use file::FileSource;
@@ -35,6 +36,11 @@ pub enum SourceState {
 pub trait Source: Send {
     /// Names the source in dead letters and logs, e.g. `file:payments.jsonl`.
     fn describe(&self) -> String;
+
+    /// Number of partitions, each with its own position and watermark.
+    fn partitions(&self) -> u32 {
+        1
+    }
 
     /// Appends up to `max` records (events or dead letters) to `ingest`. Returns once
     /// `max` are appended, the source is exhausted, or `deadline` has passed; never blocks
@@ -62,27 +68,34 @@ pub struct Ingest<'a> {
     batch: &'a mut EventBatch,
     dead: &'a mut DeadLetters,
     fields: &'a EventFields,
+    watermarks: &'a mut Watermarks,
+    now: Instant,
     unparseable: u64,
 }
 
 impl<'a> Ingest<'a> {
-    /// An ingest into `batch`, validating JSON events against `fields`.
+    /// An ingest into `batch`, validating JSON events against `fields` and advancing
+    /// `watermarks` with every event.
     pub fn new(
         batch: &'a mut EventBatch,
         dead: &'a mut DeadLetters,
         fields: &'a EventFields,
+        watermarks: &'a mut Watermarks,
     ) -> Self {
         Self {
             batch,
             dead,
             fields,
+            watermarks,
+            now: Instant::now(),
             unparseable: 0,
         }
     }
 
-    /// Appends one JSON line read at `origin`; a line that is not a valid event becomes a
-    /// dead letter. Blank lines are skipped. Returns whether a record was added.
-    pub fn push_json(&mut self, origin: Origin, line: &[u8]) -> bool {
+    /// Appends one JSON line read at `position` of `partition`; a line that is not a valid
+    /// event becomes a dead letter. Blank lines are skipped. Returns whether a record was
+    /// added.
+    pub fn push_json(&mut self, partition: u32, position: u64, line: &[u8]) -> bool {
         let line = line.trim_ascii();
         if line.is_empty() {
             return false;
@@ -91,19 +104,38 @@ impl<'a> Ingest<'a> {
             Ok(found) => {
                 let timestamp = found.timestamp.unwrap_or_else(now_millis);
                 let key = found.key.as_deref().unwrap_or_default();
-                self.batch.push(origin, key, timestamp, line);
+                self.batch.values_mut().extend_from_slice(line);
+                self.push_written(partition, position, key, timestamp);
             }
             Err(reason) => {
                 self.unparseable += 1;
+                let origin = Origin {
+                    partition,
+                    position,
+                    watermark: self.watermarks.current(),
+                };
                 self.dead.push(&reason, origin, None, DeadValue::Raw(line));
             }
         }
         true
     }
 
-    /// The batch, for sources that write events directly (the generator).
-    pub fn batch(&mut self) -> &mut EventBatch {
-        self.batch
+    /// The values column, for a source that writes an event's value in place (the
+    /// generator) before calling [`Ingest::push_written`].
+    pub fn values_mut(&mut self) -> &mut Vec<u8> {
+        self.batch.values_mut()
+    }
+
+    /// Appends the event whose value was just written to [`Ingest::values_mut`], and
+    /// advances the watermark by it.
+    pub fn push_written(&mut self, partition: u32, position: u64, key: &[u8], timestamp: i64) {
+        let watermark = self.watermarks.observe(partition, timestamp, self.now);
+        let origin = Origin {
+            partition,
+            position,
+            watermark,
+        };
+        self.batch.push_written(origin, key, timestamp);
     }
 
     /// Records appended so far (events and dead letters).
@@ -114,6 +146,11 @@ impl<'a> Ingest<'a> {
     /// Whether nothing has been appended.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Marks idle partitions at `now`; returns whether that advanced the watermark.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        self.watermarks.tick(now)
     }
 
     /// Lines that were not valid events.

@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::{Ingest, Source, SourceState};
-use crate::batch::Origin;
 
 /// Lines read together: bytes back to back, with each line's end.
 struct Chunk {
@@ -111,11 +110,8 @@ impl Source for StdinSource {
             let mut i = next;
             while i < chunk.ends.len() && added < max {
                 let start = if i == 0 { 0 } else { chunk.ends[i - 1] };
-                let origin = Origin {
-                    partition: 0,
-                    position: chunk.first_line + i as u64,
-                };
-                if ingest.push_json(origin, &chunk.bytes[start..chunk.ends[i]]) {
+                let position = chunk.first_line + i as u64;
+                if ingest.push_json(0, position, &chunk.bytes[start..chunk.ends[i]]) {
                     added += 1;
                 }
                 i += 1;

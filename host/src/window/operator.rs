@@ -1,0 +1,376 @@
+//! The keyed window operator: assigns events to windows, keeps one accumulator per key and
+//! window, and fires windows as the watermark passes their end — Flink's event-time
+//! windows with the default trigger and allowed lateness.
+//!
+//! - A window `[start, end)` fires when the watermark reaches `end - 1`.
+//! - An event whose every window has `end - 1 + allowed_lateness <= watermark` is late:
+//!   it goes to the late sink with the window it missed. Nothing is dropped silently.
+//! - A window keeps its state until the watermark passes `end - 1 + allowed_lateness`;
+//!   an event that arrives after the window fired but within the lateness updates it and
+//!   fires it again with the full, updated result.
+//! - Session windows of a key merge when a new event's `[ts, ts + gap)` touches them.
+//!
+//! Firing does not scan keys: windows are indexed by their timers (a min-heap of end
+//! times), so a watermark advance costs only the windows it fires.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use anyhow::Result;
+
+use super::aggregate::{Acc, Aggregator};
+use super::assigner::{Assigner, TimeWindow};
+use crate::batch::EventBatch;
+use crate::dead_letter::DeadLetters;
+use crate::sink::RecordBuffer;
+use crate::watermark::MIN_WATERMARK;
+
+/// Counters of the window operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounters {
+    /// Window results emitted (a window fired again by a late event counts again).
+    pub firings: u64,
+    /// Events that arrived after their window fired, within the allowed lateness.
+    pub late_accepted: u64,
+    /// Events past the allowed lateness, sent to the late sink.
+    pub late_rejected: u64,
+    /// Events that could not be aggregated (e.g. no numeric field), dead-lettered.
+    pub unaggregatable: u64,
+}
+
+/// Keys interned to small ids, so windows and timers hold 4 bytes instead of the key.
+#[derive(Debug, Default)]
+struct Keys {
+    ids: HashMap<Vec<u8>, u32>,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl Keys {
+    fn intern(&mut self, key: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = u32::try_from(self.bytes.len()).expect("more than 4 billion keys");
+        self.ids.insert(key.to_vec(), id);
+        self.bytes.push(key.to_vec());
+        id
+    }
+}
+
+/// A window of a key.
+type WindowId = (u32, i64, i64);
+
+/// The keyed window operator.
+pub struct WindowOperator {
+    assigner: Assigner,
+    lateness: i64,
+    aggregator: Box<dyn Aggregator>,
+    keys: Keys,
+    /// Open windows and the slot of their accumulator.
+    windows: HashMap<WindowId, u32>,
+    /// Session windows per key (merging assigners only).
+    sessions: HashMap<u32, Vec<TimeWindow>>,
+    accs: Vec<Acc>,
+    free: Vec<u32>,
+    /// (time, key, start, end): fire at `end - 1`, clean up at `end - 1 + lateness`.
+    timers: BinaryHeap<Reverse<(i64, u32, i64, i64)>>,
+    watermark: i64,
+    counters: WindowCounters,
+    assigned: Vec<TimeWindow>,
+}
+
+impl WindowOperator {
+    /// An operator with `assigner`, `allowed_lateness` ms, and `aggregator`.
+    pub fn new(assigner: Assigner, allowed_lateness: i64, aggregator: Box<dyn Aggregator>) -> Self {
+        Self {
+            assigner,
+            lateness: allowed_lateness,
+            aggregator,
+            keys: Keys::default(),
+            windows: HashMap::new(),
+            sessions: HashMap::new(),
+            accs: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            watermark: MIN_WATERMARK,
+            counters: WindowCounters::default(),
+            assigned: Vec::new(),
+        }
+    }
+
+    /// The operator's counters.
+    pub fn counters(&self) -> WindowCounters {
+        self.counters
+    }
+
+    /// Number of open (key, window) pairs.
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Processes a batch: each event is judged by the watermark that held just before it
+    /// was read (`origins[i].watermark`); afterwards the watermark advances to
+    /// `end_watermark`. Results go to `out`, late events to `late`, events that cannot be
+    /// aggregated to `dead`.
+    pub fn process(
+        &mut self,
+        batch: &EventBatch,
+        end_watermark: i64,
+        out: &mut RecordBuffer,
+        late: &mut DeadLetters,
+        dead: &mut DeadLetters,
+    ) -> Result<()> {
+        for i in 0..batch.len() {
+            self.advance(batch, batch.origins[i].watermark, out)?;
+            let value = match self.aggregator.prepare(batch, i) {
+                Ok(value) => value,
+                Err(reason) => {
+                    self.counters.unaggregatable += 1;
+                    dead.push(
+                        &reason,
+                        batch.origins[i],
+                        None,
+                        crate::dead_letter::DeadValue::Json(batch.value(i)),
+                    );
+                    continue;
+                }
+            };
+            let key = self.keys.intern(batch.key(i));
+            let timestamp = batch.columns.timestamps[i];
+            let accepted = if self.assigner.is_merging() {
+                self.add_to_session(batch, i, key, timestamp, value, out)?
+            } else {
+                self.add_to_windows(batch, i, key, timestamp, value, out)?
+            };
+            if let Err(missed) = accepted {
+                self.counters.late_rejected += 1;
+                let reason = format!(
+                    "late: event time {timestamp} is past its window [{}, {}) plus the allowed lateness of {} ms at watermark {}",
+                    missed.start, missed.end, self.lateness, self.watermark
+                );
+                late.push_late(&reason, batch.origins[i], missed, batch.value(i));
+            }
+        }
+        self.aggregator.flush(batch, &mut self.accs)?;
+        self.advance(batch, end_watermark, out)
+    }
+
+    /// Advances the watermark (never backwards) and fires the windows it passes, in order
+    /// of their end, then key, then start.
+    pub fn advance(
+        &mut self,
+        batch: &EventBatch,
+        watermark: i64,
+        out: &mut RecordBuffer,
+    ) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let mut flushed = false;
+        while let Some(&Reverse((time, key, start, end))) = self.timers.peek() {
+            if time > watermark {
+                break;
+            }
+            self.timers.pop();
+            let window = TimeWindow { start, end };
+            let Some(&slot) = self.windows.get(&(key, start, end)) else {
+                continue; // merged into a larger session, or already cleaned up
+            };
+            if time == window.max_timestamp() {
+                if !flushed {
+                    self.aggregator.flush(batch, &mut self.accs)?;
+                    flushed = true;
+                }
+                self.emit(key, window, slot, out)?;
+            }
+            if time == window.max_timestamp().saturating_add(self.lateness) {
+                self.remove(key, window);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a window's state is gone for good at the current watermark.
+    fn is_late(&self, window: &TimeWindow) -> bool {
+        window.max_timestamp().saturating_add(self.lateness) <= self.watermark
+    }
+
+    /// Adds an event to its (non-merging) windows. `Err` names a window it was too late
+    /// for, when it was too late for all of them.
+    fn add_to_windows(
+        &mut self,
+        batch: &EventBatch,
+        i: usize,
+        key: u32,
+        timestamp: i64,
+        value: Option<f64>,
+        out: &mut RecordBuffer,
+    ) -> Result<Result<(), TimeWindow>> {
+        let mut assigned = std::mem::take(&mut self.assigned);
+        assigned.clear();
+        self.assigner.assign(timestamp, &mut assigned);
+        let mut accepted = false;
+        let mut late_but_allowed = false;
+        for &window in &assigned {
+            if self.is_late(&window) {
+                continue;
+            }
+            accepted = true;
+            let slot = self.window_slot(key, window)?;
+            self.aggregator.fold(&mut self.accs, slot, i, value);
+            if window.max_timestamp() <= self.watermark {
+                late_but_allowed = true;
+                self.aggregator.flush(batch, &mut self.accs)?;
+                self.emit(key, window, slot, out)?;
+            }
+        }
+        self.counters.late_accepted += u64::from(late_but_allowed);
+        let missed = assigned.first().copied();
+        self.assigned = assigned;
+        Ok(match (accepted, missed) {
+            (false, Some(window)) => Err(window),
+            _ => Ok(()),
+        })
+    }
+
+    /// Adds an event to its key's sessions, merging the ones its `[ts, ts + gap)` touches.
+    fn add_to_session(
+        &mut self,
+        batch: &EventBatch,
+        i: usize,
+        key: u32,
+        timestamp: i64,
+        value: Option<f64>,
+        out: &mut RecordBuffer,
+    ) -> Result<Result<(), TimeWindow>> {
+        let mut assigned = std::mem::take(&mut self.assigned);
+        assigned.clear();
+        self.assigner.assign(timestamp, &mut assigned);
+        let new = assigned[0];
+        self.assigned = assigned;
+        let touching: Vec<TimeWindow> = self
+            .sessions
+            .get(&key)
+            .map(|sessions| {
+                sessions
+                    .iter()
+                    .copied()
+                    .filter(|s| s.intersects(&new))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let merged = touching.iter().fold(new, |acc, s| acc.cover(s));
+        if self.is_late(&merged) {
+            return Ok(Err(merged));
+        }
+        let slot = if touching.len() == 1 && touching[0] == merged {
+            self.windows[&(key, merged.start, merged.end)]
+        } else {
+            self.aggregator.flush(batch, &mut self.accs)?;
+            let mut acc = self.aggregator.create()?;
+            for old in &touching {
+                let old = self
+                    .remove(key, *old)
+                    .expect("a session in the list has state");
+                acc = self.aggregator.merge(acc, old)?;
+            }
+            let slot = self.store_acc(acc);
+            self.windows.insert((key, merged.start, merged.end), slot);
+            self.sessions.entry(key).or_default().push(merged);
+            self.register_timers(key, merged);
+            slot
+        };
+        self.aggregator.fold(&mut self.accs, slot, i, value);
+        if merged.max_timestamp() <= self.watermark {
+            self.counters.late_accepted += 1;
+            self.aggregator.flush(batch, &mut self.accs)?;
+            self.emit(key, merged, slot, out)?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The accumulator slot of a window, creating the window (and its timers) if new.
+    fn window_slot(&mut self, key: u32, window: TimeWindow) -> Result<u32> {
+        if let Some(&slot) = self.windows.get(&(key, window.start, window.end)) {
+            return Ok(slot);
+        }
+        let acc = self.aggregator.create()?;
+        let slot = self.store_acc(acc);
+        self.windows.insert((key, window.start, window.end), slot);
+        self.register_timers(key, window);
+        Ok(slot)
+    }
+
+    fn register_timers(&mut self, key: u32, window: TimeWindow) {
+        let fire = window.max_timestamp();
+        self.timers
+            .push(Reverse((fire, key, window.start, window.end)));
+        if self.lateness > 0 {
+            let cleanup = fire.saturating_add(self.lateness);
+            self.timers
+                .push(Reverse((cleanup, key, window.start, window.end)));
+        }
+    }
+
+    fn store_acc(&mut self, acc: Acc) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.accs[slot as usize] = acc;
+                slot
+            }
+            None => {
+                self.accs.push(acc);
+                u32::try_from(self.accs.len() - 1).expect("more than 4 billion open windows")
+            }
+        }
+    }
+
+    /// Removes a window's state, returning its accumulator.
+    fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
+        let slot = self.windows.remove(&(key, window.start, window.end))?;
+        if let Some(sessions) = self.sessions.get_mut(&key) {
+            sessions.retain(|s| *s != window);
+            if sessions.is_empty() {
+                self.sessions.remove(&key);
+            }
+        }
+        self.free.push(slot);
+        Some(std::mem::replace(
+            &mut self.accs[slot as usize],
+            Acc::Count(0),
+        ))
+    }
+
+    /// Writes one window result:
+    /// `{"key":"user-1","window_start":0,"window_end":60000,"count":3}`.
+    fn emit(
+        &mut self,
+        key: u32,
+        window: TimeWindow,
+        slot: u32,
+        out: &mut RecordBuffer,
+    ) -> Result<()> {
+        let mut result = Vec::new();
+        self.aggregator
+            .finish(&self.accs[slot as usize], &mut result)?;
+        let key = String::from_utf8_lossy(&self.keys.bytes[key as usize]);
+        let name = self.aggregator.name();
+        out.push_with(|buf| {
+            let mut num = itoa::Buffer::new();
+            buf.extend_from_slice(b"{\"key\":");
+            serde_json::to_writer(&mut *buf, key.as_ref()).expect("writing to a Vec cannot fail");
+            buf.extend_from_slice(b",\"window_start\":");
+            buf.extend_from_slice(num.format(window.start).as_bytes());
+            buf.extend_from_slice(b",\"window_end\":");
+            buf.extend_from_slice(num.format(window.end).as_bytes());
+            buf.push(b',');
+            serde_json::to_writer(&mut *buf, name).expect("writing to a Vec cannot fail");
+            buf.push(b':');
+            buf.extend_from_slice(&result);
+            buf.push(b'}');
+        });
+        self.counters.firings += 1;
+        Ok(())
+    }
+}

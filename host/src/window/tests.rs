@@ -1,0 +1,496 @@
+//! Window semantics, on hand-made streams and as properties of random ones. Events go
+//! through the same ingest (per-event watermarks) and operator the pipeline uses.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+use crate::batch::EventBatch;
+use crate::config::{AggregateKind, EventFields};
+use crate::dead_letter::DeadLetters;
+use crate::sink::RecordBuffer;
+use crate::source::Ingest;
+use crate::watermark::Watermarks;
+
+/// One test event: key, event time, amount.
+type Ev = (String, i64, i64);
+
+fn ev(key: &str, ts: i64, amount: i64) -> Ev {
+    (key.to_owned(), ts, amount)
+}
+
+/// What a run emitted: every firing in order, and every late event.
+struct Run {
+    firings: Vec<Value>,
+    late: Vec<Value>,
+    counters: WindowCounters,
+}
+
+impl Run {
+    /// The last result of each window: `(key, start, end) -> result`.
+    fn finals(&self, name: &str) -> BTreeMap<(String, i64, i64), Value> {
+        self.firings
+            .iter()
+            .map(|f| {
+                let key = (
+                    f["key"].as_str().unwrap().to_owned(),
+                    f["window_start"].as_i64().unwrap(),
+                    f["window_end"].as_i64().unwrap(),
+                );
+                (key, f[name].clone())
+            })
+            .collect()
+    }
+
+    /// The late events' amounts and times, in order.
+    fn late_events(&self) -> Vec<(i64, i64)> {
+        self.late
+            .iter()
+            .map(|l| {
+                (
+                    l["value"]["ts"].as_i64().unwrap(),
+                    l["value"]["amount"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn records(records: crate::sink::Records<'_>) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect()
+}
+
+/// Runs `events` through ingest and a window operator, `batch` events at a time, then
+/// ends the source (watermark to the end of time).
+fn run(
+    events: &[Ev],
+    assigner: Assigner,
+    lateness: i64,
+    max_delay: u64,
+    batch: usize,
+    aggregate: AggregateKind,
+) -> Run {
+    let mut op = WindowOperator::new(
+        assigner,
+        lateness,
+        Box::new(Builtin::new(aggregate, Some("amount".into()))),
+    );
+    let mut watermarks = Watermarks::new(1, Duration::from_millis(max_delay), None);
+    let fields = EventFields {
+        time_field: Some("ts".into()),
+        key_field: Some("k".into()),
+    };
+    let (mut out, mut late, mut dead) = (
+        RecordBuffer::default(),
+        DeadLetters::default(),
+        DeadLetters::default(),
+    );
+    let lines: Vec<String> = events
+        .iter()
+        .map(|(k, ts, amount)| format!(r#"{{"k":"{k}","ts":{ts},"amount":{amount}}}"#))
+        .collect();
+    for (n, chunk) in lines.chunks(batch.max(1)).enumerate() {
+        let mut eb = EventBatch::default();
+        let mut ingest = Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks);
+        for (i, line) in chunk.iter().enumerate() {
+            assert!(ingest.push_json(0, (n * batch + i) as u64, line.as_bytes()));
+        }
+        op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
+            .unwrap();
+    }
+    watermarks.finish();
+    op.process(
+        &EventBatch::default(),
+        watermarks.current(),
+        &mut out,
+        &mut late,
+        &mut dead,
+    )
+    .unwrap();
+    assert!(dead.is_empty());
+    assert_eq!(
+        op.open_windows(),
+        0,
+        "every window is cleaned up at the end of time"
+    );
+    Run {
+        firings: records(out.records()),
+        late: records(late.records()),
+        counters: op.counters(),
+    }
+}
+
+const TUMBLING_10: Assigner = Assigner::Tumbling {
+    size: 10,
+    offset: 0,
+};
+
+/// Feeds events one at a time and returns, after each, the windows fired so far.
+fn firings_after_each(
+    events: &[Ev],
+    assigner: Assigner,
+    lateness: i64,
+) -> Vec<Vec<(i64, i64, Value)>> {
+    (1..=events.len())
+        .map(|n| {
+            let mut op = WindowOperator::new(
+                assigner,
+                lateness,
+                Box::new(Builtin::new(AggregateKind::Count, None)),
+            );
+            let mut watermarks = Watermarks::new(1, Duration::ZERO, None);
+            let fields = EventFields {
+                time_field: Some("ts".into()),
+                key_field: Some("k".into()),
+            };
+            let (mut out, mut late, mut dead) = (
+                RecordBuffer::default(),
+                DeadLetters::default(),
+                DeadLetters::default(),
+            );
+            for (i, (k, ts, _)) in events[..n].iter().enumerate() {
+                let mut eb = EventBatch::default();
+                let line = format!(r#"{{"k":"{k}","ts":{ts}}}"#);
+                Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks).push_json(
+                    0,
+                    i as u64,
+                    line.as_bytes(),
+                );
+                op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
+                    .unwrap();
+            }
+            records(out.records())
+                .iter()
+                .map(|f| {
+                    (
+                        f["window_start"].as_i64().unwrap(),
+                        f["window_end"].as_i64().unwrap(),
+                        f["count"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_fires_when_the_watermark_reaches_end_minus_one() {
+    // max_delay 0: the watermark after an event at t is t - 1.
+    let events = [ev("a", 0, 1), ev("a", 9, 1), ev("a", 10, 1), ev("a", 11, 1)];
+    let after = firings_after_each(&events, TUMBLING_10, 0);
+    assert!(
+        after[0].is_empty() && after[1].is_empty(),
+        "watermark 8 < 9: not yet"
+    );
+    assert_eq!(
+        after[2],
+        vec![(0, 10, 2.into())],
+        "watermark 9 = end - 1: fires, with ts 9 in it"
+    );
+    assert_eq!(after[3], vec![(0, 10, 2.into())], "fires once");
+}
+
+#[test]
+fn the_boundary_event_at_end_belongs_to_the_next_window() {
+    let r = run(
+        &[ev("a", 9, 1), ev("a", 10, 1)],
+        TUMBLING_10,
+        0,
+        0,
+        1,
+        AggregateKind::Count,
+    );
+    let finals = r.finals("count");
+    assert_eq!(finals[&("a".into(), 0, 10)], 1);
+    assert_eq!(finals[&("a".into(), 10, 20)], 1);
+}
+
+#[test]
+fn late_events_are_judged_at_the_lateness_limit() {
+    // Window [0,10) has max timestamp 9; with lateness 5 it is late once the watermark is 14.
+    let base = [ev("a", 1, 1), ev("a", 14, 0)]; // watermark 13 after the second event
+    let r = run(
+        &[&base[..], &[ev("a", 3, 10)]].concat(),
+        TUMBLING_10,
+        5,
+        0,
+        1,
+        AggregateKind::Sum,
+    );
+    assert!(r.late.is_empty(), "9 + 5 <= 13 is false: still accepted");
+    assert_eq!(r.counters.late_accepted, 1);
+    let sums: Vec<(i64, Value)> = r
+        .firings
+        .iter()
+        .map(|f| (f["window_start"].as_i64().unwrap(), f["sum"].clone()))
+        .collect();
+    assert_eq!(
+        sums,
+        vec![(0, 1.into()), (0, 11.into()), (10, 0.into())],
+        "fired, then fired again with the full result"
+    );
+
+    let base = [ev("a", 1, 1), ev("a", 15, 0)]; // watermark 14
+    let r = run(
+        &[&base[..], &[ev("a", 3, 10)]].concat(),
+        TUMBLING_10,
+        5,
+        0,
+        1,
+        AggregateKind::Sum,
+    );
+    assert_eq!(r.late_events(), vec![(3, 10)], "9 + 5 <= 14: late");
+    assert_eq!(r.late[0]["window_start"], 0);
+    assert_eq!(r.late[0]["window_end"], 10);
+    assert!(r.late[0]["reason"].as_str().unwrap().starts_with("late"));
+    assert_eq!(r.finals("sum")[&("a".into(), 0, 10)], 1);
+}
+
+#[test]
+fn without_lateness_an_event_for_a_fired_window_is_late() {
+    let r = run(
+        &[ev("a", 5, 1), ev("a", 20, 1), ev("a", 9, 7)],
+        TUMBLING_10,
+        0,
+        0,
+        1,
+        AggregateKind::Count,
+    );
+    assert_eq!(r.late_events(), vec![(9, 7)]);
+    assert_eq!(r.counters.late_rejected, 1);
+}
+
+#[test]
+fn sessions_merge_when_an_event_bridges_them() {
+    let session = Assigner::Session { gap: 10 };
+    // max_delay 100 keeps everything on time.
+    let events = [
+        ev("a", 0, 1),
+        ev("a", 20, 2),
+        ev("b", 5, 4),
+        ev("a", 10, 3),
+        ev("a", 45, 5),
+    ];
+    let r = run(&events, session, 0, 100, 1, AggregateKind::Sum);
+    let finals = r.finals("sum");
+    assert_eq!(finals.len(), 3, "{finals:?}");
+    assert_eq!(
+        finals[&("a".into(), 0, 30)],
+        6,
+        "[0,10) + [10,20) + [20,30) merged"
+    );
+    assert_eq!(finals[&("a".into(), 45, 55)], 5);
+    assert_eq!(finals[&("b".into(), 5, 15)], 4);
+}
+
+#[test]
+fn sliding_windows_count_each_event_in_every_window_it_falls_in() {
+    let sliding = Assigner::Sliding {
+        size: 10,
+        slide: 5,
+        offset: 0,
+    };
+    let r = run(
+        &[ev("a", 7, 1), ev("a", 12, 1)],
+        sliding,
+        0,
+        0,
+        1,
+        AggregateKind::Count,
+    );
+    let finals = r.finals("count");
+    assert_eq!(finals[&("a".into(), 0, 10)], 1);
+    assert_eq!(finals[&("a".into(), 5, 15)], 2);
+    assert_eq!(finals[&("a".into(), 10, 20)], 1);
+    assert_eq!(finals.len(), 3);
+}
+
+#[test]
+fn every_aggregate_over_one_window() {
+    let events = [ev("a", 1, 4), ev("a", 2, -2), ev("a", 3, 7)];
+    let result = |kind: AggregateKind| {
+        run(&events, TUMBLING_10, 0, 0, 8, kind).finals(kind.name())[&("a".into(), 0, 10)].clone()
+    };
+    assert_eq!(result(AggregateKind::Count), 3);
+    assert_eq!(result(AggregateKind::Sum), 9);
+    assert_eq!(result(AggregateKind::Min), -2);
+    assert_eq!(result(AggregateKind::Max), 7);
+    assert_eq!(result(AggregateKind::Avg), 3);
+}
+
+#[test]
+fn an_idle_partition_stops_holding_back_windows_and_a_woken_one_is_judged_by_the_new_watermark() {
+    let mut op = WindowOperator::new(
+        TUMBLING_10,
+        0,
+        Box::new(Builtin::new(AggregateKind::Count, None)),
+    );
+    let start = Instant::now();
+    let mut watermarks = Watermarks::new(2, Duration::ZERO, Some(Duration::from_millis(100)));
+    let (mut out, mut late, mut dead) = (
+        RecordBuffer::default(),
+        DeadLetters::default(),
+        DeadLetters::default(),
+    );
+    let fields = EventFields {
+        time_field: Some("ts".into()),
+        key_field: Some("k".into()),
+    };
+    let mut feed = |partition: u32,
+                    ts: i64,
+                    watermarks: &mut Watermarks,
+                    op: &mut WindowOperator,
+                    out: &mut RecordBuffer,
+                    late: &mut DeadLetters| {
+        let mut eb = EventBatch::default();
+        let line = format!(r#"{{"k":"a","ts":{ts}}}"#);
+        Ingest::new(&mut eb, &mut dead, &fields, watermarks).push_json(
+            partition,
+            0,
+            line.as_bytes(),
+        );
+        op.process(
+            &eb,
+            watermarks.current(),
+            out,
+            late,
+            &mut DeadLetters::default(),
+        )
+        .unwrap();
+    };
+    feed(0, 1, &mut watermarks, &mut op, &mut out, &mut late);
+    feed(1, 2, &mut watermarks, &mut op, &mut out, &mut late);
+    std::thread::sleep(Duration::from_millis(150));
+    feed(0, 50, &mut watermarks, &mut op, &mut out, &mut late);
+    assert!(
+        out.is_empty(),
+        "partition 1 (at 2) holds the watermark at 1"
+    );
+    assert!(
+        !watermarks.tick(start + Duration::from_millis(90)),
+        "nothing is idle yet"
+    );
+    assert!(
+        watermarks.tick(Instant::now() + Duration::from_millis(50)),
+        "partition 1 goes idle, partition 0 does not"
+    );
+    op.advance(&EventBatch::default(), watermarks.current(), &mut out)
+        .unwrap();
+    assert_eq!(
+        records(out.records()).len(),
+        1,
+        "window [0,10) fires without partition 1"
+    );
+    feed(1, 5, &mut watermarks, &mut op, &mut out, &mut late);
+    assert_eq!(
+        records(late.records()).len(),
+        1,
+        "the woken partition's old event is late"
+    );
+}
+
+/// Streams of events whose disorder stays strictly within `max_delay`: every event is
+/// later than the highest time seen so far minus `max_delay`.
+fn bounded_disorder(max_delay: i64) -> impl Strategy<Value = Vec<Ev>> {
+    prop::collection::vec(
+        (0..4usize, 0..30i64, -max_delay + 1..=0i64, 0..100i64),
+        1..120,
+    )
+    .prop_map(move |steps| {
+        let mut max = 0i64;
+        steps
+            .into_iter()
+            .map(|(key, advance, back, amount)| {
+                max += advance;
+                (format!("k{key}"), max + back, amount)
+            })
+            .collect()
+    })
+}
+
+fn assigners() -> impl Strategy<Value = Assigner> {
+    prop_oneof![
+        (1..60i64, 0..10i64).prop_map(|(size, offset)| Assigner::Tumbling {
+            size,
+            offset: offset % size
+        }),
+        (1..60i64, 1..60i64).prop_map(|(size, slide)| Assigner::Sliding {
+            size,
+            slide,
+            offset: 0
+        }),
+        (1..40i64).prop_map(|gap| Assigner::Session { gap }),
+    ]
+}
+
+fn aggregates() -> impl Strategy<Value = AggregateKind> {
+    prop_oneof![
+        Just(AggregateKind::Count),
+        Just(AggregateKind::Sum),
+        Just(AggregateKind::Min),
+        Just(AggregateKind::Max),
+        Just(AggregateKind::Avg),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn disorder_within_the_bound_gives_the_results_of_the_sorted_stream(
+        events in bounded_disorder(40),
+        assigner in assigners(),
+        aggregate in aggregates(),
+        batch in 1..20usize,
+    ) {
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|e| e.1);
+        let shuffled = run(&events, assigner, 0, 40, batch, aggregate);
+        let in_order = run(&sorted, assigner, 0, 40, batch, aggregate);
+        prop_assert!(shuffled.late.is_empty());
+        prop_assert_eq!(shuffled.finals(aggregate.name()), in_order.finals(aggregate.name()));
+    }
+
+    #[test]
+    fn batch_size_never_changes_final_results_or_late_events(
+        events in prop::collection::vec((0..3usize, 0..200i64, 0..50i64), 1..150),
+        assigner in assigners(),
+        aggregate in aggregates(),
+        lateness in prop_oneof![Just(0i64), 1..30i64],
+        max_delay in 0..20u64,
+    ) {
+        let events: Vec<Ev> = events.into_iter().map(|(k, ts, a)| (format!("k{k}"), ts, a)).collect();
+        let runs: Vec<Run> = [1, 7, 8192].iter().map(|&b| run(&events, assigner, lateness, max_delay, b, aggregate)).collect();
+        let name = aggregate.name();
+        for r in &runs[1..] {
+            prop_assert_eq!(r.finals(name), runs[0].finals(name));
+            prop_assert_eq!(r.late_events(), runs[0].late_events());
+        }
+        // Nothing vanishes: every event is in a window result or in the late output.
+        // (Tumbling only: a sliding window counts an event several times, and a session
+        // that fired and then grew by merging leaves its earlier result behind, as in Flink.)
+        if aggregate == AggregateKind::Count && matches!(assigner, Assigner::Tumbling { .. }) {
+            let counted: i64 = runs[0].finals(name).values().map(|v| v.as_i64().unwrap()).sum();
+            prop_assert_eq!(counted + runs[0].late.len() as i64, events.len() as i64);
+        }
+    }
+}
+
+#[test]
+fn the_end_of_input_fires_every_open_window() {
+    let r = run(
+        &[ev("a", 5, 1), ev("b", 1000, 1)],
+        TUMBLING_10,
+        0,
+        1_000_000,
+        1,
+        AggregateKind::Count,
+    );
+    assert_eq!(r.firings.len(), 2);
+}
