@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use eddy_example_artifacts::{CHAOS_COMPONENT, ENRICH_COMPONENT, FILTER_COMPONENT};
+use eddy_example_artifacts::{
+    CHAOS_COMPONENT, DISTINCT_COMPONENT, ENRICH_COMPONENT, FILTER_COMPONENT,
+};
 use serde_json::Value;
 
 /// A scratch directory with a pipeline file in it.
@@ -306,7 +308,7 @@ fn files_that_are_not_plugin_components_are_refused_with_what_they_are() {
         &output,
         &[
             "empty.wasm",
-            "exports neither world",
+            "exports no world",
             "`init` and `select`",
             "it exports: nothing",
         ],
@@ -547,4 +549,104 @@ path = "dead.jsonl"
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_wasm_aggregate_counts_distinct_cards_per_user_and_window() {
+    let s = Scratch::new();
+    let source = "[source]\nkind = \"generator\"\ncount = 3000\nkeys = 7\npartitions = 2\nmax_disorder = \"30ms\"\nseed = 3\n";
+    assert_success(&s.eddy(
+        "run",
+        &format!("{source}[sink]\nkind = \"file\"\npath = \"all.jsonl\"\n"),
+    ));
+    let pipeline = format!(
+        "{source}[watermark]\nmax_delay = \"30ms\"\n\
+         [window]\nkind = \"tumbling\"\nsize = \"500ms\"\naggregate = \"plugin\"\n\
+         plugin = {{ name = \"cards\", path = \"{DISTINCT_COMPONENT}\", config = {{ field = \"card\" }} }}\n\
+         [sink]\nkind = \"file\"\npath = \"cards.jsonl\"\n[batch]\nmax_records = 100\n"
+    );
+    let output = s.eddy("run", &pipeline);
+    assert_success(&output);
+    let mut expected: std::collections::BTreeMap<
+        (String, i64),
+        std::collections::BTreeSet<String>,
+    > = Default::default();
+    for v in s.lines("all.jsonl") {
+        let ts = v["ts"].as_i64().unwrap();
+        let window = ts - ts.rem_euclid(500);
+        expected
+            .entry((v["user"].as_str().unwrap().to_owned(), window))
+            .or_default()
+            .insert(v["card"].as_str().unwrap().to_owned());
+    }
+    let got: std::collections::BTreeMap<(String, i64), u64> = s
+        .lines("cards.jsonl")
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r["window_end"].as_i64().unwrap() - r["window_start"].as_i64().unwrap(),
+                500
+            );
+            (
+                (
+                    r["key"].as_str().unwrap().to_owned(),
+                    r["window_start"].as_i64().unwrap(),
+                ),
+                r["cards"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: std::collections::BTreeMap<(String, i64), u64> = expected
+        .into_iter()
+        .map(|(k, cards)| (k, cards.len() as u64))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        stderr(&output).contains("0 late rejected"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_wasm_aggregate_merges_sessions() {
+    let s = Scratch::new();
+    s.write(
+        "in.jsonl",
+        "{\"u\":\"a\",\"ts\":0,\"card\":\"c1\"}\n{\"u\":\"a\",\"ts\":20,\"card\":\"c2\"}\n{\"u\":\"b\",\"ts\":5,\"card\":\"c9\"}\n\
+         {\"u\":\"a\",\"ts\":10,\"card\":\"c1\"}\n{\"u\":\"a\",\"ts\":100,\"card\":\"c3\"}\n",
+    );
+    let pipeline = format!(
+        "[source]\nkind = \"file\"\npath = \"in.jsonl\"\ntime_field = \"ts\"\nkey_field = \"u\"\n\
+         [watermark]\nmax_delay = \"50ms\"\n\
+         [window]\nkind = \"session\"\ngap = \"10ms\"\naggregate = \"plugin\"\n\
+         plugin = {{ name = \"cards\", path = \"{DISTINCT_COMPONENT}\", config = {{ output = \"values\" }} }}\n\
+         [sink]\nkind = \"file\"\npath = \"sessions.jsonl\"\n"
+    );
+    assert_success(&s.eddy("run", &pipeline));
+    let sessions = std::fs::read_to_string(s.path("sessions.jsonl")).unwrap();
+    assert_eq!(
+        sessions,
+        "{\"key\":\"b\",\"window_start\":5,\"window_end\":15,\"cards\":[\"c9\"]}\n\
+         {\"key\":\"a\",\"window_start\":0,\"window_end\":30,\"cards\":[\"c1\",\"c2\"]}\n\
+         {\"key\":\"a\",\"window_start\":100,\"window_end\":110,\"cards\":[\"c3\"]}\n"
+    );
+}
+
+#[test]
+fn plugins_of_the_wrong_world_are_refused_where_they_are_named() {
+    let s = Scratch::new();
+    let output = s.eddy("run", &plugin_pipeline(DISTINCT_COMPONENT));
+    assert_failure_says(
+        &output,
+        &["plugin `p`", "window aggregate", "[window] plugin"],
+    );
+    let pipeline = format!(
+        "{GENERATOR}[window]\nkind = \"tumbling\"\nsize = \"1s\"\naggregate = \"plugin\"\n\
+         plugin = {{ name = \"f\", path = \"{FILTER_COMPONENT}\" }}\n[sink]\nkind = \"null\"\n"
+    );
+    assert_failure_says(
+        &s.eddy("run", &pipeline),
+        &["plugin `f`", "is a filter, not a window aggregate"],
+    );
 }

@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("enrich", "eddy-example-enrich"),
     ("fraud", "eddy-example-fraud"),
     ("chaos", "eddy-example-chaos"),
+    ("distinct", "eddy-example-distinct"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -64,9 +64,9 @@ fn main() -> ExitCode {
 fn validate(path: &Path) -> Result<()> {
     let config = PipelineConfig::load(path)?;
     let runtime = PluginRuntime::new(CompiledCache::from_env())?;
-    let (side_inputs, plugins) = pipeline::load_plugins(&config, &runtime, false)?;
+    let loaded = pipeline::load_plugins(&config, &runtime, false)?;
     println!("{}: ok", path.display());
-    for plugin in &plugins {
+    for plugin in loaded.stages.iter().chain(&loaded.window_plugin) {
         println!(
             "  plugin `{}`: {} world, {} (sha256 {})",
             plugin.config.name,
@@ -75,7 +75,7 @@ fn validate(path: &Path) -> Result<()> {
             plugin.hash
         );
     }
-    for (name, _) in side_inputs.versions() {
+    for (name, _) in loaded.side_inputs.versions() {
         println!("  side input `{name}`: loaded");
     }
     Ok(())

@@ -15,11 +15,13 @@ use crate::config::{
     AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
 };
 use crate::dead_letter::DeadLetters;
-use crate::plugin::{LoadedPlugin, PluginRuntime, PluginStage, SideInputs, StageCounters};
+use crate::plugin::{
+    LoadedPlugin, PluginRuntime, PluginStage, SideInputs, StageCounters, WasmAggregate,
+};
 use crate::sink::{self, RecordBuffer, Records, Sink};
 use crate::source::{self, Ingest, Source, SourceState};
 use crate::watermark::Watermarks;
-use crate::window::{Assigner, Builtin, WindowCounters, WindowOperator};
+use crate::window::{Aggregator, Assigner, Builtin, WindowCounters, WindowOperator};
 
 /// Counters of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,11 +115,18 @@ pub struct Pipeline {
     _side_inputs: SideInputs,
 }
 
-/// The window operator a `[window]` section describes.
-fn build_window(config: &WindowConfig) -> Result<WindowOperator> {
-    let aggregator = match config.aggregate {
-        AggregateKind::Plugin => anyhow::bail!("Wasm aggregate plugins are not supported yet"),
-        kind => Box::new(Builtin::new(kind, config.field.clone())),
+/// The window operator a `[window]` section describes, with its loaded aggregate plugin.
+fn build_window(
+    config: &WindowConfig,
+    plugin: Option<LoadedPlugin>,
+    runtime: &PluginRuntime,
+    side_inputs: &SideInputs,
+) -> Result<WindowOperator> {
+    let aggregator: Box<dyn Aggregator> = match (config.aggregate, plugin) {
+        (AggregateKind::Plugin, Some(plugin)) => {
+            Box::new(WasmAggregate::start(runtime, plugin, side_inputs.clone())?)
+        }
+        (kind, _) => Box::new(Builtin::new(kind, config.field.clone())),
     };
     Ok(WindowOperator::new(
         Assigner::from_config(config),
@@ -126,19 +135,39 @@ fn build_window(config: &WindowConfig) -> Result<WindowOperator> {
     ))
 }
 
+/// Side inputs and plugins of a pipeline, loaded (compiled, type-checked), not running.
+pub struct LoadedPipeline {
+    /// The side-input tables.
+    pub side_inputs: SideInputs,
+    /// The `[[plugin]]` stages, in order.
+    pub stages: Vec<LoadedPlugin>,
+    /// The `[window]` aggregate plugin, if any.
+    pub window_plugin: Option<LoadedPlugin>,
+}
+
 /// Loads side inputs and every plugin (compiled, type-checked) without running anything.
 pub fn load_plugins(
     config: &PipelineConfig,
     runtime: &PluginRuntime,
     watch: bool,
-) -> Result<(SideInputs, Vec<LoadedPlugin>)> {
+) -> Result<LoadedPipeline> {
     let side_inputs = SideInputs::load(&config.side_inputs, watch)?;
-    let plugins = config
+    let stages = config
         .plugins
         .iter()
         .map(|p| runtime.load(p))
         .collect::<Result<_>>()?;
-    Ok((side_inputs, plugins))
+    let window_plugin = config
+        .window
+        .as_ref()
+        .and_then(|w| w.plugin.as_ref())
+        .map(|p| runtime.load(p))
+        .transpose()?;
+    Ok(LoadedPipeline {
+        side_inputs,
+        stages,
+        window_plugin,
+    })
 }
 
 impl Pipeline {
@@ -146,12 +175,20 @@ impl Pipeline {
     /// source, and only then creates the sinks (so a pipeline that cannot start leaves
     /// existing output alone).
     pub fn build(config: &PipelineConfig, runtime: &PluginRuntime) -> Result<Self> {
-        let (side_inputs, plugins) = load_plugins(config, runtime, true)?;
-        let stages = plugins
+        let LoadedPipeline {
+            side_inputs,
+            stages,
+            window_plugin,
+        } = load_plugins(config, runtime, true)?;
+        let stages = stages
             .into_iter()
             .map(|p| PluginStage::start(runtime, p, side_inputs.clone()))
             .collect::<Result<_>>()?;
-        let window = config.window.as_ref().map(build_window).transpose()?;
+        let window = config
+            .window
+            .as_ref()
+            .map(|w| build_window(w, window_plugin, runtime, &side_inputs))
+            .transpose()?;
         let source = source::build(&config.source)?;
         let watermarks = Watermarks::new(
             source.partitions(),

@@ -4,7 +4,9 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::{Config, Filter, Output, PackedBatch, PackedHeaders, Plugin, Selection, Transform};
+use crate::{
+    Aggregate, Config, Filter, Output, PackedBatch, PackedHeaders, Plugin, Selection, Transform,
+};
 
 /// Bindings of the `filter` world (and of the shared `types` and `host` interfaces).
 pub mod filter {
@@ -30,12 +32,28 @@ pub mod transform {
     });
 }
 
+/// Bindings of the `aggregate` world, sharing the `filter` world's interface types.
+pub mod aggregate {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "eddy:plugin/aggregate",
+        pub_export_macro: true,
+        runtime_path: "::eddy_plugin_sdk::guest::rt",
+        with: {
+            "eddy:plugin/types@0.1.0": crate::guest::filter::eddy::plugin::types,
+            "eddy:plugin/host@0.1.0": crate::guest::filter::eddy::plugin::host,
+        },
+    });
+}
+
 pub use wit_bindgen::rt;
 
 use filter::eddy::plugin::types as wit;
 
 /// A batch as the bindings pass it.
 pub type WitBatch = wit::Batch;
+/// Packed byte strings as the bindings pass them.
+pub type WitPacked = wit::Packed;
 /// What the `filter` world's `select` returns.
 pub type SelectResult = (Vec<u32>, Vec<wit::Rejection>);
 /// What the `transform` world's `process` returns.
@@ -84,6 +102,89 @@ pub fn process<T: Transform>(batch: WitBatch) -> ProcessResult {
         origins,
         rejected.into_iter().map(rejection).collect(),
     )
+}
+
+/// The `create` export of the `aggregate` world.
+pub fn create<A: Aggregate>() -> Vec<u8> {
+    let mut out = Vec::new();
+    A::encode(&A::Acc::default(), &mut out);
+    out
+}
+
+/// The `fold` export of the `aggregate` world.
+pub fn fold<A: Aggregate>(
+    batch: WitBatch,
+    accumulators: WitPacked,
+    events: Vec<u32>,
+    targets: Vec<u32>,
+) -> Result<WitPacked, String> {
+    let batch = unpack(batch);
+    let view = batch.view();
+    let mut accs = decode_all::<A>(&accumulators)?;
+    with_plugin(|a: &mut A| {
+        for (&event, &target) in events.iter().zip(&targets) {
+            let event = view
+                .get(event as usize)
+                .ok_or_else(|| format!("event {event} is past the batch of {}", view.len()))?;
+            let acc = accs.get_mut(target as usize).ok_or_else(|| {
+                format!(
+                    "accumulator {target} is past the {} given",
+                    accumulators.ends.len()
+                )
+            })?;
+            a.fold(acc, &event);
+        }
+        Ok::<(), String>(())
+    })?;
+    Ok(pack_each(accs.iter(), |acc, out| A::encode(acc, out)))
+}
+
+/// The `merge` export of the `aggregate` world.
+pub fn merge<A: Aggregate>(a: Vec<u8>, b: Vec<u8>) -> Result<Vec<u8>, String> {
+    let (mut a, b) = (A::decode(&a)?, A::decode(&b)?);
+    with_plugin(|plugin: &mut A| plugin.merge(&mut a, b));
+    let mut out = Vec::new();
+    A::encode(&a, &mut out);
+    Ok(out)
+}
+
+/// The `finish` export of the `aggregate` world.
+pub fn finish<A: Aggregate>(accumulators: WitPacked) -> Result<WitPacked, String> {
+    let accs = decode_all::<A>(&accumulators)?;
+    Ok(with_plugin(|plugin: &mut A| {
+        pack_each(accs.iter(), |acc, out| plugin.finish(acc, out))
+    }))
+}
+
+fn decode_all<A: Aggregate>(packed: &WitPacked) -> Result<Vec<A::Acc>, String> {
+    let mut start = 0;
+    packed
+        .ends
+        .iter()
+        .map(|&end| {
+            let bytes = packed
+                .bytes
+                .get(start..end as usize)
+                .ok_or("accumulator offsets are past their bytes")?;
+            start = end as usize;
+            A::decode(bytes)
+        })
+        .collect()
+}
+
+fn pack_each<T>(
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(T, &mut Vec<u8>),
+) -> WitPacked {
+    let mut packed = WitPacked {
+        bytes: Vec::new(),
+        ends: Vec::new(),
+    };
+    for item in items {
+        write(item, &mut packed.bytes);
+        packed.ends.push(crate::batch::offset(packed.bytes.len()));
+    }
+    packed
 }
 
 fn rejection(r: crate::Rejection) -> wit::Rejection {

@@ -30,7 +30,8 @@ impl<'a> Field<'a> {
     /// The value as a number, if it is a JSON number.
     pub fn as_f64(&self) -> Option<f64> {
         match self.raw.first()? {
-            b'-' | b'0'..=b'9' => std::str::from_utf8(self.raw).ok()?.parse().ok(),
+            b'-' | b'0'..=b'9' => parse_simple_decimal(self.raw)
+                .or_else(|| std::str::from_utf8(self.raw).ok()?.parse().ok()),
             _ => None,
         }
     }
@@ -154,6 +155,9 @@ pub fn merge_objects(out: &mut Vec<u8>, base: &[u8], extra: &[u8]) -> bool {
 /// Whether a raw (quoted) key names `name`.
 fn key_equals(raw_key: &[u8], name: &str) -> bool {
     let inner = &raw_key[1..raw_key.len() - 1];
+    if inner == name.as_bytes() {
+        return true;
+    }
     if inner.contains(&b'\\') {
         serde_json::from_slice::<String>(raw_key).is_ok_and(|k| k == name)
     } else {
@@ -166,6 +170,42 @@ fn raw_keys_equal(a: &[u8], b: &[u8]) -> bool {
     a == b
         || ((a.contains(&b'\\') || b.contains(&b'\\'))
             && serde_json::from_slice::<String>(b).is_ok_and(|b| key_equals(a, &b)))
+}
+
+/// Parses `-?digits(.digits)?` exactly, without a string conversion, when the digits fit
+/// in 2^53 and there are at most 22 of them after the point (then one division by an
+/// exact power of ten is correctly rounded). Anything else is left to the full parser.
+fn parse_simple_decimal(raw: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, digits) = match raw.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, raw),
+    };
+    let mut mantissa: u64 = 0;
+    let mut fraction_digits: Option<usize> = None;
+    let mut count = 0;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                count += 1;
+                if let Some(f) = &mut fraction_digits {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction_digits.is_none() && count > 0 => fraction_digits = Some(0),
+            _ => return None,
+        }
+    }
+    let scale = fraction_digits.unwrap_or(0);
+    if count == 0 || fraction_digits == Some(0) || mantissa > (1 << 53) || scale >= POW10.len() {
+        return None;
+    }
+    let value = mantissa as f64 / POW10[scale];
+    Some(if negative { -value } else { value })
 }
 
 /// A cursor over JSON text that skips values without building them.
@@ -290,6 +330,35 @@ mod tests {
         assert_eq!(field(v, "d").unwrap().as_f64(), Some(-25.0));
         assert!(field(v, "e").unwrap().is_null());
         assert!(field(v, "f").is_none());
+    }
+
+    #[test]
+    fn numbers_parse_exactly_like_the_standard_parser() {
+        for text in [
+            "0",
+            "-0",
+            "42",
+            "-42.5",
+            "100.00",
+            "0.1",
+            "1234.5678",
+            "9007199254740993",
+            "1e3",
+            "1.5E-2",
+            "-0.000001",
+            "123456789012.34",
+        ] {
+            let want: f64 = text.parse().unwrap();
+            let got = Field {
+                raw: text.as_bytes(),
+            }
+            .as_f64()
+            .unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{text}");
+        }
+        for bad in ["-", "1.", ".5", "1..2", "--1", "1x"] {
+            assert!(parse_simple_decimal(bad.as_bytes()).is_none(), "{bad}");
+        }
     }
 
     #[test]

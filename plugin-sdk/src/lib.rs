@@ -75,6 +75,63 @@ pub trait Transform: Plugin {
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output);
 }
 
+/// A user-defined window aggregate (the `aggregate` world): the host keeps one
+/// accumulator per key and window, as bytes it checkpoints, and calls the plugin to fold
+/// events into it, merge two of them (sessions) and turn one into the result.
+///
+/// ```
+/// use eddy_plugin_sdk::{Aggregate, Config, Event, Plugin};
+///
+/// /// The largest `amount`.
+/// pub struct Largest;
+/// impl Plugin for Largest {
+///     fn init(_: &Config) -> Result<Self, String> { Ok(Largest) }
+/// }
+/// impl Aggregate for Largest {
+///     type Acc = Option<f64>;
+///     fn fold(&mut self, acc: &mut Option<f64>, event: &Event<'_>) {
+///         if let Some(v) = event.field("amount").and_then(|f| f.as_f64()) {
+///             *acc = Some(acc.map_or(v, |a| a.max(v)));
+///         }
+///     }
+///     fn merge(&mut self, acc: &mut Option<f64>, other: Option<f64>) {
+///         if let Some(v) = other { self.fold_value(acc, v) }
+///     }
+///     fn finish(&mut self, acc: &Option<f64>, out: &mut Vec<u8>) {
+///         out.extend_from_slice(acc.map_or("null".into(), |v| v.to_string()).as_bytes());
+///     }
+///     fn encode(acc: &Option<f64>, out: &mut Vec<u8>) {
+///         if let Some(v) = acc { out.extend_from_slice(&v.to_le_bytes()) }
+///     }
+///     fn decode(bytes: &[u8]) -> Result<Option<f64>, String> {
+///         Ok(bytes.try_into().ok().map(f64::from_le_bytes))
+///     }
+/// }
+/// impl Largest {
+///     fn fold_value(&self, acc: &mut Option<f64>, v: f64) { *acc = Some(acc.map_or(v, |a| a.max(v))) }
+/// }
+/// eddy_plugin_sdk::export_aggregate!(Largest);
+/// ```
+pub trait Aggregate: Plugin {
+    /// The state of one key and window; `Default` is the empty accumulator.
+    type Acc: Default;
+
+    /// Folds one event into an accumulator.
+    fn fold(&mut self, acc: &mut Self::Acc, event: &Event<'_>);
+
+    /// Merges `other` into `acc` (session windows that grow together).
+    fn merge(&mut self, acc: &mut Self::Acc, other: Self::Acc);
+
+    /// Writes the result of an accumulator as one JSON value.
+    fn finish(&mut self, acc: &Self::Acc, out: &mut Vec<u8>);
+
+    /// Writes an accumulator as the bytes the host stores (and checkpoints).
+    fn encode(acc: &Self::Acc, out: &mut Vec<u8>);
+
+    /// Reads an accumulator written by [`Aggregate::encode`].
+    fn decode(bytes: &[u8]) -> Result<Self::Acc, String>;
+}
+
 /// Exports a [`Filter`] type as the component's `filter` world. Use once per crate.
 #[macro_export]
 macro_rules! export_filter {
@@ -115,6 +172,49 @@ macro_rules! export_transform {
                 }
             }
     $crate::guest::transform::export!(EddyExport with_types_in $crate::guest::transform);
+        };
+    };
+}
+
+/// Exports an [`Aggregate`] type as the component's `aggregate` world. Use once per crate.
+#[macro_export]
+macro_rules! export_aggregate {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct EddyExport;
+            impl $crate::guest::aggregate::Guest for EddyExport {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::guest::init::<$plugin>(config)
+                }
+                fn create() -> ::std::vec::Vec<u8> {
+                    $crate::guest::create::<$plugin>()
+                }
+                fn fold(
+                    batch: $crate::guest::WitBatch,
+                    accumulators: $crate::guest::WitPacked,
+                    events: ::std::vec::Vec<u32>,
+                    targets: ::std::vec::Vec<u32>,
+                ) -> ::std::result::Result<$crate::guest::WitPacked, ::std::string::String>
+                {
+                    $crate::guest::fold::<$plugin>(batch, accumulators, events, targets)
+                }
+                fn merge(
+                    a: ::std::vec::Vec<u8>,
+                    b: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    $crate::guest::merge::<$plugin>(a, b)
+                }
+                fn finish(
+                    accumulators: $crate::guest::WitPacked,
+                ) -> ::std::result::Result<$crate::guest::WitPacked, ::std::string::String>
+                {
+                    $crate::guest::finish::<$plugin>(accumulators)
+        }
+            }
+            $crate::guest::aggregate::export!(EddyExport with_types_in $crate::guest::aggregate);
         };
     };
 }

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::host::Level;
-use crate::{Config, Filter, Output, PackedBatch, Plugin, Selection, Transform};
+use crate::{Aggregate, Config, Filter, Output, PackedBatch, Plugin, Selection, Transform};
 
 /// A stand-in for the Eddy host in native tests.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +91,29 @@ impl MockHost {
         let mut out = Output::default();
         self.run(batch, || transform.process(&batch.view(), &mut out));
         out
+    }
+
+    /// Folds every event of `batch` into one accumulator, as the host does for the events
+    /// of one key and window, and returns the result's JSON text (the accumulator goes
+    /// through `encode` and `decode` on the way, as it does between host calls).
+    pub fn aggregate<A: Aggregate>(
+        &self,
+        aggregate: &mut A,
+        batch: &PackedBatch,
+    ) -> Result<String, String> {
+        let mut acc = A::Acc::default();
+        self.run(batch, || {
+            batch
+                .view()
+                .iter()
+                .for_each(|e| aggregate.fold(&mut acc, &e))
+        });
+        let mut bytes = Vec::new();
+        A::encode(&acc, &mut bytes);
+        let acc = A::decode(&bytes)?;
+        let mut out = Vec::new();
+        self.run(batch, || aggregate.finish(&acc, &mut out));
+        String::from_utf8(out).map_err(|e| e.to_string())
     }
 
     /// Keyed state `name` of `key`, as the plugin left it.

@@ -24,5 +24,18 @@ pub mod transform {
     });
 }
 
+/// The `aggregate` world.
+pub mod aggregate {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "eddy:plugin/aggregate",
+        imports: { default: trappable },
+        with: {
+            "eddy:plugin/types": super::filter::eddy::plugin::types,
+            "eddy:plugin/host": super::filter::eddy::plugin::host,
+        },
+    });
+}
+
 pub use filter::eddy::plugin::host::{Host, Level};
-pub use filter::eddy::plugin::types::{Batch, PackedHeaders, Rejection};
+pub use filter::eddy::plugin::types::{Batch, Packed, PackedHeaders, Rejection};

@@ -4,13 +4,16 @@
 //! deny-by-default, plus the Eddy host interface). [`PluginStage`] is one `[[plugin]]`
 //! entry, instantiated and initialised, called once per batch.
 
+mod aggregate;
 pub mod bindings;
 mod cache;
 mod host_state;
+mod instance;
 mod runtime;
 mod side_input;
 mod stage;
 
+pub use aggregate::WasmAggregate;
 pub use cache::CompiledCache;
 pub use runtime::{LoadedPlugin, PluginRuntime, World};
 pub use side_input::SideInputs;

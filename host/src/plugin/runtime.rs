@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{filter, transform};
+use super::bindings::{aggregate, filter, transform};
 use super::cache::{content_hash, CompiledCache};
 use super::host_state::StoreData;
 use crate::config::PluginConfig;
@@ -22,6 +22,8 @@ pub enum World {
     Filter,
     /// `transform`: `init` + `process`.
     Transform,
+    /// `aggregate`: `init`, `create`, `fold`, `merge`, `finish`.
+    Aggregate,
 }
 
 impl World {
@@ -30,6 +32,7 @@ impl World {
         match self {
             World::Filter => "filter",
             World::Transform => "transform",
+            World::Aggregate => "aggregate",
         }
     }
 }
@@ -39,6 +42,7 @@ impl World {
 pub(super) enum PluginPre {
     Filter(filter::FilterPre<StoreData>),
     Transform(transform::TransformPre<StoreData>),
+    Aggregate(aggregate::AggregatePre<StoreData>),
 }
 
 /// A plugin loaded from its file: compiled, type-checked, not yet running.
@@ -106,6 +110,7 @@ impl PluginRuntime {
                 Ok(match world {
                     World::Filter => PluginPre::Filter(filter::FilterPre::new(pre)?),
                     World::Transform => PluginPre::Transform(transform::TransformPre::new(pre)?),
+                    World::Aggregate => PluginPre::Aggregate(aggregate::AggregatePre::new(pre)?),
                 })
             })
             .map_err(anyhow::Error::from)
@@ -145,16 +150,19 @@ fn detect_world(engine: &Engine, component: &Component) -> Result<World> {
         .map(|(name, _)| name.to_owned())
         .collect();
     let has = |name: &str| exports.iter().any(|e| e == name);
-    match (has("init"), has("select"), has("process")) {
-        (true, true, _) => Ok(World::Filter),
-        (true, false, true) => Ok(World::Transform),
-        _ => {
-            bail!(
-            "exports neither world of eddy:plugin@0.1.0 (a filter exports `init` and `select`, \
-             a transform exports `init` and `process`); it exports: {}",
-            if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
-        )
-        }
+    match (has("init"), has("select"), has("process"), has("fold")) {
+        (true, true, _, _) => Ok(World::Filter),
+        (true, false, true, _) => Ok(World::Transform),
+        (true, false, false, true) => Ok(World::Aggregate),
+        _ => bail!(
+            "exports no world of eddy:plugin@0.1.0 (a filter exports `init` and `select`, \
+             a transform `init` and `process`, an aggregate `init` and `fold`); it exports: {}",
+            if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        ),
     }
 }
 

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{bail, Context, Result};
 use wasmtime::Store;
-use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
-use super::bindings::{filter::Filter, transform::Transform, Rejection};
+use super::bindings::Rejection;
 use super::host_state::{KeyedState, StoreData};
-use super::runtime::{LoadedPlugin, PluginPre, PluginRuntime, EPOCH_TICK};
+use super::instance::{instantiate, timeout_ticks, Instance};
+use super::runtime::{LoadedPlugin, PluginRuntime, World};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, EventBatch, Origin};
 use crate::dead_letter::{DeadLetters, DeadValue};
@@ -32,12 +32,6 @@ pub struct StageCounters {
     pub failed: u64,
     /// Batch calls that failed.
     pub failed_batches: u64,
-}
-
-/// A plugin's instantiated bindings.
-enum Instance {
-    Filter(Filter),
-    Transform(Transform),
 }
 
 /// A plugin stage, instantiated and initialised.
@@ -60,6 +54,13 @@ impl PluginStage {
         plugin: LoadedPlugin,
         side_inputs: SideInputs,
     ) -> Result<Self> {
+        if plugin.world == World::Aggregate {
+            bail!(
+                "plugin `{}` ({}) is a window aggregate (the `aggregate` world): name it in [window] plugin, not as a [[plugin]] stage",
+                plugin.config.name,
+                plugin.config.path.display()
+            );
+        }
         let name: Arc<str> = Arc::from(plugin.config.name.as_str());
         let config_pairs = plugin.config.config_pairs()?;
         let (store, instance) = instantiate(
@@ -112,9 +113,8 @@ impl PluginStage {
             return Ok(());
         }
         self.counters.events_in += batch.len() as u64;
-        let ticks =
-            (self.plugin.config.timeout.0.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        self.store.set_epoch_deadline(ticks);
+        self.store
+            .set_epoch_deadline(timeout_ticks(&self.plugin.config));
         self.store
             .data_mut()
             .begin_batch(&batch.columns.keys, &batch.columns.key_ends);
@@ -125,6 +125,7 @@ impl PluginStage {
                 .and_then(|(kept, rejected)| {
                     apply_selection(batch, kept, &rejected, &self.name, dead)
                 }),
+            Instance::Aggregate(_) => Err("an aggregate plugin cannot run as a stage".to_owned()),
             Instance::Transform(t) => t
                 .call_process(&mut self.store, &batch.columns)
                 .map_err(|e| self.describe_failure(e))
@@ -204,108 +205,6 @@ impl PluginStage {
             return format!("it ran past its timeout of {}", self.plugin.config.timeout);
         }
         error.root_cause().to_string()
-    }
-}
-
-/// Creates a store and instance for `plugin` and calls `init`.
-fn instantiate(
-    engine: &wasmtime::Engine,
-    plugin: &LoadedPlugin,
-    name: &Arc<str>,
-    config_pairs: &[(String, String)],
-    side_inputs: &SideInputs,
-    state: KeyedState,
-) -> Result<(Store<StoreData>, Instance)> {
-    let config = &plugin.config;
-    let max_memory = usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX);
-    let data = StoreData::new(
-        name.clone(),
-        state,
-        side_inputs.clone(),
-        wasi_context(config)?,
-        max_memory,
-    );
-    let mut store = Store::new(engine, data);
-    store.limiter(|data| data);
-    let ticks = (config.timeout.0.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-    store.set_epoch_deadline(ticks);
-    let what = || format!("plugin `{name}` ({})", config.path.display());
-    let (instance, init) = match &plugin.pre {
-        PluginPre::Filter(pre) => {
-            let f = pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = f.call_init(&mut store, config_pairs);
-            (Instance::Filter(f), init)
-        }
-        PluginPre::Transform(pre) => {
-            let t = pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = t.call_init(&mut store, config_pairs);
-            (Instance::Transform(t), init)
-        }
-    };
-    match init {
-        Ok(Ok(())) => Ok((store, instance)),
-        Ok(Err(message)) => Err(anyhow!("{} refused its config: {message}", what())),
-        Err(trap) => Err(anyhow!("{} failed in init: {}", what(), trap.root_cause())),
-    }
-}
-
-/// The WASI context of a plugin: nothing but what its `grant` table allows (stderr is
-/// passed through so a plugin's panic message reaches the operator).
-fn wasi_context(config: &crate::config::PluginConfig) -> Result<WasiCtx> {
-    let mut builder = WasiCtxBuilder::new();
-    builder.inherit_stderr();
-    let grant = &config.grant;
-    for name in &grant.env {
-        if let Ok(value) = std::env::var(name) {
-            builder.env(name, value);
-        }
-    }
-    if !grant.wall_clock {
-        builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-    }
-    for dir in &grant.read_dirs {
-        let guest = dir.to_string_lossy();
-        builder
-            .preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "plugin `{}`: cannot grant read access to {}",
-                    config.name,
-                    dir.display()
-                )
-            })?;
-    }
-    Ok(builder.build())
-}
-
-/// A clock stopped at the Unix epoch, for plugins not granted the real one: results then
-/// never depend on when a plugin ran.
-struct FrozenClock;
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-
-    fn now(&self) -> u64 {
-        0
     }
 }
 

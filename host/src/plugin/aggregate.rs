@@ -1,0 +1,219 @@
+//! A user-defined window aggregate running as a Wasm component (the `aggregate` world).
+//!
+//! The host keeps each key's and window's accumulator as bytes (so it can checkpoint
+//! them); the plugin folds events into them, merges them and turns them into results.
+//! Folds are deferred and sent in one call per batch (or per watermark step that fires
+//! windows), so the cost per event stays close to the cost of the plugin's own logic.
+//!
+//! A failing aggregate call (trap, timeout, an error it returns) stops the run with an
+//! error naming the plugin: unlike a filter's batch, a fold cannot be dead-lettered
+//! without leaving window state half-updated.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Result};
+use wasmtime::Store;
+
+use super::bindings::{aggregate::Aggregate, Packed};
+use super::host_state::{KeyedState, StoreData};
+use super::instance::{instantiate, timeout_ticks, Instance};
+use super::runtime::{LoadedPlugin, PluginRuntime, World};
+use super::side_input::SideInputs;
+use crate::batch::{packed_item, EventBatch};
+use crate::window::{Acc, Aggregator};
+
+/// A Wasm aggregate plugin, instantiated and initialised.
+pub struct WasmAggregate {
+    plugin: LoadedPlugin,
+    store: Store<StoreData>,
+    bindings: Aggregate,
+    /// The plugin's empty accumulator (`create` is called once).
+    empty: Vec<u8>,
+    /// Deferred folds: event `events[p]` into the accumulator of `slots[targets[p]]`.
+    events: Vec<u32>,
+    targets: Vec<u32>,
+    slots: Vec<u32>,
+    target_of_slot: HashMap<u32, u32>,
+}
+
+impl WasmAggregate {
+    /// Instantiates an aggregate plugin and calls its `init` and `create`.
+    pub fn start(
+        runtime: &PluginRuntime,
+        plugin: LoadedPlugin,
+        side_inputs: SideInputs,
+    ) -> Result<Self> {
+        let config = &plugin.config;
+        if plugin.world != World::Aggregate {
+            bail!(
+                "[window] plugin `{}` ({}) is a {}, not a window aggregate (the `aggregate` world)",
+                config.name,
+                config.path.display(),
+                plugin.world.name()
+            );
+        }
+        let name = std::sync::Arc::from(config.name.as_str());
+        let pairs = config.config_pairs()?;
+        let (store, instance) = instantiate(
+            runtime.engine(),
+            &plugin,
+            &name,
+            &pairs,
+            &side_inputs,
+            KeyedState::default(),
+        )?;
+        let Instance::Aggregate(bindings) = instance else {
+            bail!(
+                "plugin `{}` did not instantiate as an aggregate",
+                config.name
+            );
+        };
+        let mut aggregate = Self {
+            plugin,
+            store,
+            bindings,
+            empty: Vec::new(),
+            events: Vec::new(),
+            targets: Vec::new(),
+            slots: Vec::new(),
+            target_of_slot: HashMap::new(),
+        };
+        aggregate.empty = aggregate.call("create", |b, s| b.call_create(s).map(Ok))?;
+        Ok(aggregate)
+    }
+
+    /// Calls an export with the plugin's timeout; traps and returned errors become one
+    /// error naming the plugin and the export.
+    fn call<R>(
+        &mut self,
+        export: &str,
+        f: impl FnOnce(&Aggregate, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R> {
+        self.store
+            .set_epoch_deadline(timeout_ticks(&self.plugin.config));
+        self.store.data_mut().begin_batch(&[], &[]);
+        let name = &self.plugin.config.name;
+        match f(&self.bindings, &mut self.store) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(anyhow!(
+                "window aggregate plugin `{name}` failed in `{export}`: {message}"
+            )),
+            Err(trap) => {
+                let reason = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => {
+                        format!("it ran past its timeout of {}", self.plugin.config.timeout)
+                    }
+                    _ => trap.root_cause().to_string(),
+                };
+                Err(anyhow!(
+                    "window aggregate plugin `{name}` failed in `{export}`: {reason}"
+                ))
+            }
+        }
+    }
+}
+
+fn pack<'a>(items: impl Iterator<Item = &'a [u8]>) -> Packed {
+    let mut packed = Packed {
+        bytes: Vec::new(),
+        ends: Vec::new(),
+    };
+    for item in items {
+        packed.bytes.extend_from_slice(item);
+        packed
+            .ends
+            .push(u32::try_from(packed.bytes.len()).expect("accumulators over 4 GiB"));
+    }
+    packed
+}
+
+fn bytes(acc: &Acc) -> &[u8] {
+    match acc {
+        Acc::Bytes(b) => b,
+        _ => &[],
+    }
+}
+
+impl Aggregator for WasmAggregate {
+    fn name(&self) -> &str {
+        &self.plugin.config.name
+    }
+
+    fn create(&mut self) -> Result<Acc> {
+        Ok(Acc::Bytes(self.empty.clone()))
+    }
+
+    fn prepare(&self, _batch: &EventBatch, _i: usize) -> Result<Option<f64>, String> {
+        Ok(None)
+    }
+
+    fn fold(&mut self, _accs: &mut [Acc], slot: u32, i: usize, _value: Option<f64>) {
+        let next = self.slots.len() as u32;
+        let target = *self.target_of_slot.entry(slot).or_insert(next);
+        if target == next {
+            self.slots.push(slot);
+        }
+        self.events.push(i as u32);
+        self.targets.push(target);
+    }
+
+    fn flush(&mut self, batch: &EventBatch, accs: &mut [Acc]) -> Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let packed = pack(self.slots.iter().map(|&s| bytes(&accs[s as usize])));
+        let (events, targets) = (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.targets),
+        );
+        let folded = self.call("fold", |b, s| {
+            b.call_fold(s, &batch.columns, &packed, &events, &targets)
+        })?;
+        if folded.ends.len() != self.slots.len() {
+            bail!(
+                "window aggregate plugin `{}` returned {} accumulators for {}",
+                self.plugin.config.name,
+                folded.ends.len(),
+                self.slots.len()
+            );
+        }
+        for (i, &slot) in self.slots.iter().enumerate() {
+            accs[slot as usize] = Acc::Bytes(packed_item(&folded.bytes, &folded.ends, i).to_vec());
+        }
+        self.slots.clear();
+        self.target_of_slot.clear();
+        self.events = events;
+        self.targets = targets;
+        self.events.clear();
+        self.targets.clear();
+        Ok(())
+    }
+
+    fn merge(&mut self, a: Acc, b: Acc) -> Result<Acc> {
+        let (a, b) = (bytes(&a).to_vec(), bytes(&b).to_vec());
+        self.call("merge", |bindings, s| bindings.call_merge(s, &a, &b))
+            .map(Acc::Bytes)
+    }
+
+    fn finish(&mut self, acc: &Acc, out: &mut Vec<u8>) -> Result<()> {
+        let packed = pack(std::iter::once(bytes(acc)));
+        let result = self.call("finish", |b, s| b.call_finish(s, &packed))?;
+        if result.ends.len() != 1 {
+            bail!(
+                "window aggregate plugin `{}` returned {} results for 1",
+                self.plugin.config.name,
+                result.ends.len()
+            );
+        }
+        let json = packed_item(&result.bytes, &result.ends, 0);
+        if serde_json::from_slice::<serde::de::IgnoredAny>(json).is_err() {
+            bail!(
+                "window aggregate plugin `{}` returned a result that is not JSON: {:?}",
+                self.plugin.config.name,
+                String::from_utf8_lossy(json)
+            );
+        }
+        out.extend_from_slice(json);
+        Ok(())
+    }
+}
