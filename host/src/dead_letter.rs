@@ -7,6 +7,7 @@
 //! the raw line as a string when it was not valid JSON.
 
 use crate::batch::Origin;
+use crate::json_text::write_str;
 use crate::sink::{RecordBuffer, Records};
 use crate::window::TimeWindow;
 
@@ -65,16 +66,16 @@ impl DeadLetters {
         self.buffer.push_with(|out| {
             let mut num = itoa::Buffer::new();
             out.extend_from_slice(b"{\"reason\":");
-            write_json_string(out, reason.as_bytes());
+            write_str(out, reason.as_bytes());
             out.extend_from_slice(b",\"source\":");
-            write_json_string(out, source.as_bytes());
+            write_str(out, source.as_bytes());
             out.extend_from_slice(b",\"partition\":");
             out.extend_from_slice(num.format(origin.partition).as_bytes());
             out.extend_from_slice(b",\"position\":");
             out.extend_from_slice(num.format(origin.position).as_bytes());
             out.extend_from_slice(b",\"plugin\":");
             match plugin {
-                Some(name) => write_json_string(out, name.as_bytes()),
+                Some(name) => write_str(out, name.as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
             if let Some(w) = window {
@@ -86,7 +87,7 @@ impl DeadLetters {
             out.extend_from_slice(b",\"value\":");
             match value {
                 DeadValue::Json(json) => out.extend_from_slice(json),
-                DeadValue::Raw(raw) => write_json_string(out, raw),
+                DeadValue::Raw(raw) => write_str(out, raw),
             }
             out.push(b'}');
         });
@@ -111,12 +112,6 @@ impl DeadLetters {
     pub fn clear(&mut self) {
         self.buffer.clear();
     }
-}
-
-/// Writes `text` (lossily decoded as UTF-8) as a JSON string.
-fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
-    let text = String::from_utf8_lossy(text);
-    serde_json::to_writer(out, text.as_ref()).expect("writing JSON to a Vec cannot fail");
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod config;
 pub mod dead_letter;
+mod json_text;
 pub mod pipeline;
 pub mod plugin;
 pub mod sink;

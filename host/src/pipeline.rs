@@ -48,6 +48,8 @@ pub struct Metrics {
     pub late_rejected: u64,
     /// The job's event-time watermark.
     pub watermark: i64,
+    /// Open (key, window) pairs held by the window operator.
+    pub open_windows: u64,
 }
 
 /// What a finished run reports.
@@ -328,19 +330,17 @@ impl Pipeline {
             .fold((0, 0), |(r, f), c| (r + c.rejected, f + c.failed));
         metrics.rejected = rejected;
         metrics.failed = failed;
-        let window = self
-            .window
-            .as_ref()
-            .map(|w| w.counters())
-            .unwrap_or_default();
-        let WindowCounters {
-            firings,
-            late_accepted,
-            late_rejected,
-            unaggregatable: _,
-        } = window;
-        metrics.firings = firings;
-        metrics.late_accepted = late_accepted;
-        metrics.late_rejected = late_rejected;
+        if let Some(window) = &self.window {
+            let WindowCounters {
+                firings,
+                late_accepted,
+                late_rejected,
+                unaggregatable: _,
+            } = window.counters();
+            metrics.firings = firings;
+            metrics.late_accepted = late_accepted;
+            metrics.late_rejected = late_rejected;
+            metrics.open_windows = window.open_windows() as u64;
+        }
     }
 }

@@ -212,9 +212,9 @@ macro_rules! export_aggregate {
                 ) -> ::std::result::Result<$crate::guest::WitPacked, ::std::string::String>
                 {
                     $crate::guest::finish::<$plugin>(accumulators)
-        }
+                }
             }
-            $crate::guest::aggregate::export!(EddyExport with_types_in $crate::guest::aggregate);
+    $crate::guest::aggregate::export!(EddyExport with_types_in $crate::guest::aggregate);
         };
     };
 }

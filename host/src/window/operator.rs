@@ -10,11 +10,12 @@
 //!   fires it again with the full, updated result.
 //! - Session windows of a key merge when a new event's `[ts, ts + gap)` touches them.
 //!
-//! Firing does not scan keys: windows are indexed by their timers (a min-heap of end
+//! Firing does not scan keys: windows are indexed by their timers (grouped by end
 //! times), so a watermark advance costs only the windows it fires.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use anyhow::Result;
 
@@ -22,6 +23,7 @@ use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
 use crate::batch::EventBatch;
 use crate::dead_letter::DeadLetters;
+use crate::json_text::write_str;
 use crate::sink::RecordBuffer;
 use crate::watermark::MIN_WATERMARK;
 
@@ -39,10 +41,15 @@ pub struct WindowCounters {
 }
 
 /// Keys interned to small ids, so windows and timers hold 4 bytes instead of the key.
+/// A key is forgotten (and its id reused) once it has no open window, so a stream of
+/// ever-new keys does not grow the table without bound.
 #[derive(Debug, Default)]
 struct Keys {
     ids: HashMap<Vec<u8>, u32>,
     bytes: Vec<Vec<u8>>,
+    /// Open windows per key id.
+    windows: Vec<u32>,
+    free: Vec<u32>,
 }
 
 impl Keys {
@@ -50,10 +57,36 @@ impl Keys {
         if let Some(&id) = self.ids.get(key) {
             return id;
         }
-        let id = u32::try_from(self.bytes.len()).expect("more than 4 billion keys");
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.bytes[id as usize] = key.to_vec();
+                id
+            }
+            None => {
+                self.bytes.push(key.to_vec());
+                self.windows.push(0);
+                u32::try_from(self.bytes.len() - 1).expect("more than 4 billion keys")
+            }
+        };
         self.ids.insert(key.to_vec(), id);
-        self.bytes.push(key.to_vec());
         id
+    }
+
+    fn window_opened(&mut self, id: u32) {
+        self.windows[id as usize] += 1;
+    }
+
+    fn window_closed(&mut self, id: u32) {
+        self.windows[id as usize] -= 1;
+    }
+
+    /// Forgets a key that has no open window.
+    fn release_if_unused(&mut self, id: u32) {
+        if self.windows[id as usize] == 0 {
+            let bytes = std::mem::take(&mut self.bytes[id as usize]);
+            self.ids.remove(&bytes);
+            self.free.push(id);
+        }
     }
 }
 
@@ -72,11 +105,14 @@ pub struct WindowOperator {
     sessions: HashMap<u32, Vec<TimeWindow>>,
     accs: Vec<Acc>,
     free: Vec<u32>,
-    /// (time, key, start, end): fire at `end - 1`, clean up at `end - 1 + lateness`.
-    timers: BinaryHeap<Reverse<(i64, u32, i64, i64)>>,
+    /// Windows by timer time: fire at `end - 1`, clean up at `end - 1 + lateness`. Many
+    /// windows share an end, so a watermark step takes whole groups.
+    timers: BTreeMap<i64, Vec<WindowId>>,
     watermark: i64,
     counters: WindowCounters,
     assigned: Vec<TimeWindow>,
+    /// Scratch space for one window's result.
+    result: Vec<u8>,
 }
 
 impl WindowOperator {
@@ -87,20 +123,26 @@ impl WindowOperator {
             lateness: allowed_lateness,
             aggregator,
             keys: Keys::default(),
-            windows: HashMap::new(),
-            sessions: HashMap::new(),
+            windows: HashMap::default(),
+            sessions: HashMap::default(),
             accs: Vec::new(),
             free: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeMap::new(),
             watermark: MIN_WATERMARK,
             counters: WindowCounters::default(),
             assigned: Vec::new(),
+            result: Vec::new(),
         }
     }
 
     /// The operator's counters.
     pub fn counters(&self) -> WindowCounters {
         self.counters
+    }
+
+    /// Number of keys with open windows.
+    pub fn open_keys(&self) -> usize {
+        self.keys.ids.len()
     }
 
     /// Number of open (key, window) pairs.
@@ -150,6 +192,7 @@ impl WindowOperator {
                 );
                 late.push_late(&reason, batch.origins[i], missed, batch.value(i));
             }
+            self.keys.release_if_unused(key);
         }
         self.aggregator.flush(batch, &mut self.accs)?;
         self.advance(batch, end_watermark, out)
@@ -168,24 +211,29 @@ impl WindowOperator {
         }
         self.watermark = watermark;
         let mut flushed = false;
-        while let Some(&Reverse((time, key, start, end))) = self.timers.peek() {
+        while let Some(entry) = self.timers.first_entry() {
+            let time = *entry.key();
             if time > watermark {
                 break;
             }
-            self.timers.pop();
-            let window = TimeWindow { start, end };
-            let Some(&slot) = self.windows.get(&(key, start, end)) else {
-                continue; // merged into a larger session, or already cleaned up
-            };
-            if time == window.max_timestamp() {
-                if !flushed {
-                    self.aggregator.flush(batch, &mut self.accs)?;
-                    flushed = true;
+            let mut due = entry.remove();
+            due.sort_unstable();
+            for (key, start, end) in due {
+                let window = TimeWindow { start, end };
+                let Some(&slot) = self.windows.get(&(key, start, end)) else {
+                    continue; // merged into a larger session, or already cleaned up
+                };
+                if time == window.max_timestamp() {
+                    if !flushed {
+                        self.aggregator.flush(batch, &mut self.accs)?;
+                        flushed = true;
+                    }
+                    self.emit(key, window, slot, out)?;
                 }
-                self.emit(key, window, slot, out)?;
-            }
-            if time == window.max_timestamp().saturating_add(self.lateness) {
-                self.remove(key, window);
+                if time == window.max_timestamp().saturating_add(self.lateness) {
+                    self.remove(key, window);
+                    self.keys.release_if_unused(key);
+                }
             }
         }
         Ok(())
@@ -277,6 +325,7 @@ impl WindowOperator {
             }
             let slot = self.store_acc(acc);
             self.windows.insert((key, merged.start, merged.end), slot);
+            self.keys.window_opened(key);
             self.sessions.entry(key).or_default().push(merged);
             self.register_timers(key, merged);
             slot
@@ -298,18 +347,18 @@ impl WindowOperator {
         let acc = self.aggregator.create()?;
         let slot = self.store_acc(acc);
         self.windows.insert((key, window.start, window.end), slot);
+        self.keys.window_opened(key);
         self.register_timers(key, window);
         Ok(slot)
     }
 
     fn register_timers(&mut self, key: u32, window: TimeWindow) {
         let fire = window.max_timestamp();
-        self.timers
-            .push(Reverse((fire, key, window.start, window.end)));
+        let id = (key, window.start, window.end);
+        self.timers.entry(fire).or_default().push(id);
         if self.lateness > 0 {
             let cleanup = fire.saturating_add(self.lateness);
-            self.timers
-                .push(Reverse((cleanup, key, window.start, window.end)));
+            self.timers.entry(cleanup).or_default().push(id);
         }
     }
 
@@ -329,6 +378,7 @@ impl WindowOperator {
     /// Removes a window's state, returning its accumulator.
     fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
         let slot = self.windows.remove(&(key, window.start, window.end))?;
+        self.keys.window_closed(key);
         if let Some(sessions) = self.sessions.get_mut(&key) {
             sessions.retain(|s| *s != window);
             if sessions.is_empty() {
@@ -351,25 +401,32 @@ impl WindowOperator {
         slot: u32,
         out: &mut RecordBuffer,
     ) -> Result<()> {
-        let mut result = Vec::new();
-        self.aggregator
-            .finish(&self.accs[slot as usize], &mut result)?;
-        let key = String::from_utf8_lossy(&self.keys.bytes[key as usize]);
+        let mut result = std::mem::take(&mut self.result);
+        result.clear();
+        if let Err(e) = self
+            .aggregator
+            .finish(&self.accs[slot as usize], &mut result)
+        {
+            self.result = result;
+            return Err(e);
+        }
+        let key = &self.keys.bytes[key as usize];
         let name = self.aggregator.name();
         out.push_with(|buf| {
             let mut num = itoa::Buffer::new();
             buf.extend_from_slice(b"{\"key\":");
-            serde_json::to_writer(&mut *buf, key.as_ref()).expect("writing to a Vec cannot fail");
+            write_str(buf, key);
             buf.extend_from_slice(b",\"window_start\":");
             buf.extend_from_slice(num.format(window.start).as_bytes());
             buf.extend_from_slice(b",\"window_end\":");
             buf.extend_from_slice(num.format(window.end).as_bytes());
             buf.push(b',');
-            serde_json::to_writer(&mut *buf, name).expect("writing to a Vec cannot fail");
+            write_str(buf, name.as_bytes());
             buf.push(b':');
             buf.extend_from_slice(&result);
             buf.push(b'}');
         });
+        self.result = result;
         self.counters.firings += 1;
         Ok(())
     }

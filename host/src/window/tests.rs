@@ -119,6 +119,7 @@ fn run(
         0,
         "every window is cleaned up at the end of time"
     );
+    assert_eq!(op.open_keys(), 0, "and every key is forgotten");
     Run {
         firings: records(out.records()),
         late: records(late.records()),
