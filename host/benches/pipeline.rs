@@ -30,9 +30,9 @@ fn run(c: &mut Criterion, name: &str, config: &PipelineConfig) {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
-                let mut pipeline = Pipeline::build(config, &runtime).unwrap();
+                let mut pipeline = Pipeline::build(config, &runtime, &Default::default()).unwrap();
                 let started = Instant::now();
-                let summary = pipeline.run(&AtomicBool::new(false), |_| {}).unwrap();
+                let summary = pipeline.run(&AtomicBool::new(false), None, |_| {}).unwrap();
                 total += started.elapsed();
                 assert_eq!(summary.metrics.records_in, EVENTS);
             }

@@ -46,12 +46,12 @@ fn main() {
         ))
         .unwrap();
         let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
-        let mut pipeline = Pipeline::build(&config, &runtime).unwrap();
+        let mut pipeline = Pipeline::build(&config, &runtime, &Default::default()).unwrap();
         let rss_before = status_kib("VmRSS:");
         let mut peak_windows = 0;
         let started = Instant::now();
         let summary = pipeline
-            .run(&AtomicBool::new(false), |m| peak_windows = peak_windows.max(m.open_windows))
+            .run(&AtomicBool::new(false), None, |m| peak_windows = peak_windows.max(m.open_windows))
             .unwrap();
         let elapsed = started.elapsed().as_secs_f64();
         let peak_rss = status_kib("VmHWM:");

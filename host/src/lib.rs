@@ -10,12 +10,14 @@
 //!
 //! let config = PipelineConfig::load("examples/quickstart.toml".as_ref())?;
 //! let runtime = PluginRuntime::new(CompiledCache::from_env())?;
-//! let summary = Pipeline::build(&config, &runtime)?.run(&AtomicBool::new(false), |_| {})?;
+//! let summary = Pipeline::build(&config, &runtime, &Default::default())?.run(&AtomicBool::new(false), None, |_| {})?;
 //! println!("{summary}");
 //! # anyhow::Ok(())
 //! ```
 
+pub mod admin;
 pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 mod json_text;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use eddy::config::PipelineConfig;
-use eddy::pipeline::{self, Metrics, Pipeline, RunSummary};
+use eddy::config::{PipelineConfig, DEFAULT_ADMIN};
+use eddy::pipeline::{self, Metrics, Pipeline, RunOptions, RunSummary};
 use eddy::plugin::{CompiledCache, PluginRuntime};
+use eddy::{admin, checkpoint};
 
 /// Eddy: a stream processor that runs your logic as WebAssembly components.
 #[derive(Parser)]
@@ -23,10 +24,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a pipeline until its source is exhausted (or Ctrl-C), then prints a summary.
+    /// Runs a pipeline until its source is exhausted (or Ctrl-C, or `eddy stop`). With
+    /// [checkpoint], it resumes from the newest good checkpoint.
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+        /// Start from this savepoint (a directory or file) instead of the checkpoints.
+        #[arg(long, value_name = "DIR")]
+        from_savepoint: Option<PathBuf>,
+        /// Start from the beginning: remove existing checkpoints, replace sink output.
+        #[arg(long)]
+        fresh: bool,
         /// No live progress and no summary.
         #[arg(long, short)]
         quiet: bool,
@@ -36,6 +44,35 @@ enum Command {
     Validate {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+    },
+    /// Prints the running job's status as JSON.
+    Status {
+        /// The job's admin endpoint.
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
+    /// Takes a savepoint of the running job and prints where it is.
+    Savepoint {
+        /// The job's admin endpoint.
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+        /// The savepoint directory (default: ./savepoint-<time>).
+        dir: Option<PathBuf>,
+    },
+    /// Stops the running job cleanly after its current batch.
+    Stop {
+        /// The job's admin endpoint.
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+        /// Take a final savepoint into this directory first.
+        #[arg(long, value_name = "DIR")]
+        savepoint: Option<PathBuf>,
+    },
+    /// Prints what a checkpoint or savepoint holds (a file, a savepoint directory, or a
+    /// checkpoint directory: its newest good checkpoint).
+    Inspect {
+        /// The checkpoint or savepoint.
+        path: PathBuf,
     },
 }
 
@@ -49,8 +86,24 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { pipeline, quiet } => run(&pipeline, quiet),
+        Command::Run {
+            pipeline,
+            from_savepoint,
+            fresh,
+            quiet,
+        } => run(
+            &pipeline,
+            RunOptions {
+                fresh,
+                from_savepoint,
+            },
+            quiet,
+        ),
         Command::Validate { pipeline } => validate(&pipeline),
+        Command::Status { admin } => print_json(admin::request(&admin, "GET", "/status", None)),
+        Command::Savepoint { admin, dir } => savepoint(&admin, dir),
+        Command::Stop { admin, savepoint } => stop(&admin, savepoint),
+        Command::Inspect { path } => inspect(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +112,71 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_json(value: Result<serde_json::Value>) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&value?)?);
+    Ok(())
+}
+
+/// A path as the job (another process, maybe elsewhere) must see it: absolute.
+fn absolute(path: PathBuf) -> Result<PathBuf> {
+    std::path::absolute(&path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+fn savepoint(admin: &str, dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        PathBuf::from(format!("savepoint-{ms}"))
+    });
+    let answer = admin::request(
+        admin,
+        "POST",
+        "/savepoint",
+        Some(&serde_json::json!({ "dir": absolute(dir)? })),
+    )?;
+    println!("{}", answer["savepoint"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+fn stop(admin: &str, savepoint: Option<PathBuf>) -> Result<()> {
+    let savepoint = savepoint.map(absolute).transpose()?;
+    let answer = admin::request(
+        admin,
+        "POST",
+        "/stop",
+        Some(&serde_json::json!({ "savepoint": savepoint })),
+    )?;
+    match answer["savepoint"].as_str() {
+        Some(path) => println!("stopped; savepoint {path}"),
+        None => println!("stopped"),
+    }
+    Ok(())
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    let (snapshot, file) = checkpoint::read_snapshot(path)?;
+    let summary = serde_json::json!({
+        "file": file,
+        "id": snapshot.id,
+        "kind": if snapshot.savepoint { "savepoint" } else { "checkpoint" },
+        "created_ms": snapshot.created_ms,
+        "source": snapshot.source,
+        "watermarks": snapshot.watermarks,
+        "plugins": snapshot.plugins.iter().map(|p| serde_json::json!({
+            "name": p.name, "version": p.hash, "config": p.config, "state_entries": p.state.len(),
+        })).collect::<Vec<_>>(),
+        "window": snapshot.window.as_ref().map(|w| serde_json::json!({
+            "spec": w.spec, "watermark": w.watermark, "open_windows": w.windows.len(),
+        })),
+        "side_inputs": snapshot.side_inputs,
+        "sinks": snapshot.sinks,
+        "metrics": snapshot.metrics,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }
 
 fn validate(path: &Path) -> Result<()> {
@@ -81,37 +199,84 @@ fn validate(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run(path: &Path, quiet: bool) -> Result<()> {
+fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
     let config = PipelineConfig::load(path)?;
     let runtime = PluginRuntime::new(CompiledCache::from_env())?;
-    let mut pipeline = Pipeline::build(&config, &runtime)?;
+    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
     let stop = Arc::new(AtomicBool::new(false));
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let summary = tokio.block_on(async {
+        let (control, requests) = std::sync::mpsc::channel();
+        let admin = start_admin(&config, pipeline.status(), control).await?;
         let worker_stop = stop.clone();
         let mut worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
-            let summary = pipeline.run(&worker_stop, |m| progress.update(m));
+            let summary = pipeline.run(&worker_stop, Some(&requests), |m| progress.update(m));
             progress.finish();
             summary
         });
-        tokio::select! {
+        let summary = tokio::select! {
             done = &mut worker => done,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("eddy: stopping after the current batch (Ctrl-C)");
                 stop.store(true, Ordering::Relaxed);
                 worker.await
             }
+        };
+        if let Some((shutdown, server)) = admin {
+            let _ = shutdown.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
-    })??;
+        anyhow::Ok(summary??)
+    })?;
     if !quiet {
         eprintln!("eddy: {summary}");
         print_stages(&summary);
     }
     Ok(())
+}
+
+/// Serves the admin endpoint. Without an [admin] section the default address is tried
+/// and a busy port only warns; an address given in the pipeline file must be free.
+async fn start_admin(
+    config: &PipelineConfig,
+    status: eddy::pipeline::StatusBoard,
+    control: std::sync::mpsc::Sender<eddy::pipeline::Control>,
+) -> Result<
+    Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+> {
+    let (addr, required) = match &config.admin {
+        Some(admin) => (admin.listen.as_str(), true),
+        None => (DEFAULT_ADMIN, false),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) if !required => {
+            tracing::warn!("admin endpoint not started: cannot listen on {addr} ({e}); set [admin] listen to another address");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen on [admin] listen = {addr:?}"))
+        }
+    };
+    tracing::info!("admin endpoint on http://{}", listener.local_addr()?);
+    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let app = admin::router(status, control);
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = signal.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("admin endpoint failed: {e}");
+        }
+    });
+    Ok(Some((shutdown, server)))
 }
 
 fn print_stages(summary: &RunSummary) {

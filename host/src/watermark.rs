@@ -124,6 +124,34 @@ impl Watermarks {
         self.current = MAX_WATERMARK;
     }
 
+    /// The state a checkpoint records.
+    pub fn snapshot(&self) -> crate::checkpoint::WatermarkSnapshot {
+        crate::checkpoint::WatermarkSnapshot {
+            partitions: self.partitions.iter().map(|p| p.max_timestamp).collect(),
+            current: self.current,
+        }
+    }
+
+    /// Restores checkpointed state; the number of partitions must match.
+    pub fn restore(
+        &mut self,
+        snapshot: &crate::checkpoint::WatermarkSnapshot,
+    ) -> anyhow::Result<()> {
+        if snapshot.partitions.len() != self.partitions.len() {
+            anyhow::bail!(
+                "the checkpoint has {} source partitions, the source now has {}",
+                snapshot.partitions.len(),
+                self.partitions.len()
+            );
+        }
+        for (clock, max) in self.partitions.iter_mut().zip(&snapshot.partitions) {
+            clock.max_timestamp = *max;
+        }
+        self.current = snapshot.current;
+        self.finished = false;
+        Ok(())
+    }
+
     fn recompute(&mut self) {
         let active = self
             .partitions

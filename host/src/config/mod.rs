@@ -38,6 +38,49 @@ pub struct PipelineConfig {
     /// How events are gathered into batches.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Periodic checkpoints; without them, file sinks write directly and a restarted job
+    /// starts over.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// The admin endpoint; on by default at its default address.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[checkpoint]`: where and how often to checkpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Time between checkpoints.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: ConfigDuration,
+    /// How many checkpoints to keep.
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+fn default_checkpoint_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(10))
+}
+
+fn default_retain() -> usize {
+    3
+}
+
+/// `[admin]`: the HTTP admin endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; loopback by default. Anyone who can reach it can stop the job.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+/// The admin endpoint's default address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9464";
+
+fn default_admin_listen() -> String {
+    DEFAULT_ADMIN.to_owned()
 }
 
 /// `[source]`: one of the source kinds.
@@ -461,6 +504,9 @@ impl PipelineConfig {
         };
         if let SourceConfig::File(f) = &mut self.source {
             resolve(&mut f.path);
+        }
+        if let Some(checkpoint) = &mut self.checkpoint {
+            resolve(&mut checkpoint.dir);
         }
         let window_plugin = self.window.as_mut().and_then(|w| w.plugin.as_mut());
         for plugin in self.plugins.iter_mut().chain(window_plugin) {

@@ -43,6 +43,26 @@ impl KeyedState {
         self.pending.clear();
     }
 
+    /// Every committed entry as (key, name, value), sorted, for a checkpoint.
+    pub fn entries(&self) -> Vec<(Vec<u8>, String, Vec<u8>)> {
+        let mut entries: Vec<_> = self
+            .committed
+            .iter()
+            .map(|((k, n), v)| (k.clone(), n.clone(), v.clone()))
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// Replaces the committed state with checkpointed entries.
+    pub fn restore(&mut self, entries: &[(Vec<u8>, String, Vec<u8>)]) {
+        self.pending.clear();
+        self.committed = entries
+            .iter()
+            .map(|(k, n, v)| ((k.clone(), n.clone()), v.clone()))
+            .collect();
+    }
+
     /// Number of (key, name) entries committed.
     pub fn len(&self) -> usize {
         self.committed.len()

@@ -17,6 +17,7 @@ use super::instance::{instantiate, timeout_ticks, Instance};
 use super::runtime::{LoadedPlugin, PluginRuntime, World};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, EventBatch, Origin};
+use crate::checkpoint::PluginSnapshot;
 use crate::dead_letter::{DeadLetters, DeadValue};
 
 /// Counters of one stage since the run started.
@@ -97,6 +98,30 @@ impl PluginStage {
     /// The stage's counters.
     pub fn counters(&self) -> StageCounters {
         self.counters
+    }
+
+    /// The stage's identity and keyed state, for a checkpoint.
+    pub fn snapshot(&self) -> PluginSnapshot {
+        PluginSnapshot {
+            name: self.name.to_string(),
+            hash: self.plugin.hash.clone(),
+            config: self.config_pairs.clone(),
+            state: self.store.data().state.entries(),
+        }
+    }
+
+    /// Restores the stage's keyed state from a checkpoint (possibly taken with another
+    /// version of the plugin: state belongs to the stage, not the version).
+    pub fn restore(&mut self, snapshot: &PluginSnapshot) {
+        if snapshot.hash != self.plugin.hash {
+            tracing::info!(
+                "plugin `{}`: resuming state of version {} with version {}",
+                self.name,
+                &snapshot.hash[..12.min(snapshot.hash.len())],
+                &self.plugin.hash[..12]
+            );
+        }
+        self.store.data_mut().state.restore(&snapshot.state);
     }
 
     /// Number of keyed-state entries the plugin holds.

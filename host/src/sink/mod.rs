@@ -7,6 +7,7 @@ mod stdio;
 use anyhow::Result;
 
 use crate::batch::packed_item;
+use crate::checkpoint::SinkSnapshot;
 use crate::config::SinkConfig;
 
 pub use file::FileSink;
@@ -90,14 +91,45 @@ pub trait Sink: Send {
     /// sink no later than the next [`Sink::flush`].
     fn write(&mut self, records: Records<'_>) -> Result<()>;
 
-    /// Makes everything written so far visible to readers.
+    /// Makes everything written so far visible to readers (for a transactional sink:
+    /// hands it to the operating system, still staged).
     fn flush(&mut self) -> Result<()>;
+
+    /// Stages everything written since the last call as checkpoint `epoch`'s output and
+    /// says what the checkpoint must record; `None` for sinks that are not transactional.
+    fn pre_commit(&mut self, _epoch: u64) -> Result<Option<SinkSnapshot>> {
+        Ok(None)
+    }
+
+    /// Makes staged output visible, once the checkpoint covering it is durable.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// Builds the sink a `[sink]` or `[dead_letter]` section describes.
-pub fn build(config: &SinkConfig) -> Result<Box<dyn Sink>> {
+/// How a file sink treats its file.
+#[derive(Debug, Clone, Copy)]
+pub enum FileMode<'a> {
+    /// Written directly; truncated when the run starts (no checkpoints).
+    Direct,
+    /// Transactional, starting empty or recovered to a checkpoint.
+    Transactional {
+        /// `sink`, `dead_letter` or `late`.
+        role: &'a str,
+        /// The checkpoint's record of this sink, when resuming.
+        recover: Option<&'a SinkSnapshot>,
+    },
+}
+
+/// Builds the sink a `[sink]`, `[dead_letter]` or `[late]` section describes.
+pub fn build(config: &SinkConfig, mode: FileMode<'_>) -> Result<Box<dyn Sink>> {
     Ok(match config {
-        SinkConfig::File { path } => Box::new(FileSink::create(path)?),
+        SinkConfig::File { path } => Box::new(match mode {
+            FileMode::Direct => FileSink::create(path)?,
+            FileMode::Transactional { role, recover } => {
+                FileSink::transactional(path, role, recover)?
+            }
+        }),
         SinkConfig::Stdout {} => Box::new(StdioSink::stdout()),
         SinkConfig::Stderr {} => Box::new(StdioSink::stderr()),
         SinkConfig::Null {} => Box::new(NullSink::default()),

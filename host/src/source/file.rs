@@ -1,13 +1,14 @@
 //! The file source: one JSON object per line, read once from start to end.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::{Ingest, Source, SourceState};
+use crate::checkpoint::SourcePosition;
 
 /// Reads JSON lines from a file; one partition, positions are 1-based line numbers.
 pub struct FileSource {
@@ -15,6 +16,7 @@ pub struct FileSource {
     reader: BufReader<File>,
     line: Vec<u8>,
     line_number: u64,
+    offset: u64,
 }
 
 impl FileSource {
@@ -31,6 +33,7 @@ impl FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
             line: Vec::with_capacity(1024),
             line_number: 0,
+            offset: 0,
         })
     }
 }
@@ -38,6 +41,30 @@ impl FileSource {
 impl Source for FileSource {
     fn describe(&self) -> String {
         format!("file:{}", self.path.display())
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::File {
+            offset: self.offset,
+            line: self.line_number,
+        }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<()> {
+        let &SourcePosition::File { offset, line } = position else {
+            bail!("{} cannot resume from {position:?}", self.describe());
+        };
+        let len = self.reader.get_ref().metadata()?.len();
+        if offset > len {
+            bail!(
+                "{} has {len} bytes but the checkpoint read up to byte {offset}; was the file replaced?",
+                self.describe()
+            );
+        }
+        self.reader.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.line_number = line;
+        Ok(())
     }
 
     fn poll(
@@ -56,6 +83,7 @@ impl Source for FileSource {
             if read == 0 {
                 return Ok(SourceState::Exhausted);
             }
+            self.offset += read as u64;
             self.line_number += 1;
             if ingest.push_json(0, self.line_number, &self.line) {
                 added += 1;

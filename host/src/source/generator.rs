@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Ingest, Source, SourceState};
+use crate::checkpoint::SourcePosition;
 use crate::config::GeneratorConfig;
 
 const COUNTRIES: [&str; 8] = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"];
@@ -20,7 +21,9 @@ const COUNTRIES: [&str; 8] = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"];
 pub struct Generator {
     config: GeneratorConfig,
     next_seq: u64,
-    started: Option<Instant>,
+    /// When the first event of this run was due, and its `seq` (a resumed run starts
+    /// its rate schedule from where it resumed).
+    started: Option<(Instant, u64)>,
     key: Vec<u8>,
 }
 
@@ -36,9 +39,9 @@ impl Generator {
     }
 
     /// When event `seq` is due, for a rate-limited generator.
-    fn due(&self, started: Instant, seq: u64) -> Option<Instant> {
+    fn due(&self, (started, first): (Instant, u64), seq: u64) -> Option<Instant> {
         let rate = self.config.rate?;
-        Some(started + Duration::from_secs_f64(seq as f64 / rate))
+        Some(started + Duration::from_secs_f64((seq - first) as f64 / rate))
     }
 
     /// Writes event `seq` into the batch.
@@ -105,13 +108,28 @@ impl Source for Generator {
         self.config.partitions
     }
 
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Generator {
+            next_seq: self.next_seq,
+        }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<()> {
+        let &SourcePosition::Generator { next_seq } = position else {
+            anyhow::bail!("{} cannot resume from {position:?}", self.describe());
+        };
+        self.next_seq = next_seq;
+        Ok(())
+    }
+
     fn poll(
         &mut self,
         ingest: &mut Ingest<'_>,
         max: usize,
         deadline: Instant,
     ) -> Result<SourceState> {
-        let started = *self.started.get_or_insert_with(Instant::now);
+        let next = self.next_seq;
+        let started = *self.started.get_or_insert_with(|| (Instant::now(), next));
         for _ in 0..max {
             let seq = self.next_seq;
             if self.config.count.is_some_and(|count| seq >= count) {

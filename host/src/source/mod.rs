@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::batch::{EventBatch, Origin};
+use crate::checkpoint::SourcePosition;
 use crate::config::{EventFields, SourceConfig};
 use crate::dead_letter::{DeadLetters, DeadValue};
 use crate::watermark::Watermarks;
@@ -41,6 +42,12 @@ pub trait Source: Send {
     fn partitions(&self) -> u32 {
         1
     }
+
+    /// Where the source is: what a checkpoint records to resume it.
+    fn position(&self) -> SourcePosition;
+
+    /// Moves the source to a position a checkpoint recorded.
+    fn seek(&mut self, position: &SourcePosition) -> Result<()>;
 
     /// Appends up to `max` records (events or dead letters) to `ingest`. Returns once
     /// `max` are appended, the source is exhausted, or `deadline` has passed; never blocks

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::{Ingest, Source, SourceState};
+use crate::checkpoint::SourcePosition;
 
 /// Lines read together: bytes back to back, with each line's end.
 struct Chunk {
@@ -83,6 +84,14 @@ fn read_chunk<R: Read>(reader: &mut BufReader<R>, first_line: u64) -> std::io::R
 impl Source for StdinSource {
     fn describe(&self) -> String {
         "stdin".into()
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Unreplayable
+    }
+
+    fn seek(&mut self, _position: &SourcePosition) -> Result<()> {
+        anyhow::bail!("stdin cannot be replayed, so a job reading it cannot resume from a checkpoint; use --fresh")
     }
 
     fn poll(

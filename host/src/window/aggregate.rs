@@ -8,7 +8,7 @@ use crate::batch::EventBatch;
 use crate::config::AggregateKind;
 
 /// The running state of one key and window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Acc {
     /// Events counted.
     Count(u64),

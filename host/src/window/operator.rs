@@ -22,6 +22,7 @@ use anyhow::Result;
 use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
 use crate::batch::EventBatch;
+use crate::checkpoint::WindowSnapshot;
 use crate::dead_letter::DeadLetters;
 use crate::json_text::write_str;
 use crate::sink::RecordBuffer;
@@ -140,6 +141,70 @@ impl WindowOperator {
         self.counters
     }
 
+    /// The window state a checkpoint records (`spec` names the window definition).
+    pub fn snapshot(&self, spec: &str) -> WindowSnapshot {
+        let c = self.counters;
+        WindowSnapshot {
+            spec: spec.to_owned(),
+            watermark: self.watermark,
+            windows: self
+                .windows
+                .iter()
+                .map(|(&(key, start, end), &slot)| {
+                    (
+                        self.keys.bytes[key as usize].clone(),
+                        start,
+                        end,
+                        self.accs[slot as usize].clone(),
+                    )
+                })
+                .collect(),
+            counters: [
+                c.firings,
+                c.late_accepted,
+                c.late_rejected,
+                c.unaggregatable,
+            ],
+        }
+    }
+
+    /// Restores checkpointed window state into this (empty) operator; timers are
+    /// registered again for the windows' ends the watermark has not passed.
+    pub fn restore(&mut self, snapshot: &WindowSnapshot) {
+        self.watermark = snapshot.watermark;
+        let [firings, late_accepted, late_rejected, unaggregatable] = snapshot.counters;
+        self.counters = WindowCounters {
+            firings,
+            late_accepted,
+            late_rejected,
+            unaggregatable,
+        };
+        let mut restored: Vec<_> = snapshot.windows.iter().collect();
+        restored.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
+        for (key, start, end, acc) in restored {
+            let key = self.keys.intern(key);
+            let window = TimeWindow {
+                start: *start,
+                end: *end,
+            };
+            let slot = self.store_acc(acc.clone());
+            self.windows.insert((key, window.start, window.end), slot);
+            self.keys.window_opened(key);
+            if self.assigner.is_merging() {
+                self.sessions.entry(key).or_default().push(window);
+            }
+            let fire = window.max_timestamp();
+            let cleanup = fire.saturating_add(self.lateness);
+            let id = (key, window.start, window.end);
+            if fire > self.watermark {
+                self.timers.entry(fire).or_default().push(id);
+            }
+            if cleanup != fire && cleanup > self.watermark {
+                self.timers.entry(cleanup).or_default().push(id);
+            }
+        }
+    }
+
     /// Number of keys with open windows.
     pub fn open_keys(&self) -> usize {
         self.keys.ids.len()
@@ -217,7 +282,13 @@ impl WindowOperator {
                 break;
             }
             let mut due = entry.remove();
-            due.sort_unstable();
+            // Key bytes, not ids, so the order survives a restore (ids are reassigned).
+            let keys = &self.keys.bytes;
+            due.sort_unstable_by(|a, b| {
+                keys[a.0 as usize]
+                    .cmp(&keys[b.0 as usize])
+                    .then((a.1, a.2).cmp(&(b.1, b.2)))
+            });
             for (key, start, end) in due {
                 let window = TimeWindow { start, end };
                 let Some(&slot) = self.windows.get(&(key, start, end)) else {

@@ -1,0 +1,233 @@
+//! The checkpoint directory: atomic writes, retention, and finding the newest good
+//! checkpoint after a crash.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::{decode, encode, Snapshot};
+
+/// The file name of the snapshot in a savepoint directory.
+pub const SAVEPOINT_FILE: &str = "savepoint.eddy";
+
+/// A directory of checkpoints `ckpt-<id>.eddy`, keeping the newest `retain`.
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    dir: PathBuf,
+    retain: usize,
+}
+
+/// What recovery found in a checkpoint directory.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The newest valid checkpoint and its file.
+    pub newest: Option<(Snapshot, PathBuf)>,
+    /// Newer checkpoints that were unusable, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl CheckpointDir {
+    /// Opens (creating) a checkpoint directory.
+    pub fn open(dir: &Path, retain: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the checkpoint directory {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            retain: retain.max(1),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a checkpoint atomically and removes checkpoints beyond the newest `retain`.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {
+        let path = self.dir.join(format!("ckpt-{:020}.eddy", snapshot.id));
+        write_atomic(&path, &encode(snapshot)?)?;
+        for (_, old) in self.checkpoints()?.into_iter().skip(self.retain) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                tracing::warn!("cannot remove old checkpoint {}: {e}", old.display());
+            }
+        }
+        Ok(path)
+    }
+
+    /// Checkpoint files, newest first.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).with_context(|| {
+            format!(
+                "cannot read the checkpoint directory {}",
+                self.dir.display()
+            )
+        })?;
+        for entry in entries {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if let Some(id) = name
+                .strip_prefix("ckpt-")
+                .and_then(|n| n.strip_suffix(".eddy"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                found.push((id, path));
+            }
+        }
+        found.sort_by_key(|c| std::cmp::Reverse(c.0));
+        Ok(found)
+    }
+
+    /// Finds the newest checkpoint that reads back whole, skipping (and reporting)
+    /// truncated or corrupt newer ones.
+    pub fn recover(&self) -> Result<Recovery> {
+        let mut recovery = Recovery::default();
+        for (_, path) in self.checkpoints()? {
+            match std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| decode(&b))
+            {
+                Ok(snapshot) => {
+                    recovery.newest = Some((snapshot, path));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("skipping unusable checkpoint {}: {e:#}", path.display());
+                    recovery.skipped.push((path, format!("{e:#}")));
+                }
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// Removes every checkpoint (for a run started with `--fresh`).
+    pub fn clear(&self) -> Result<()> {
+        for (_, path) in self.checkpoints()? {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, whole:
+/// a temporary file beside it, fsynced, renamed into place, and the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
+    let tmp = dir.join(format!("{name}.tmp"));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Reads the snapshot at `path`: a checkpoint or savepoint file, a savepoint directory,
+/// or a checkpoint directory (its newest good checkpoint).
+pub fn read_snapshot(path: &Path) -> Result<(Snapshot, PathBuf)> {
+    if path.is_dir() {
+        let savepoint = path.join(SAVEPOINT_FILE);
+        if savepoint.exists() {
+            return read_snapshot(&savepoint);
+        }
+        let recovery = CheckpointDir::open(path, usize::MAX)?.recover()?;
+        return match recovery.newest {
+            Some(found) => Ok(found),
+            None if recovery.skipped.is_empty() => {
+                bail!("{} holds no checkpoint or savepoint", path.display())
+            }
+            None => bail!(
+                "{} holds no usable checkpoint ({} unusable)",
+                path.display(),
+                recovery.skipped.len()
+            ),
+        };
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let snapshot = decode(&bytes).with_context(|| format!("{} is unusable", path.display()))?;
+    Ok((snapshot, path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(id: u64) -> Snapshot {
+        Snapshot {
+            id,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_recovers_past_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 3).unwrap();
+        for id in 1..=5 {
+            store.write(&snapshot(id)).unwrap();
+        }
+        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(ids, vec![5, 4, 3]);
+        // Truncate the newest, corrupt the next: recovery falls back to 3.
+        let newest = &store.checkpoints().unwrap()[0].1;
+        let bytes = std::fs::read(newest).unwrap();
+        std::fs::write(newest, &bytes[..bytes.len() / 2]).unwrap();
+        let second = &store.checkpoints().unwrap()[1].1;
+        let mut bytes = std::fs::read(second).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(second, bytes).unwrap();
+        let recovery = store.recover().unwrap();
+        assert_eq!(recovery.newest.unwrap().0.id, 3);
+        assert_eq!(recovery.skipped.len(), 2);
+        assert!(recovery.skipped[0].1.contains("truncated"));
+        assert!(recovery.skipped[1].1.contains("checksum"));
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_last_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 3).unwrap();
+        store.write(&snapshot(1)).unwrap();
+        // The disk is full: the temporary file of checkpoint 2 is /dev/full.
+        std::os::unix::fs::symlink(
+            "/dev/full",
+            dir.path().join(format!("ckpt-{:020}.eddy.tmp", 2)),
+        )
+        .unwrap();
+        let err = format!("{:#}", store.write(&snapshot(2)).unwrap_err());
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(store.recover().unwrap().newest.unwrap().0.id, 1);
+        assert!(!dir.path().join(format!("ckpt-{:020}.eddy", 2)).exists());
+    }
+
+    #[test]
+    fn a_directory_that_is_a_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state");
+        std::fs::write(&file, "").unwrap();
+        let err = format!("{:#}", CheckpointDir::open(&file, 3).unwrap_err());
+        assert!(
+            err.contains("cannot create the checkpoint directory"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! How the outside (the admin endpoint) talks to a running pipeline: control requests,
+//! answered at the next batch boundary, and a status board the pipeline refreshes after
+//! every batch.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::Metrics;
+use crate::checkpoint::SourcePosition;
+
+/// A request to the running pipeline.
+#[derive(Debug)]
+pub enum Control {
+    /// Take a savepoint into `dir`; the reply names the savepoint file.
+    Savepoint {
+        /// The savepoint directory.
+        dir: PathBuf,
+        /// Where the answer goes.
+        reply: Sender<Result<PathBuf, String>>,
+    },
+    /// Stop after the current batch, with a final savepoint when `savepoint` is given.
+    Stop {
+        /// The savepoint directory, if any.
+        savepoint: Option<PathBuf>,
+        /// Where the answer goes (the savepoint file, if one was taken).
+        reply: Sender<Result<Option<PathBuf>, String>>,
+    },
+}
+
+/// The job's state as `eddy status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// `starting`, `running`, `finished` or `stopped`.
+    pub state: String,
+    /// The source and its position.
+    pub source: SourceStatus,
+    /// Each source partition's event time.
+    pub partitions: Vec<PartitionStatus>,
+    /// The job's watermark (absent before the first event).
+    pub watermark: Option<i64>,
+    /// Records in, out, rejected, late, …
+    pub metrics: Metrics,
+    /// Open (key, window) pairs.
+    pub open_windows: u64,
+    /// The newest completed checkpoint.
+    pub last_checkpoint: Option<CheckpointStatus>,
+    /// Each plugin stage.
+    pub plugins: Vec<PluginStatus>,
+    /// Side-input tables and their versions.
+    pub side_inputs: Vec<(String, u64)>,
+}
+
+/// The source in a status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    /// Its name, e.g. `file:in.jsonl`.
+    pub name: String,
+    /// Where it is.
+    pub position: SourcePosition,
+}
+
+/// One source partition in a status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionStatus {
+    /// The partition number.
+    pub partition: u32,
+    /// Highest event time seen.
+    pub max_event_time: Option<i64>,
+    /// The partition's watermark.
+    pub watermark: Option<i64>,
+    /// Whether it is idle.
+    pub idle: bool,
+}
+
+/// A completed checkpoint in a status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckpointStatus {
+    /// Its number.
+    pub id: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// When it was taken, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// A plugin stage in a status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PluginStatus {
+    /// The stage's name.
+    pub name: String,
+    /// The component's SHA-256: its version.
+    pub version: String,
+    /// Events in.
+    pub events_in: u64,
+    /// Events out.
+    pub events_out: u64,
+    /// Events rejected.
+    pub rejected: u64,
+    /// Events dead-lettered by failed batches.
+    pub failed: u64,
+}
+
+/// The status, shared between the pipeline (writer) and the admin endpoint (reader).
+pub type StatusBoard = Arc<Mutex<Status>>;

@@ -1,0 +1,109 @@
+//! Where a run starts from: a savepoint, the newest good checkpoint, or the beginning —
+//! and whether the state found fits the pipeline as it is now.
+
+use anyhow::{bail, Result};
+
+use super::{refuse_to_overwrite, Pipeline, RunOptions};
+use crate::checkpoint::{self, CheckpointDir, Snapshot};
+use crate::config::PipelineConfig;
+
+/// Finds the snapshot a run resumes from, if any.
+///
+/// - `--from-savepoint DIR`: that savepoint (the checkpoint directory is cleared: the job
+///   starts a new history from the savepoint).
+/// - `--fresh`: none; existing checkpoints are removed.
+/// - otherwise the newest checkpoint that reads back whole; unusable newer ones are
+///   reported and skipped. When checkpoints exist but none is usable, or none exists but
+///   a sink already has output, the run refuses to start rather than silently
+///   reprocessing from the beginning.
+pub(super) fn find_snapshot(
+    config: &PipelineConfig,
+    dir: Option<&CheckpointDir>,
+    options: &RunOptions,
+) -> Result<Option<Snapshot>> {
+    if let Some(savepoint) = &options.from_savepoint {
+        if options.fresh {
+            bail!("--fresh and --from-savepoint cannot be used together");
+        }
+        let (snapshot, path) = checkpoint::read_snapshot(savepoint)?;
+        tracing::info!("starting from {}", path.display());
+        if let Some(dir) = dir {
+            dir.clear()?;
+        }
+        return Ok(Some(snapshot));
+    }
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    if options.fresh {
+        dir.clear()?;
+        return Ok(None);
+    }
+    let recovery = dir.recover()?;
+    match recovery.newest {
+        Some((snapshot, path)) => {
+            for (bad, why) in &recovery.skipped {
+                tracing::warn!("skipped checkpoint {}: {why}", bad.display());
+            }
+            tracing::info!("resuming from checkpoint {}", path.display());
+            Ok(Some(snapshot))
+        }
+        None if !recovery.skipped.is_empty() => {
+            let list: Vec<String> = recovery
+                .skipped
+                .iter()
+                .map(|(path, why)| format!("{} ({why})", path.display()))
+                .collect();
+            bail!(
+                "no usable checkpoint in {}: {}; pass --fresh to start over (sink output will be replaced)",
+                dir.path().display(),
+                list.join(", ")
+            )
+        }
+        None => {
+            refuse_to_overwrite(config)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Checks that a snapshot's state fits the pipeline; the error names what does not.
+pub(super) fn check_compatible(snapshot: &Snapshot, pipeline: &Pipeline) -> Result<()> {
+    let source = pipeline.source.describe();
+    if snapshot.source.name != source {
+        bail!(
+            "incompatible state: it was taken reading {}, the pipeline reads {source}",
+            snapshot.source.name
+        );
+    }
+    if snapshot.source.partitions != pipeline.source.partitions() {
+        bail!(
+            "incompatible state: it has {} source partitions, the source now has {}",
+            snapshot.source.partitions,
+            pipeline.source.partitions()
+        );
+    }
+    for plugin in &snapshot.plugins {
+        let present = pipeline.stages.iter().any(|s| s.name() == plugin.name);
+        if !present && !plugin.state.is_empty() {
+            bail!(
+                "incompatible state: it holds keyed state of plugin `{}`, which the pipeline no longer has",
+                plugin.name
+            );
+        }
+    }
+    if let Some(window) = snapshot.window.as_ref().filter(|w| !w.windows.is_empty()) {
+        match &pipeline.window_spec {
+            Some(spec) if *spec == window.spec => {}
+            Some(spec) => bail!(
+                "incompatible state: its window state is for [window] {}, the pipeline's [window] is {spec}",
+                window.spec
+            ),
+            None => bail!(
+                "incompatible state: it holds window state for [window] {}, and the pipeline has no [window]",
+                window.spec
+            ),
+        }
+    }
+    Ok(())
+}
