@@ -1,103 +1,15 @@
 //! End-to-end tests: they run the `eddy` binary on pipeline files and check what it
 //! writes, prints and exits with.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::Output;
+
+use common::*;
 use eddy_example_artifacts::{
     CHAOS_COMPONENT, DISTINCT_COMPONENT, ENRICH_COMPONENT, FILTER_COMPONENT,
 };
 use serde_json::Value;
-
-/// A scratch directory with a pipeline file in it.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Runs `eddy <args...>` with the pipeline file `pipeline.toml` holding `pipeline`.
-    fn eddy(&self, command: &str, pipeline: &str) -> Output {
-        let file = self.write("pipeline.toml", pipeline);
-        eddy(&[command, file.to_str().unwrap()], None)
-    }
-
-    fn lines(&self, name: &str) -> Vec<Value> {
-        read_lines(&self.path(name))
-    }
-}
-
-fn eddy(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .env(
-            "EDDY_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
-        )
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start eddy");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn read_lines(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_success(output: &Output) {
-    assert!(output.status.success(), "eddy failed: {}", stderr(output));
-}
-
-#[track_caller]
-fn assert_failure_says(output: &Output, needles: &[&str]) {
-    assert!(
-        !output.status.success(),
-        "eddy should have failed: {}",
-        stderr(output)
-    );
-    let err = stderr(output);
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    }
-}
 
 const GENERATOR: &str =
     "[source]\nkind = \"generator\"\ncount = 5000\nkeys = 50\npartitions = 3\nseed = 7\n";

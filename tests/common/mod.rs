@@ -1,0 +1,120 @@
+//! Helpers shared by the end-to-end tests: scratch directories and running `eddy`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A scratch directory with a pipeline file in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `eddy <args...>` with the pipeline file `pipeline.toml` holding `pipeline`.
+    pub fn eddy(&self, command: &str, pipeline: &str) -> Output {
+        let file = self.write("pipeline.toml", pipeline);
+        eddy(&[command, file.to_str().unwrap()], None)
+    }
+
+    pub fn lines(&self, name: &str) -> Vec<Value> {
+        read_lines(&self.path(name))
+    }
+}
+
+pub fn eddy(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = eddy_command()
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start eddy");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "eddy failed: {}", stderr(output));
+}
+
+#[track_caller]
+pub fn assert_failure_says(output: &Output, needles: &[&str]) {
+    assert!(
+        !output.status.success(),
+        "eddy should have failed: {}",
+        stderr(output)
+    );
+    let err = stderr(output);
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+}
+
+/// The `eddy` binary, with the test's compiled-plugin cache.
+pub fn eddy_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    command.env(
+        "EDDY_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
+    );
+    command
+}
+
+/// Starts `eddy <args>` in the background, its output discarded.
+pub fn spawn(args: &[&str]) -> Child {
+    eddy_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start eddy")
+}
+
+/// A free loopback address for a job's admin endpoint.
+pub fn free_admin_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}

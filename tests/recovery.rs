@@ -1,0 +1,345 @@
+//! Fault-tolerance tests: they run the `eddy` binary with checkpoints, kill it with
+//! SIGKILL, corrupt its checkpoints, fill its disk, take savepoints through the admin
+//! endpoint, and check that the output ends up exactly as an uninterrupted run's.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use eddy_example_artifacts::FILTER_COMPONENT;
+
+/// A bounded, rate-limited generator (about 2 s uninterrupted) with disorder over three
+/// partitions, checkpointing every 30 ms.
+const SOURCE: &str = r#"
+[source]
+kind = "generator"
+count = 30000
+rate = 15000
+keys = 100
+partitions = 3
+max_disorder = "20ms"
+seed = 11
+
+[watermark]
+max_delay = "20ms"
+
+[checkpoint]
+dir = "state"
+interval = "30ms"
+"#;
+
+/// Windows with allowed lateness, results, late events and dead letters all in files.
+const WINDOWED: &str = r#"
+[window]
+kind = "tumbling"
+size = "100ms"
+allowed_lateness = "10ms"
+aggregate = "sum"
+field = "amount"
+
+[sink]
+kind = "file"
+path = "out.jsonl"
+
+[late]
+kind = "file"
+path = "late.jsonl"
+"#;
+
+fn passthrough() -> String {
+    format!(
+        "[[plugin]]\nname = \"some\"\npath = \"{FILTER_COMPONENT}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"20\" }}\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n"
+    )
+}
+
+/// A small seeded generator of pauses, so a failing run can be repeated.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Runs the pipeline uninterrupted and returns the sink file.
+fn reference(pipeline: &str) -> String {
+    let s = Scratch::new();
+    assert_success(&s.eddy("run", pipeline));
+    std::fs::read_to_string(s.path("out.jsonl")).unwrap()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    for (name, body) in [
+        ("windowed", WINDOWED.to_string()),
+        ("passthrough", passthrough()),
+    ] {
+        let pipeline = format!("{SOURCE}{body}");
+        let expected = reference(&pipeline);
+        let s = Scratch::new();
+        let file = s.write("pipeline.toml", &pipeline);
+        let mut pauses = Lcg(42);
+        let mut kills = 0;
+        while kills < 20 {
+            let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+            std::thread::sleep(Duration::from_millis(40 + pauses.below(200)));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            // Whatever the moment, the sink holds only whole committed output.
+            let partial = std::fs::read_to_string(s.path("out.jsonl")).unwrap_or_default();
+            assert!(
+                expected.starts_with(&partial),
+                "{name}: after kill {kills} the sink is not a prefix of the full output"
+            );
+        }
+        assert!(
+            kills >= 5,
+            "{name}: the job ended before it could be killed often ({kills} kills)"
+        );
+        let output = s.eddy("run", &pipeline);
+        assert_success(&output);
+        let got = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+        assert!(
+            got == expected,
+            "{name}: after {kills} kills the output differs from an uninterrupted run"
+        );
+        if name == "passthrough" {
+            let seqs: Vec<u64> = s
+                .lines("out.jsonl")
+                .iter()
+                .map(|v| v["seq"].as_u64().unwrap())
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "every seq at most once, in order"
+            );
+            assert!(seqs.len() > 20000, "{} events passed", seqs.len());
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".eddy-epoch-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{name}: staged epochs left behind: {leftovers:?}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_and_truncated_checkpoints_are_skipped_or_refused() {
+    let pipeline = format!("{SOURCE}{WINDOWED}").replace("rate = 15000\n", "");
+    let s = Scratch::new();
+    assert_success(&s.eddy("run", &pipeline));
+    let expected = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+    let mut checkpoints: Vec<_> = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    checkpoints.sort();
+    assert!(checkpoints.len() >= 2, "{checkpoints:?}");
+
+    // Truncate the newest: the run resumes from the one before and ends the same.
+    let newest = checkpoints.last().unwrap();
+    let bytes = std::fs::read(newest).unwrap();
+    std::fs::write(newest, &bytes[..bytes.len() / 2]).unwrap();
+    let output = s.eddy("run", &pipeline);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("skipping unusable checkpoint")
+            && stderr(&output).contains("truncated"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        expected
+    );
+
+    // Corrupt every checkpoint: the run refuses to start, and leaves the output alone.
+    for (_, path) in std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| ((), e.unwrap().path()))
+    {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let output = s.eddy("run", &pipeline);
+    assert_failure_says(&output, &["no usable checkpoint", "checksum", "--fresh"]);
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        expected
+    );
+
+    // --fresh starts over and produces the same output.
+    let file = s.write("pipeline.toml", &pipeline);
+    let output = eddy(&["run", file.to_str().unwrap(), "--fresh"], None);
+    assert_success(&output);
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn output_without_a_checkpoint_is_never_overwritten_silently() {
+    let pipeline = format!("{SOURCE}{WINDOWED}").replace("rate = 15000\n", "");
+    let s = Scratch::new();
+    s.write("out.jsonl", "{\"earlier\":\"output\"}\n");
+    let output = s.eddy("run", &pipeline);
+    assert_failure_says(
+        &output,
+        &["out.jsonl already has output", "no checkpoint", "--fresh"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        "{\"earlier\":\"output\"}\n"
+    );
+}
+
+#[test]
+fn a_full_disk_fails_checkpoints_but_not_the_job() {
+    let pipeline = format!("{SOURCE}{WINDOWED}");
+    let expected = reference(&pipeline);
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("state")).unwrap();
+    for id in 2..=4 {
+        let tmp = s.path(&format!("state/ckpt-{id:020}.eddy.tmp"));
+        std::os::unix::fs::symlink("/dev/full", tmp).unwrap();
+    }
+    let output = s.eddy("run", &pipeline);
+    assert_success(&output);
+    let err = stderr(&output);
+    assert!(
+        err.contains("checkpoint 2 failed") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(err.contains("keeps its last good checkpoint"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        expected
+    );
+}
+
+/// Waits until the job's admin endpoint answers, or panics.
+fn wait_for_admin(admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the job's admin endpoint never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn savepoint_stop_and_resume_with_a_changed_pipeline() {
+    let pipeline = format!("{SOURCE}{WINDOWED}").replace("count = 30000", "count = 45000");
+    let expected = reference(&pipeline);
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let running = format!("{pipeline}[admin]\nlisten = \"{admin}\"\n");
+    let file = s.write("pipeline.toml", &running);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let status = eddy(&["status", "--admin", &admin], None);
+    assert_success(&status);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["partitions"].as_array().unwrap().len(), 3);
+    assert!(status["metrics"]["records_in"].as_u64().unwrap() > 0);
+    assert!(
+        status["source"]["position"]["generator"]["next_seq"]
+            .as_u64()
+            .is_some(),
+        "{status}"
+    );
+
+    let taken = eddy(
+        &[
+            "savepoint",
+            "--admin",
+            &admin,
+            s.path("sp1").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&taken);
+    assert!(String::from_utf8_lossy(&taken.stdout).contains("sp1/savepoint.eddy"));
+
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped = eddy(
+        &[
+            "stop",
+            "--admin",
+            &admin,
+            "--savepoint",
+            s.path("sp2").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&stopped);
+    assert!(child.wait().unwrap().success());
+    let before = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+    assert!(!before.is_empty() && before.len() < expected.len());
+
+    let inspected = eddy(&["inspect", s.path("sp2").to_str().unwrap()], None);
+    assert_success(&inspected);
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["kind"], "savepoint");
+    assert!(inspected["window"]["open_windows"].as_u64().is_some());
+
+    // A window of another size cannot take this state; the error says so.
+    let resized = s.write(
+        "resized.toml",
+        &pipeline.replace("size = \"100ms\"", "size = \"200ms\""),
+    );
+    let refused = eddy(
+        &[
+            "run",
+            resized.to_str().unwrap(),
+            "--from-savepoint",
+            s.path("sp2").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failure_says(&refused, &["incompatible state", "window"]);
+
+    // A changed pipeline (a new sink, other batching) resumes where the savepoint was.
+    let changed = format!(
+        "{}[batch]\nmax_records = 7\n",
+        pipeline.replace("path = \"out.jsonl\"", "path = \"after.jsonl\"")
+    );
+    let changed = s.write("changed.toml", &changed);
+    let resumed = eddy(
+        &[
+            "run",
+            changed.to_str().unwrap(),
+            "--from-savepoint",
+            s.path("sp2").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&resumed);
+    let after = std::fs::read_to_string(s.path("after.jsonl")).unwrap();
+    assert!(
+        format!("{before}{after}") == expected,
+        "output before the savepoint + after it != an uninterrupted run"
+    );
+}
