@@ -179,9 +179,8 @@ impl WindowOperator {
             late_rejected,
             unaggregatable,
         };
-        let mut restored: Vec<_> = snapshot.windows.iter().collect();
-        restored.sort_by(|a, b| (a.1, a.2, &a.0).cmp(&(b.1, b.2, &b.0)));
-        for (key, start, end, acc) in restored {
+        self.windows.reserve(snapshot.windows.len());
+        for (key, start, end, acc) in &snapshot.windows {
             let key = self.keys.intern(key);
             let window = TimeWindow {
                 start: *start,
