@@ -47,11 +47,7 @@ path = "out.jsonl"
     );
     let output = s.eddy("run", &pipeline);
     assert_success(&output);
-    assert!(
-        stderr(&output).contains("done: 5000 in"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "done: 5000 in");
 
     let all = s.lines("all.jsonl");
     assert_eq!(all.len(), 5000);
@@ -126,11 +122,7 @@ path = "out/dead.jsonl"
         .as_str()
         .unwrap()
         .contains("no event-time field `ts`"));
-    assert!(
-        stderr(&output).contains("5 in, 3 out"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "5 in, 3 out");
 }
 
 #[test]
@@ -513,11 +505,7 @@ fn a_wasm_aggregate_counts_distinct_cards_per_user_and_window() {
         .map(|(k, cards)| (k, cards.len() as u64))
         .collect();
     assert_eq!(got, expected);
-    assert!(
-        stderr(&output).contains("0 late rejected"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_contains(&output, "0 late rejected");
 }
 
 #[test]

@@ -75,6 +75,12 @@ pub fn stderr(output: &Output) -> String {
 }
 
 #[track_caller]
+pub fn assert_stderr_contains(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[track_caller]
 pub fn assert_success(output: &Output) {
     assert!(output.status.success(), "eddy failed: {}", stderr(output));
 }

@@ -243,11 +243,16 @@ impl WindowOperator {
             };
             let key = self.keys.intern(batch.key(i));
             let timestamp = batch.columns.timestamps[i];
+            let mut assigned = std::mem::take(&mut self.assigned);
+            assigned.clear();
+            self.assigner.assign(timestamp, &mut assigned);
             let accepted = if self.assigner.is_merging() {
-                self.add_to_session(batch, i, key, timestamp, value, out)?
+                self.add_to_session(batch, i, key, assigned[0], value, out)
             } else {
-                self.add_to_windows(batch, i, key, timestamp, value, out)?
+                self.add_to_windows(batch, i, key, &assigned, value, out)
             };
+            self.assigned = assigned;
+            let accepted = accepted?;
             if let Err(missed) = accepted {
                 self.counters.late_rejected += 1;
                 let reason = format!(
@@ -314,23 +319,20 @@ impl WindowOperator {
         window.max_timestamp().saturating_add(self.lateness) <= self.watermark
     }
 
-    /// Adds an event to its (non-merging) windows. `Err` names a window it was too late
-    /// for, when it was too late for all of them.
+    /// Adds event `i` to its `assigned` (non-merging) windows. `Err` names a window it was
+    /// too late for, when it was too late for all of them.
     fn add_to_windows(
         &mut self,
         batch: &EventBatch,
         i: usize,
         key: u32,
-        timestamp: i64,
+        assigned: &[TimeWindow],
         value: Option<f64>,
         out: &mut RecordBuffer,
     ) -> Result<Result<(), TimeWindow>> {
-        let mut assigned = std::mem::take(&mut self.assigned);
-        assigned.clear();
-        self.assigner.assign(timestamp, &mut assigned);
         let mut accepted = false;
         let mut late_but_allowed = false;
-        for &window in &assigned {
+        for &window in assigned {
             if self.is_late(&window) {
                 continue;
             }
@@ -345,28 +347,23 @@ impl WindowOperator {
         }
         self.counters.late_accepted += u64::from(late_but_allowed);
         let missed = assigned.first().copied();
-        self.assigned = assigned;
         Ok(match (accepted, missed) {
             (false, Some(window)) => Err(window),
             _ => Ok(()),
         })
     }
 
-    /// Adds an event to its key's sessions, merging the ones its `[ts, ts + gap)` touches.
+    /// Adds event `i` to its key's sessions, merging the ones its `new` session window
+    /// `[ts, ts + gap)` touches.
     fn add_to_session(
         &mut self,
         batch: &EventBatch,
         i: usize,
         key: u32,
-        timestamp: i64,
+        new: TimeWindow,
         value: Option<f64>,
         out: &mut RecordBuffer,
     ) -> Result<Result<(), TimeWindow>> {
-        let mut assigned = std::mem::take(&mut self.assigned);
-        assigned.clear();
-        self.assigner.assign(timestamp, &mut assigned);
-        let new = assigned[0];
-        self.assigned = assigned;
         let touching: Vec<TimeWindow> = self
             .sessions
             .get(&key)
