@@ -15,6 +15,8 @@
 //! # anyhow::Ok(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod batch;
 pub mod checkpoint;

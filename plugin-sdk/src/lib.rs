@@ -36,6 +36,8 @@
 //! Build it as a component with `cargo build --release --target wasm32-wasip2` (the crate
 //! is a `cdylib`), and test it natively against [`mock::MockHost`].
 
+#![warn(missing_docs)]
+
 extern crate self as eddy_plugin_sdk;
 
 mod batch;

@@ -2,6 +2,9 @@
 //! world reuses the `filter` world's `types` and `host` interfaces, so both worlds share
 //! one [`Batch`] type and one host implementation.
 
+// Generated code: its items are documented in `wit/eddy.wit`.
+#![allow(missing_docs)]
+
 /// The `filter` world, with the shared `types` and `host` interfaces.
 pub mod filter {
     wasmtime::component::bindgen!({
