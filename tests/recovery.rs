@@ -263,6 +263,16 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["state"], "running");
     assert_eq!(status["partitions"].as_array().unwrap().len(), 3);
+    assert!(
+        status["partitions"][2]["position"]
+            .as_u64()
+            .is_some_and(|p| p % 3 == 2),
+        "{status}"
+    );
+    assert!(
+        status["partitions"][0]["watermark"].as_i64().is_some(),
+        "{status}"
+    );
     assert!(status["metrics"]["records_in"].as_u64().unwrap() > 0);
     assert!(
         status["source"]["position"]["generator"]["next_seq"]

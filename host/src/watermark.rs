@@ -22,6 +22,8 @@ pub struct PartitionClock {
     pub max_timestamp: Option<i64>,
     /// Whether the partition is idle (no data for the idle timeout).
     pub idle: bool,
+    /// Position of the partition's last event (for status).
+    pub position: Option<u64>,
     last_seen: Instant,
 }
 
@@ -30,6 +32,7 @@ impl PartitionClock {
         Self {
             max_timestamp: None,
             idle: false,
+            position: None,
             last_seen: now,
         }
     }
@@ -96,6 +99,13 @@ impl Watermarks {
             self.recompute();
         }
         before
+    }
+
+    /// Records the position of a partition's latest event (after [`Watermarks::observe`]).
+    pub fn record_position(&mut self, partition: u32, position: u64) {
+        if let Some(clock) = self.partitions.get_mut(partition as usize) {
+            clock.position = Some(position);
+        }
     }
 
     /// Marks partitions idle that have had no data for the idle timeout; returns whether

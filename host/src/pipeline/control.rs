@@ -67,6 +67,8 @@ pub struct SourceStatus {
 pub struct PartitionStatus {
     /// The partition number.
     pub partition: u32,
+    /// Position of its latest event (line number, generator `seq`).
+    pub position: Option<u64>,
     /// Highest event time seen.
     pub max_event_time: Option<i64>,
     /// The partition's watermark.

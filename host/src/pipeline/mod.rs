@@ -596,6 +596,7 @@ impl Pipeline {
             .enumerate()
             .map(|(i, p)| PartitionStatus {
                 partition: i as u32,
+                position: p.position,
                 max_event_time: p.max_timestamp,
                 watermark: Some(self.watermarks.partition_watermark(p))
                     .filter(|&w| w != MIN_WATERMARK),

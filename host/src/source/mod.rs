@@ -137,6 +137,7 @@ impl<'a> Ingest<'a> {
     /// advances the watermark by it.
     pub fn push_written(&mut self, partition: u32, position: u64, key: &[u8], timestamp: i64) {
         let watermark = self.watermarks.observe(partition, timestamp, self.now);
+        self.watermarks.record_position(partition, position);
         let origin = Origin {
             partition,
             position,

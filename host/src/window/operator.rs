@@ -419,10 +419,15 @@ impl WindowOperator {
         Ok(slot)
     }
 
+    /// Registers a new window's timers. A window created when the watermark is already
+    /// past its end (a late event within the allowed lateness) gets no firing timer: it
+    /// fires on the element itself, as Flink's event-time trigger does.
     fn register_timers(&mut self, key: u32, window: TimeWindow) {
         let fire = window.max_timestamp();
         let id = (key, window.start, window.end);
-        self.timers.entry(fire).or_default().push(id);
+        if fire > self.watermark {
+            self.timers.entry(fire).or_default().push(id);
+        }
         if self.lateness > 0 {
             let cleanup = fire.saturating_add(self.lateness);
             self.timers.entry(cleanup).or_default().push(id);

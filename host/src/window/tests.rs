@@ -254,6 +254,21 @@ fn late_events_are_judged_at_the_lateness_limit() {
 }
 
 #[test]
+fn a_window_first_seen_within_its_lateness_fires_once_per_event_as_in_flink() {
+    // Watermark 19 after ts 20; [0,10) has no state yet but 9 + 15 > 19: not late. It
+    // fires on the element, and not again when the watermark moves on.
+    let events = [ev("a", 20, 1), ev("a", 5, 1), ev("a", 40, 1)];
+    let r = run(&events, TUMBLING_10, 15, 0, 1, AggregateKind::Count);
+    let first_window: Vec<&Value> = r
+        .firings
+        .iter()
+        .filter(|f| f["window_start"] == 0)
+        .collect();
+    assert_eq!(first_window.len(), 1, "{:?}", r.firings);
+    assert_eq!(r.counters.late_accepted, 1);
+}
+
+#[test]
 fn without_lateness_an_event_for_a_fired_window_is_late() {
     let r = run(
         &[ev("a", 5, 1), ev("a", 20, 1), ev("a", 9, 7)],
