@@ -550,3 +550,32 @@ fn plugins_of_the_wrong_world_are_refused_where_they_are_named() {
         &["plugin `f`", "is a filter, not a window aggregate"],
     );
 }
+
+#[test]
+fn wasi_is_deny_by_default_and_grants_open_it() {
+    let run = |grant: &str| {
+        let s = Scratch::new();
+        s.write("in.jsonl", "{\"n\":1,\"poison\":true}\n");
+        let pipeline = format!(
+            "[source]\nkind = \"file\"\npath = \"in.jsonl\"\n\
+             [[plugin]]\nname = \"probe\"\npath = \"{CHAOS_COMPONENT}\"\nconfig = {{ mode = \"probe\" }}\n{grant}\n\
+             [sink]\nkind = \"null\"\n[dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n"
+        );
+        let file = s.write("pipeline.toml", &pipeline);
+        let output = eddy_command()
+            .args(["run", file.to_str().unwrap()])
+            .env("EDDY_PROBE", "secret")
+            .output()
+            .unwrap();
+        assert_success(&output);
+        s.lines("dead.jsonl")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(run(""), "env=none; clock=0; file=denied");
+    let granted =
+        run("grant = { env = [\"EDDY_PROBE\"], wall_clock = true, read_dirs = [\"/etc\"] }");
+    assert!(granted.starts_with("env=secret; clock=17"), "{granted}");
+    assert!(granted.ends_with("file=readable"), "{granted}");
+}

@@ -92,7 +92,10 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     ] {
         let pipeline = format!("{SOURCE}{body}");
         let expected = reference(&pipeline);
-        assert!(expected.lines().count() > 100, "{name}: the pipeline must produce output");
+        assert!(
+            expected.lines().count() > 100,
+            "{name}: the pipeline must produce output"
+        );
         let s = Scratch::new();
         let file = s.write("pipeline.toml", &pipeline);
         let mut pauses = Lcg(42);

@@ -4,7 +4,9 @@
 //!
 //! Config `mode`: `trap` (panics), `loop` (never returns), `oom` (allocates without end),
 //! `bad-indices` (returns an index past the batch), `foreign-key` (writes keyed state for
-//! a key not in the batch), `refuse` (fails `init`). Every event it keeps also bumps a
+//! a key not in the batch), `refuse` (fails `init`), `probe` (rejects the poisoned event with
+//! what it could see of the outside: the `EDDY_PROBE` environment variable, the wall
+//! clock, the file `/etc/hostname` — to test that WASI is deny-by-default). Every event it keeps also bumps a
 //! per-key counter in keyed state (`seen`), so tests can check that a failed batch leaves
 //! no state behind.
 
@@ -18,6 +20,7 @@ enum Mode {
     Oom,
     BadIndices,
     ForeignKey,
+    Probe,
 }
 
 /// A filter that misbehaves on poisoned events.
@@ -34,6 +37,7 @@ impl Plugin for Chaos {
             "oom" => Mode::Oom,
             "bad-indices" => Mode::BadIndices,
             "foreign-key" => Mode::ForeignKey,
+            "probe" => Mode::Probe,
             "refuse" => return Err("refusing to start, as configured".into()),
             other => return Err(format!("config key `mode` = {other:?} is not a mode")),
         };
@@ -69,9 +73,23 @@ impl Filter for Chaos {
                     out.keep(&last);
                 }
                 Mode::ForeignKey => host::state_set(b"no-such-key-in-this-batch", "seen", b"x"),
+                Mode::Probe => out.reject(&event, probe()),
             }
         }
     }
+}
+
+/// What the plugin can see of the outside world.
+fn probe() -> String {
+    let env = std::env::var("EDDY_PROBE").unwrap_or_else(|_| "none".into());
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let file = match std::fs::read_to_string("/etc/hostname") {
+        Ok(_) => "readable",
+        Err(_) => "denied",
+    };
+    format!("env={env}; clock={clock}; file={file}")
 }
 
 eddy_plugin_sdk::export_filter!(Chaos);
