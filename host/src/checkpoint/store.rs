@@ -45,7 +45,11 @@ impl CheckpointDir {
     }
 
     /// Writes a checkpoint atomically and removes checkpoints beyond the newest `retain`.
+    /// The sinks' staged output the checkpoint covers is fsynced first.
     pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {
+        for sink in &snapshot.sinks {
+            crate::sink::make_durable(sink)?;
+        }
         let path = self.dir.join(format!("ckpt-{:020}.eddy", snapshot.id));
         write_atomic(&path, &encode(snapshot)?)?;
         for (_, old) in self.checkpoints()?.into_iter().skip(self.retain) {

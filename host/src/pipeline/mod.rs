@@ -563,6 +563,9 @@ impl Pipeline {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the savepoint directory {}", dir.display()))?;
         let path = dir.join(checkpoint::SAVEPOINT_FILE);
+        for sink in &snapshot.sinks {
+            sink::make_durable(sink)?;
+        }
         checkpoint::write_atomic(&path, &checkpoint::encode(&snapshot)?)?;
         if let Some(c) = &mut self.checkpointing {
             c.next_id += 1;

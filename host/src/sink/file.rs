@@ -136,6 +136,22 @@ impl FileSink {
     }
 }
 
+/// Fsyncs the staged epochs a checkpoint covers (and their directory), so that once the
+/// checkpoint is written they survive a crash. Called before writing the checkpoint.
+pub fn make_durable(snapshot: &SinkSnapshot) -> Result<()> {
+    for &(epoch, _) in &snapshot.epochs {
+        let staged = epoch_path(&snapshot.path, epoch);
+        File::open(&staged)
+            .and_then(|f| f.sync_data())
+            .with_context(|| format!("cannot sync staged output {}", staged.display()))?;
+    }
+    if !snapshot.epochs.is_empty() {
+        sync_dir(&snapshot.path)
+            .with_context(|| format!("cannot sync the directory of {}", snapshot.path.display()))?;
+    }
+    Ok(())
+}
+
 /// Makes the file at `path` exactly what `snapshot` covers; returns its length.
 fn restore(path: &Path, snapshot: &SinkSnapshot) -> Result<u64> {
     let staged: u64 = snapshot.epochs.iter().map(|e| e.1).sum();
@@ -196,12 +212,12 @@ impl Sink for FileSink {
         };
         if txn.pending_len > 0 {
             let what = || format!("cannot stage output of sink file {}", self.path.display());
+            // No fsync here, while the stream waits: `make_durable` does it on the
+            // checkpoint thread before the checkpoint is written.
             self.out.flush().with_context(what)?;
-            self.out.get_ref().sync_data().with_context(what)?;
             let pending = pending_path(&self.path);
             std::fs::rename(&pending, epoch_path(&self.path, epoch)).with_context(what)?;
             let fresh = File::create(&pending).with_context(what)?;
-            sync_dir(&self.path).with_context(what)?;
             self.out = BufWriter::with_capacity(1 << 20, fresh);
             txn.epochs.push((epoch, txn.pending_len));
             txn.pending_len = 0;

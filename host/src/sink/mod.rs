@@ -10,7 +10,7 @@ use crate::batch::packed_item;
 use crate::checkpoint::SinkSnapshot;
 use crate::config::SinkConfig;
 
-pub use file::FileSink;
+pub use file::{make_durable, FileSink};
 pub use null::NullSink;
 pub use stdio::StdioSink;
 
