@@ -85,12 +85,25 @@ fn reference(pipeline: &str) -> String {
 
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    for (name, body) in [
-        ("windowed", WINDOWED.to_string()),
-        ("passthrough", passthrough()),
-        ("stateful", stateful()),
+    // Many keys and `incremental_above = 1`: checkpoints that carry only what changed.
+    let incremental = |body: String| {
+        format!("{SOURCE}{body}")
+            .replace("keys = 100\n", "keys = 5000\n")
+            .replace(
+                "interval = \"30ms\"\n",
+                "interval = \"30ms\"\nincremental_above = 1\n",
+            )
+    };
+    for (name, pipeline) in [
+        ("windowed", format!("{SOURCE}{WINDOWED}")),
+        ("passthrough", format!("{SOURCE}{}", passthrough())),
+        ("stateful", format!("{SOURCE}{}", stateful())),
+        (
+            "incremental windowed",
+            incremental(WINDOWED.replace("size = \"100ms\"", "size = \"1s\"")),
+        ),
+        ("incremental stateful", incremental(stateful())),
     ] {
-        let pipeline = format!("{SOURCE}{body}");
         let expected = reference(&pipeline);
         assert!(
             expected.lines().count() > 100,
@@ -100,6 +113,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         let file = s.write("pipeline.toml", &pipeline);
         let mut pauses = Lcg(42);
         let mut kills = 0;
+        let mut saw_incremental = false;
         while kills < 20 {
             let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
             std::thread::sleep(Duration::from_millis(40 + pauses.below(200)));
@@ -109,6 +123,10 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             child.kill().unwrap();
             child.wait().unwrap();
             kills += 1;
+            saw_incremental |= std::fs::read_dir(s.path("state"))
+                .into_iter()
+                .flatten()
+                .any(|e| e.unwrap().file_name().to_string_lossy().contains("-on-"));
             // Whatever the moment, the sink holds only whole committed output.
             let partial = std::fs::read_to_string(s.path("out.jsonl")).unwrap_or_default();
             assert!(
@@ -117,6 +135,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             );
         }
         eprintln!("{name}: killed {kills} times");
+        assert_eq!(
+            saw_incremental,
+            name.starts_with("incremental"),
+            "{name}: incremental checkpoints"
+        );
         assert!(
             kills >= 15,
             "{name}: the job ended before it could be killed often ({kills} kills)"

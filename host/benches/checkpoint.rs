@@ -35,7 +35,7 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointDir::open(dir.path(), 1).unwrap();
+    let store = CheckpointDir::open(dir.path(), 2).unwrap();
     for keys in [10_000u64, 1_000_000, 5_000_000] {
         let mut op = operator();
         let (mut out, mut late, mut dead) = (
@@ -58,7 +58,7 @@ fn main() {
                 .unwrap();
         }
         let started = Instant::now();
-        let window = op.snapshot("bench");
+        let window = op.snapshot("bench", false);
         let pause = started.elapsed();
         let snapshot = Snapshot {
             id: keys,
@@ -76,14 +76,43 @@ fn main() {
         restored.restore(read.window.as_ref().unwrap());
         let recovery = started.elapsed();
         assert_eq!(restored.open_windows() as u64, keys);
+        // An incremental checkpoint after 1% of the keys changed.
+        batch.clear();
+        for k in (0..keys).step_by(100) {
+            let origin = Origin {
+                partition: 0,
+                position: k,
+                watermark: i64::MIN,
+            };
+            batch.push(origin, format!("user-{k}").as_bytes(), 1_000, b"{}");
+        }
+        op.process(&batch, i64::MIN, &mut out, &mut late, &mut dead)
+            .unwrap();
+        let started = Instant::now();
+        let delta = op.snapshot("bench", true);
+        let delta_pause = started.elapsed();
+        let delta_snapshot = Snapshot {
+            id: keys + 1,
+            base: Some(keys),
+            window: Some(delta),
+            ..Snapshot::default()
+        };
+        let started = Instant::now();
+        let delta_path = store.write(&delta_snapshot).unwrap();
+        let delta_write = started.elapsed();
+        let delta_size = std::fs::metadata(&delta_path).unwrap().len();
         println!(
-            "{keys} keys: pause {:.1} ms, write {:.0} ms, {:.1} MB ({:.0} bytes/key), recovery {:.0} ms (read + decode {:.0} ms)",
+            "{keys} keys: pause {:.1} ms, write {:.0} ms, {:.1} MB ({:.0} bytes/key), recovery {:.0} ms (read + decode {:.0} ms); \
+             incremental after 1% changed: pause {:.2} ms, write {:.0} ms, {:.2} MB",
             pause.as_secs_f64() * 1e3,
             write.as_secs_f64() * 1e3,
             size as f64 / 1e6,
             size as f64 / keys as f64,
             recovery.as_secs_f64() * 1e3,
-            decode.as_secs_f64() * 1e3
+            decode.as_secs_f64() * 1e3,
+            delta_pause.as_secs_f64() * 1e3,
+            delta_write.as_secs_f64() * 1e3,
+            delta_size as f64 / 1e6
         );
     }
 }

@@ -162,6 +162,7 @@ fn inspect(path: &Path) -> Result<()> {
         "file": file,
         "id": snapshot.id,
         "kind": if snapshot.savepoint { "savepoint" } else { "checkpoint" },
+        "base": snapshot.base,
         "created_ms": snapshot.created_ms,
         "source": snapshot.source,
         "watermarks": snapshot.watermarks,

@@ -13,7 +13,7 @@
 mod store;
 mod writer;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use store::{read_snapshot, write_atomic, CheckpointDir, Recovery, SAVEPOINT_FILE};
@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub created_ms: i64,
     /// Whether it is a savepoint (taken on demand) rather than a periodic checkpoint.
     pub savepoint: bool,
+    /// `None` for a full checkpoint; for an incremental one, the checkpoint it builds on:
+    /// its window and keyed state hold only what changed since that one.
+    pub base: Option<u64>,
     /// The source and its position.
     pub source: SourceSnapshot,
     /// Watermark state.
@@ -102,8 +105,11 @@ pub struct PluginSnapshot {
     pub hash: String,
     /// The stage's config.
     pub config: Vec<(String, String)>,
-    /// Keyed state: (key, state name, value).
+    /// Keyed state: (key, state name, value) — in an incremental checkpoint, only the
+    /// entries written since its base.
     pub state: Vec<(Vec<u8>, String, Vec<u8>)>,
+    /// In an incremental checkpoint, the entries deleted since its base.
+    pub deleted: Vec<(Vec<u8>, String)>,
 }
 
 /// Window state: every open (key, window) with its accumulator.
@@ -113,8 +119,11 @@ pub struct WindowSnapshot {
     pub spec: String,
     /// The operator's watermark.
     pub watermark: i64,
-    /// (key, start, end, accumulator) of every open window.
+    /// (key, start, end, accumulator) of every open window — in an incremental
+    /// checkpoint, of the windows created or updated since its base.
     pub windows: Vec<(Vec<u8>, i64, i64, Acc)>,
+    /// In an incremental checkpoint, the windows closed since its base.
+    pub removed: Vec<(Vec<u8>, i64, i64)>,
     /// The operator's counters.
     pub counters: [u64; 4],
 }
@@ -132,6 +141,90 @@ pub struct SinkSnapshot {
     pub committed_len: u64,
     /// Staged epochs (checkpoint id, length) covered by this checkpoint, in order.
     pub epochs: Vec<(u64, u64)>,
+}
+
+/// Folds a chain of checkpoints — a full one, then incremental ones in order, each on
+/// the one before — into the full snapshot of the last.
+pub fn flatten(chain: Vec<Snapshot>) -> Result<Snapshot> {
+    use std::collections::HashMap;
+    let mut chain = chain.into_iter();
+    let mut full = chain.next().context("an empty checkpoint chain")?;
+    if full.base.is_some() {
+        bail!(
+            "checkpoint {} is incremental but its chain has no full checkpoint",
+            full.id
+        );
+    }
+    for delta in chain {
+        if delta.base != Some(full.id) {
+            bail!(
+                "checkpoint {} does not build on checkpoint {}",
+                delta.id,
+                full.id
+            );
+        }
+        let window = match (full.window.take(), delta.window.as_ref()) {
+            (Some(mut base), Some(change)) => {
+                let mut windows: HashMap<(Vec<u8>, i64, i64), Acc> = base
+                    .windows
+                    .drain(..)
+                    .map(|(k, s, e, a)| ((k, s, e), a))
+                    .collect();
+                for removed in &change.removed {
+                    windows.remove(removed);
+                }
+                for (k, s, e, a) in &change.windows {
+                    windows.insert((k.clone(), *s, *e), a.clone());
+                }
+                Some(WindowSnapshot {
+                    windows: windows
+                        .into_iter()
+                        .map(|((k, s, e), a)| (k, s, e, a))
+                        .collect(),
+                    removed: Vec::new(),
+                    ..change.clone()
+                })
+            }
+            (_, change) => change.cloned(),
+        };
+        let plugins = delta
+            .plugins
+            .iter()
+            .map(|change| {
+                let mut state: HashMap<(Vec<u8>, String), Vec<u8>> = full
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == change.name)
+                    .map(|p| {
+                        p.state
+                            .iter()
+                            .map(|(k, n, v)| ((k.clone(), n.clone()), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for deleted in &change.deleted {
+                    state.remove(deleted);
+                }
+                for (k, n, v) in &change.state {
+                    state.insert((k.clone(), n.clone()), v.clone());
+                }
+                let mut state: Vec<_> = state.into_iter().map(|((k, n), v)| (k, n, v)).collect();
+                state.sort();
+                PluginSnapshot {
+                    state,
+                    deleted: Vec::new(),
+                    ..change.clone()
+                }
+            })
+            .collect();
+        full = Snapshot {
+            base: None,
+            window,
+            plugins,
+            ..delta
+        };
+    }
+    Ok(full)
 }
 
 /// Encodes a snapshot in the on-disk format.
@@ -189,6 +282,7 @@ mod tests {
                 hash: "ab".into(),
                 config: vec![("threshold".into(), "5".into())],
                 state: vec![(b"u1".to_vec(), "spend".into(), vec![1, 2, 3])],
+                deleted: vec![(b"u2".to_vec(), "spend".into())],
             }],
             window: Some(WindowSnapshot {
                 spec: "tumbling".into(),
@@ -197,6 +291,7 @@ mod tests {
                     (b"k".to_vec(), 0, 10, Acc::Avg { sum: 1.5, count: 2 }),
                     (b"j".to_vec(), 0, 10, Acc::Bytes(vec![9])),
                 ],
+                removed: vec![(b"k".to_vec(), -10, 0)],
                 counters: [1, 2, 3, 4],
             }),
             ..Snapshot::default()

@@ -12,11 +12,24 @@ use super::{decode, encode, Snapshot};
 /// The file name of the snapshot in a savepoint directory.
 pub const SAVEPOINT_FILE: &str = "savepoint.eddy";
 
-/// A directory of checkpoints `ckpt-<id>.eddy`, keeping the newest `retain`.
+/// A directory of checkpoints: `ckpt-<id>.eddy` (full) and `ckpt-<id>-on-<base>.eddy`
+/// (incremental, on checkpoint `base`). It keeps the newest `retain` checkpoints and every
+/// checkpoint their chains need.
 #[derive(Debug, Clone)]
 pub struct CheckpointDir {
     dir: PathBuf,
     retain: usize,
+}
+
+/// A checkpoint file in a checkpoint directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointFile {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// The checkpoint it builds on, if incremental.
+    pub base: Option<u64>,
+    /// The file.
+    pub path: PathBuf,
 }
 
 /// What recovery found in a checkpoint directory.
@@ -44,24 +57,45 @@ impl CheckpointDir {
         &self.dir
     }
 
-    /// Writes a checkpoint atomically and removes checkpoints beyond the newest `retain`.
+    /// Writes a checkpoint atomically and removes the checkpoints no longer needed. The
+    /// sinks' staged output the checkpoint covers is fsynced first.
     /// The sinks' staged output the checkpoint covers is fsynced first.
     pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {
         for sink in &snapshot.sinks {
             crate::sink::make_durable(sink)?;
         }
-        let path = self.dir.join(format!("ckpt-{:020}.eddy", snapshot.id));
+        let name = match snapshot.base {
+            None => format!("ckpt-{:020}.eddy", snapshot.id),
+            Some(base) => format!("ckpt-{:020}-on-{base:020}.eddy", snapshot.id),
+        };
+        let path = self.dir.join(name);
         write_atomic(&path, &encode(snapshot)?)?;
-        for (_, old) in self.checkpoints()?.into_iter().skip(self.retain) {
-            if let Err(e) = std::fs::remove_file(&old) {
-                tracing::warn!("cannot remove old checkpoint {}: {e}", old.display());
-            }
-        }
+        self.prune()?;
         Ok(path)
     }
 
+    /// Removes checkpoints that are neither among the newest `retain` nor in their chains.
+    fn prune(&self) -> Result<()> {
+        let all = self.checkpoints()?;
+        let base_of: std::collections::HashMap<u64, Option<u64>> =
+            all.iter().map(|c| (c.id, c.base)).collect();
+        let mut needed = std::collections::HashSet::new();
+        for c in all.iter().take(self.retain) {
+            let mut next = Some(c.id);
+            while let Some(id) = next.filter(|id| needed.insert(*id)) {
+                next = base_of.get(&id).copied().flatten();
+            }
+        }
+        for old in all.iter().filter(|c| !needed.contains(&c.id)) {
+            if let Err(e) = std::fs::remove_file(&old.path) {
+                tracing::warn!("cannot remove old checkpoint {}: {e}", old.path.display());
+            }
+        }
+        Ok(())
+    }
+
     /// Checkpoint files, newest first.
-    pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>> {
+    pub fn checkpoints(&self) -> Result<Vec<CheckpointFile>> {
         let mut found = Vec::new();
         let entries = std::fs::read_dir(&self.dir).with_context(|| {
             format!(
@@ -75,34 +109,66 @@ impl CheckpointDir {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if let Some(id) = name
+            let Some(stem) = name
                 .strip_prefix("ckpt-")
                 .and_then(|n| n.strip_suffix(".eddy"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                found.push((id, path));
+            else {
+                continue;
+            };
+            let (id, base) = match stem.split_once("-on-") {
+                Some((id, base)) => (id.parse().ok(), base.parse().ok().map(Some)),
+                None => (stem.parse().ok(), Some(None)),
+            };
+            if let (Some(id), Some(base)) = (id, base) {
+                found.push(CheckpointFile { id, base, path });
             }
         }
-        found.sort_by_key(|c| std::cmp::Reverse(c.0));
+        found.sort_by_key(|c| std::cmp::Reverse(c.id));
         Ok(found)
+    }
+
+    /// Reads checkpoint `file` and the chain it builds on, and folds them into one full
+    /// snapshot.
+    fn load_chain(&self, file: &CheckpointFile, all: &[CheckpointFile]) -> Result<Snapshot> {
+        let mut chain = Vec::new();
+        let mut next = Some(file);
+        while let Some(f) = next {
+            let snapshot = std::fs::read(&f.path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| decode(&b))
+                .with_context(|| format!("{}", f.path.display()))?;
+            chain.push(snapshot);
+            next = match f.base {
+                None => None,
+                Some(base) => Some(all.iter().find(|c| c.id == base).with_context(|| {
+                    format!(
+                        "checkpoint {base}, which checkpoint {} builds on, is missing",
+                        f.id
+                    )
+                })?),
+            };
+        }
+        chain.reverse();
+        super::flatten(chain)
     }
 
     /// Finds the newest checkpoint that reads back whole, skipping (and reporting)
     /// truncated or corrupt newer ones.
     pub fn recover(&self) -> Result<Recovery> {
         let mut recovery = Recovery::default();
-        for (_, path) in self.checkpoints()? {
-            match std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| decode(&b))
-            {
+        let all = self.checkpoints()?;
+        for file in &all {
+            match self.load_chain(file, &all) {
                 Ok(snapshot) => {
-                    recovery.newest = Some((snapshot, path));
+                    recovery.newest = Some((snapshot, file.path.clone()));
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("skipping unusable checkpoint {}: {e:#}", path.display());
-                    recovery.skipped.push((path, format!("{e:#}")));
+                    tracing::warn!(
+                        "skipping unusable checkpoint {}: {e:#}",
+                        file.path.display()
+                    );
+                    recovery.skipped.push((file.path.clone(), format!("{e:#}")));
                 }
             }
         }
@@ -111,9 +177,9 @@ impl CheckpointDir {
 
     /// Removes every checkpoint (for a run started with `--fresh`).
     pub fn clear(&self) -> Result<()> {
-        for (_, path) in self.checkpoints()? {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
+        for file in self.checkpoints()? {
+            std::fs::remove_file(&file.path)
+                .with_context(|| format!("cannot remove {}", file.path.display()))?;
         }
         Ok(())
     }
@@ -168,6 +234,12 @@ pub fn read_snapshot(path: &Path) -> Result<(Snapshot, PathBuf)> {
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let snapshot = decode(&bytes).with_context(|| format!("{} is unusable", path.display()))?;
+    if let Some(base) = snapshot.base {
+        bail!(
+            "{} is an incremental checkpoint (on checkpoint {base}); name its directory to use the whole chain",
+            path.display()
+        );
+    }
     Ok((snapshot, path.to_owned()))
 }
 
@@ -189,13 +261,13 @@ mod tests {
         for id in 1..=5 {
             store.write(&snapshot(id)).unwrap();
         }
-        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.0).collect();
+        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
         assert_eq!(ids, vec![5, 4, 3]);
         // Truncate the newest, corrupt the next: recovery falls back to 3.
-        let newest = &store.checkpoints().unwrap()[0].1;
+        let newest = &store.checkpoints().unwrap()[0].path;
         let bytes = std::fs::read(newest).unwrap();
         std::fs::write(newest, &bytes[..bytes.len() / 2]).unwrap();
-        let second = &store.checkpoints().unwrap()[1].1;
+        let second = &store.checkpoints().unwrap()[1].path;
         let mut bytes = std::fs::read(second).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         std::fs::write(second, bytes).unwrap();
@@ -204,6 +276,49 @@ mod tests {
         assert_eq!(recovery.skipped.len(), 2);
         assert!(recovery.skipped[0].1.contains("truncated"));
         assert!(recovery.skipped[1].1.contains("checksum"));
+    }
+
+    #[test]
+    fn incremental_chains_are_kept_whole_and_recovered_through_their_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 2).unwrap();
+        store.write(&snapshot(1)).unwrap();
+        for id in 2..=4 {
+            store
+                .write(&Snapshot {
+                    id,
+                    base: Some(id - 1),
+                    ..Snapshot::default()
+                })
+                .unwrap();
+        }
+        // The newest two (4, 3) need 2 and 1 as well.
+        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![4, 3, 2, 1]);
+        assert_eq!(store.recover().unwrap().newest.unwrap().0.id, 4);
+        store.write(&snapshot(5)).unwrap();
+        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(
+            ids,
+            vec![5, 4, 3, 2, 1],
+            "4 is among the newest two and needs its chain"
+        );
+        store.write(&snapshot(6)).unwrap();
+        let ids: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![6, 5]);
+        // A chain whose base is gone is skipped for an older whole one.
+        store
+            .write(&Snapshot {
+                id: 7,
+                base: Some(3),
+                ..Snapshot::default()
+            })
+            .unwrap();
+        let recovery = store.recover().unwrap();
+        assert_eq!(recovery.newest.unwrap().0.id, 6);
+        assert!(recovery.skipped[0]
+            .1
+            .contains("checkpoint 3, which checkpoint 7 builds on, is missing"));
     }
 
     #[test]

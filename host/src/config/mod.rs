@@ -54,9 +54,17 @@ pub struct CheckpointConfig {
     /// Time between checkpoints.
     #[serde(default = "default_checkpoint_interval")]
     pub interval: ConfigDuration,
-    /// How many checkpoints to keep.
+    /// How many checkpoints to keep (with the checkpoints their chains need).
     #[serde(default = "default_retain")]
     pub retain: usize,
+    /// From this many entries of state (open windows plus plugin keyed state) on, a
+    /// checkpoint writes only what changed since the one before, when less than half did.
+    #[serde(default = "default_incremental_above")]
+    pub incremental_above: usize,
+}
+
+fn default_incremental_above() -> usize {
+    100_000
 }
 
 fn default_checkpoint_interval() -> ConfigDuration {

@@ -167,14 +167,24 @@ impl Sinks {
     }
 }
 
+/// Longest chain of incremental checkpoints before a full one.
+const MAX_INCREMENTAL_CHAIN: usize = 8;
+
 /// Periodic checkpoints of a running pipeline.
 struct Checkpointing {
     dir: CheckpointDir,
     interval: std::time::Duration,
+    incremental_above: usize,
     writer: CheckpointWriter,
     last_started: Instant,
     next_id: u64,
     last_completed: Option<CheckpointStatus>,
+    /// The newest checkpoint written in this run: what an incremental one builds on.
+    last_written: Option<u64>,
+    /// Incremental checkpoints since the last full one.
+    chain: usize,
+    /// The base of the checkpoint being written (`None`: it is full).
+    in_flight_base: Option<u64>,
 }
 
 /// A pipeline ready to run.
@@ -262,6 +272,10 @@ impl Pipeline {
                 writer: CheckpointWriter::start(dir.clone()),
                 dir,
                 interval: c.interval.0,
+                incremental_above: c.incremental_above,
+                last_written: None,
+                chain: 0,
+                in_flight_base: None,
                 last_started: Instant::now(),
                 next_id: resume.as_ref().map_or(1, |s| s.id + 1),
                 last_completed: None,
@@ -429,31 +443,48 @@ impl Pipeline {
 
     /// A consistent cut of the job at this batch boundary, with the sinks' staged epochs
     /// (each sink stages what it received since the last checkpoint as epoch `id`).
-    fn snapshot(&mut self, id: u64, savepoint: bool) -> Result<Snapshot> {
+    fn snapshot(&mut self, id: u64, savepoint: bool, base: Option<u64>) -> Result<Snapshot> {
         let mut sinks = Vec::new();
         for sink in self.sinks.all() {
             sinks.extend(sink.pre_commit(id)?);
         }
+        let incremental = base.is_some();
+        let spec = self.window_spec.as_deref().unwrap_or_default();
         Ok(Snapshot {
             id,
             created_ms: now_millis(),
             savepoint,
+            base,
             source: SourceSnapshot {
                 name: self.source.describe(),
                 partitions: self.source.partitions(),
                 position: self.source.position(),
             },
             watermarks: self.watermarks.snapshot(),
-            plugins: self.stages.iter().map(|s| s.snapshot()).collect(),
-            window: self
-                .window
-                .as_ref()
-                .zip(self.window_spec.as_deref())
-                .map(|(w, spec)| w.snapshot(spec)),
+            plugins: self
+                .stages
+                .iter_mut()
+                .map(|s| s.snapshot(incremental))
+                .collect(),
+            window: self.window.as_mut().map(|w| w.snapshot(spec, incremental)),
             side_inputs: self.side_inputs.versions(),
             sinks,
             metrics: self.metrics,
         })
+    }
+
+    /// Whether the next checkpoint should be incremental, and on which checkpoint: when
+    /// the state is large and less than half of it changed since the last checkpoint.
+    fn incremental_base(&self) -> Option<u64> {
+        let c = self.checkpointing.as_ref()?;
+        let window = self.window.as_ref();
+        let total = window.map_or(0, |w| w.open_windows())
+            + self.stages.iter().map(|s| s.state_entries()).sum::<usize>();
+        let changed = window.map_or(0, |w| w.changes())
+            + self.stages.iter().map(|s| s.state_changes()).sum::<usize>();
+        let worth_it = total >= c.incremental_above && changed * 2 < total;
+        c.last_written
+            .filter(|_| worth_it && c.chain < MAX_INCREMENTAL_CHAIN)
     }
 
     /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards).
@@ -494,10 +525,12 @@ impl Pipeline {
             return Ok(());
         }
         let id = c.next_id;
-        let snapshot = self.snapshot(id, false)?;
+        let base = self.incremental_base();
+        let snapshot = self.snapshot(id, false, base)?;
         let c = self.checkpointing.as_mut().expect("checked above");
         c.next_id += 1;
         c.last_started = Instant::now();
+        c.in_flight_base = base;
         c.writer.submit(snapshot)
     }
 
@@ -511,6 +544,12 @@ impl Pipeline {
         match c.writer.poll(wait) {
             None => Ok(()),
             Some((id, Ok(path))) => {
+                c.chain = if c.in_flight_base.is_some() {
+                    c.chain + 1
+                } else {
+                    0
+                };
+                c.last_written = Some(id);
                 c.last_completed = Some(CheckpointStatus {
                     id,
                     path,
@@ -522,6 +561,8 @@ impl Pipeline {
                 Ok(())
             }
             Some((id, Err(e))) => {
+                // Its changes are lost to the next incremental checkpoint: make that full.
+                c.last_written = None;
                 tracing::error!(
                     "checkpoint {id} failed, the job keeps its last good checkpoint and goes on: {e:#}"
                 );
@@ -537,9 +578,11 @@ impl Pipeline {
             return Ok(());
         };
         let id = c.next_id;
-        let snapshot = self.snapshot(id, false)?;
+        let snapshot = self.snapshot(id, false, None)?;
         let c = self.checkpointing.as_mut().expect("checked above");
         c.next_id += 1;
+        c.last_written = Some(id);
+        c.chain = 0;
         let path = c.dir.write(&snapshot).context(
             "the final checkpoint failed; output since the last checkpoint is not committed",
         )?;
@@ -559,7 +602,7 @@ impl Pipeline {
     pub fn savepoint(&mut self, dir: &Path) -> Result<PathBuf> {
         self.finish_checkpoint(true)?;
         let id = self.checkpointing.as_ref().map_or(1, |c| c.next_id);
-        let snapshot = self.snapshot(id, true)?;
+        let snapshot = self.snapshot(id, true, None)?;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the savepoint directory {}", dir.display()))?;
         let path = dir.join(checkpoint::SAVEPOINT_FILE);
@@ -570,6 +613,8 @@ impl Pipeline {
         if let Some(c) = &mut self.checkpointing {
             c.next_id += 1;
             let written = c.dir.write(&snapshot)?;
+            c.last_written = Some(id);
+            c.chain = 0;
             c.last_completed = Some(CheckpointStatus {
                 id,
                 path: written,

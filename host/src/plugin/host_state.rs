@@ -11,6 +11,11 @@ use super::bindings::{Host, Level};
 use super::side_input::SideInputs;
 use crate::batch::packed_item;
 
+/// A keyed-state entry: (key, state name, value).
+pub type StateEntry = (Vec<u8>, String, Vec<u8>);
+/// A keyed-state entry's identity: (key, state name).
+pub type StateKey = (Vec<u8>, String);
+
 /// A plugin's keyed state, owned by the host. Writes made during a batch stay pending
 /// until the batch succeeds, so a batch that fails (and is dead-lettered) leaves no trace.
 #[derive(Debug, Default)]
@@ -18,6 +23,8 @@ pub struct KeyedState {
     committed: HashMap<(Vec<u8>, String), Vec<u8>>,
     /// Writes of the current batch; `None` is a delete.
     pending: HashMap<(Vec<u8>, String), Option<Vec<u8>>>,
+    /// Entries written or deleted since the last snapshot (for incremental checkpoints).
+    changed: HashSet<(Vec<u8>, String)>,
 }
 
 impl KeyedState {
@@ -31,6 +38,9 @@ impl KeyedState {
     /// Makes the current batch's writes permanent.
     pub fn commit(&mut self) {
         for (key, value) in self.pending.drain() {
+            if !self.changed.contains(&key) {
+                self.changed.insert(key.clone());
+            }
             match value {
                 Some(v) => self.committed.insert(key, v),
                 None => self.committed.remove(&key),
@@ -54,9 +64,38 @@ impl KeyedState {
         entries
     }
 
+    /// The state a checkpoint records: every entry, or with `incremental` the entries
+    /// written since the last snapshot and those deleted. Either way it starts a new
+    /// round of change tracking.
+    pub fn snapshot(
+        &mut self,
+        incremental: bool,
+    ) -> (Vec<StateEntry>, Vec<StateKey>) {
+        let changed = std::mem::take(&mut self.changed);
+        if !incremental {
+            return (self.entries(), Vec::new());
+        }
+        let (mut written, mut deleted) = (Vec::new(), Vec::new());
+        for (key, name) in changed {
+            match self.committed.get(&(key.clone(), name.clone())) {
+                Some(value) => written.push((key, name, value.clone())),
+                None => deleted.push((key, name)),
+            }
+        }
+        written.sort();
+        deleted.sort();
+        (written, deleted)
+    }
+
+    /// Entries written or deleted since the last snapshot.
+    pub fn changes(&self) -> usize {
+        self.changed.len()
+    }
+
     /// Replaces the committed state with checkpointed entries.
     pub fn restore(&mut self, entries: &[(Vec<u8>, String, Vec<u8>)]) {
         self.pending.clear();
+        self.changed.clear();
         self.committed = entries
             .iter()
             .map(|(k, n, v)| ((k.clone(), n.clone()), v.clone()))
@@ -246,6 +285,27 @@ mod tests {
         state.roll_back();
         assert_eq!(state.get(k("a")), Some(b"2".to_vec()));
         assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn incremental_snapshots_carry_writes_and_deletes_since_the_last_one() {
+        let mut state = KeyedState::default();
+        let k = |key: &str| (key.as_bytes().to_vec(), "n".to_owned());
+        state.pending.insert(k("a"), Some(b"1".to_vec()));
+        state.pending.insert(k("b"), Some(b"2".to_vec()));
+        state.commit();
+        assert_eq!(state.snapshot(false).0.len(), 2);
+        assert_eq!(state.changes(), 0);
+        state.pending.insert(k("a"), None);
+        state.pending.insert(k("c"), Some(b"3".to_vec()));
+        state.commit();
+        let (written, deleted) = state.snapshot(true);
+        assert_eq!(
+            written,
+            vec![(b"c".to_vec(), "n".to_owned(), b"3".to_vec())]
+        );
+        assert_eq!(deleted, vec![(b"a".to_vec(), "n".to_owned())]);
+        assert_eq!(state.snapshot(true), (Vec::new(), Vec::new()));
     }
 
     #[test]

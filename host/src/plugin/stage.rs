@@ -100,14 +100,22 @@ impl PluginStage {
         self.counters
     }
 
-    /// The stage's identity and keyed state, for a checkpoint.
-    pub fn snapshot(&self) -> PluginSnapshot {
+    /// The stage's identity and keyed state (all of it, or with `incremental` what
+    /// changed since the last snapshot), for a checkpoint.
+    pub fn snapshot(&mut self, incremental: bool) -> PluginSnapshot {
+        let (state, deleted) = self.store.data_mut().state.snapshot(incremental);
         PluginSnapshot {
             name: self.name.to_string(),
             hash: self.plugin.hash.clone(),
             config: self.config_pairs.clone(),
-            state: self.store.data().state.entries(),
+            state,
+            deleted,
         }
+    }
+
+    /// Keyed-state entries written or deleted since the last snapshot.
+    pub fn state_changes(&self) -> usize {
+        self.store.data().state.changes()
     }
 
     /// Restores the stage's keyed state from a checkpoint (possibly taken with another

@@ -114,6 +114,12 @@ pub struct WindowOperator {
     assigned: Vec<TimeWindow>,
     /// Scratch space for one window's result.
     result: Vec<u8>,
+    /// Changes since the last checkpoint, for incremental checkpoints: the window each
+    /// slot holds, which slots changed, and the windows closed.
+    slot_window: Vec<WindowId>,
+    dirty: Vec<bool>,
+    dirty_slots: Vec<u32>,
+    removed: Vec<(Vec<u8>, i64, i64)>,
 }
 
 impl WindowOperator {
@@ -133,6 +139,10 @@ impl WindowOperator {
             counters: WindowCounters::default(),
             assigned: Vec::new(),
             result: Vec::new(),
+            slot_window: Vec::new(),
+            dirty: Vec::new(),
+            dirty_slots: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -141,24 +151,31 @@ impl WindowOperator {
         self.counters
     }
 
-    /// The window state a checkpoint records (`spec` names the window definition).
-    pub fn snapshot(&self, spec: &str) -> WindowSnapshot {
+    /// The window state a checkpoint records (`spec` names the window definition): all
+    /// of it, or with `incremental` only what changed since the last snapshot.
+    pub fn snapshot(&mut self, spec: &str, incremental: bool) -> WindowSnapshot {
+        let windows = if incremental {
+            self.dirty_slots
+                .iter()
+                .filter(|&&slot| self.windows.get(&self.slot_window[slot as usize]) == Some(&slot))
+                .map(|&slot| self.window_entry(self.slot_window[slot as usize], slot))
+                .collect()
+        } else {
+            self.windows
+                .iter()
+                .map(|(&id, &slot)| self.window_entry(id, slot))
+                .collect()
+        };
+        let removed = std::mem::take(&mut self.removed);
+        for slot in self.dirty_slots.drain(..) {
+            self.dirty[slot as usize] = false;
+        }
         let c = self.counters;
         WindowSnapshot {
             spec: spec.to_owned(),
             watermark: self.watermark,
-            windows: self
-                .windows
-                .iter()
-                .map(|(&(key, start, end), &slot)| {
-                    (
-                        self.keys.bytes[key as usize].clone(),
-                        start,
-                        end,
-                        self.accs[slot as usize].clone(),
-                    )
-                })
-                .collect(),
+            windows,
+            removed: if incremental { removed } else { Vec::new() },
             counters: [
                 c.firings,
                 c.late_accepted,
@@ -168,8 +185,31 @@ impl WindowOperator {
         }
     }
 
+    fn window_entry(&self, (key, start, end): WindowId, slot: u32) -> (Vec<u8>, i64, i64, Acc) {
+        (
+            self.keys.bytes[key as usize].clone(),
+            start,
+            end,
+            self.accs[slot as usize].clone(),
+        )
+    }
+
+    /// Changes since the last checkpoint: windows created, updated or closed.
+    pub fn changes(&self) -> usize {
+        self.dirty_slots.len() + self.removed.len()
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        let flag = &mut self.dirty[slot as usize];
+        if !*flag {
+            *flag = true;
+            self.dirty_slots.push(slot);
+        }
+    }
+
     /// Restores checkpointed window state into this (empty) operator; timers are
-    /// registered again for the windows' ends the watermark has not passed.
+    /// registered again for the windows' ends the watermark has not passed. The restored
+    /// state counts as unchanged (the next incremental checkpoint builds on it).
     pub fn restore(&mut self, snapshot: &WindowSnapshot) {
         self.watermark = snapshot.watermark;
         let [firings, late_accepted, late_rejected, unaggregatable] = snapshot.counters;
@@ -186,7 +226,7 @@ impl WindowOperator {
                 start: *start,
                 end: *end,
             };
-            let slot = self.store_acc(acc.clone());
+            let slot = self.store_acc(acc.clone(), (key, window.start, window.end));
             self.windows.insert((key, window.start, window.end), slot);
             self.keys.window_opened(key);
             if self.assigner.is_merging() {
@@ -201,6 +241,9 @@ impl WindowOperator {
             if cleanup != fire && cleanup > self.watermark {
                 self.timers.entry(cleanup).or_default().push(id);
             }
+        }
+        for slot in self.dirty_slots.drain(..) {
+            self.dirty[slot as usize] = false;
         }
     }
 
@@ -339,6 +382,7 @@ impl WindowOperator {
             accepted = true;
             let slot = self.window_slot(key, window)?;
             self.aggregator.fold(&mut self.accs, slot, i, value);
+            self.mark_dirty(slot);
             if window.max_timestamp() <= self.watermark {
                 late_but_allowed = true;
                 self.aggregator.flush(batch, &mut self.accs)?;
@@ -390,7 +434,7 @@ impl WindowOperator {
                     .expect("a session in the list has state");
                 acc = self.aggregator.merge(acc, old)?;
             }
-            let slot = self.store_acc(acc);
+            let slot = self.store_acc(acc, (key, merged.start, merged.end));
             self.windows.insert((key, merged.start, merged.end), slot);
             self.keys.window_opened(key);
             self.sessions.entry(key).or_default().push(merged);
@@ -398,6 +442,7 @@ impl WindowOperator {
             slot
         };
         self.aggregator.fold(&mut self.accs, slot, i, value);
+        self.mark_dirty(slot);
         if merged.max_timestamp() <= self.watermark {
             self.counters.late_accepted += 1;
             self.aggregator.flush(batch, &mut self.accs)?;
@@ -412,7 +457,7 @@ impl WindowOperator {
             return Ok(slot);
         }
         let acc = self.aggregator.create()?;
-        let slot = self.store_acc(acc);
+        let slot = self.store_acc(acc, (key, window.start, window.end));
         self.windows.insert((key, window.start, window.end), slot);
         self.keys.window_opened(key);
         self.register_timers(key, window);
@@ -434,23 +479,33 @@ impl WindowOperator {
         }
     }
 
-    fn store_acc(&mut self, acc: Acc) -> u32 {
-        match self.free.pop() {
+    fn store_acc(&mut self, acc: Acc, id: WindowId) -> u32 {
+        let slot = match self.free.pop() {
             Some(slot) => {
                 self.accs[slot as usize] = acc;
+                self.slot_window[slot as usize] = id;
                 slot
             }
             None => {
                 self.accs.push(acc);
+                self.slot_window.push(id);
+                self.dirty.push(false);
                 u32::try_from(self.accs.len() - 1).expect("more than 4 billion open windows")
             }
-        }
+        };
+        self.mark_dirty(slot);
+        slot
     }
 
     /// Removes a window's state, returning its accumulator.
     fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
         let slot = self.windows.remove(&(key, window.start, window.end))?;
         self.keys.window_closed(key);
+        self.removed.push((
+            self.keys.bytes[key as usize].clone(),
+            window.start,
+            window.end,
+        ));
         if let Some(sessions) = self.sessions.get_mut(&key) {
             sessions.retain(|s| *s != window);
             if sessions.is_empty() {

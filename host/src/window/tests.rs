@@ -510,3 +510,80 @@ fn the_end_of_input_fires_every_open_window() {
     );
     assert_eq!(r.firings.len(), 2);
 }
+
+#[test]
+fn incremental_snapshots_rebuild_the_full_state() {
+    use crate::checkpoint::{flatten, Snapshot};
+    let events: Vec<Ev> = (0..400)
+        .map(|i: i64| {
+            (
+                format!("k{}", (i * 7) % 13),
+                (i * 37) % 500 + i,
+                (i % 9) - 4,
+            )
+        })
+        .collect();
+    for (assigner, lateness) in [(TUMBLING_10, 5), (Assigner::Session { gap: 7 }, 3)] {
+        let mut op = WindowOperator::new(
+            assigner,
+            lateness,
+            Box::new(Builtin::new(AggregateKind::Sum, Some("amount".into()))),
+        );
+        let mut watermarks = Watermarks::new(1, Duration::from_millis(20), None);
+        let fields = EventFields {
+            time_field: Some("ts".into()),
+            key_field: Some("k".into()),
+        };
+        let (mut out, mut late, mut dead) = (
+            RecordBuffer::default(),
+            DeadLetters::default(),
+            DeadLetters::default(),
+        );
+        let mut chain = Vec::new();
+        for (n, chunk) in events.chunks(37).enumerate() {
+            let mut eb = EventBatch::default();
+            let mut ingest = Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks);
+            for (k, ts, amount) in chunk {
+                ingest.push_json(
+                    0,
+                    0,
+                    format!(r#"{{"k":"{k}","ts":{ts},"amount":{amount}}}"#).as_bytes(),
+                );
+            }
+            op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
+                .unwrap();
+            let incremental = n > 0;
+            chain.push(Snapshot {
+                id: n as u64 + 1,
+                base: incremental.then_some(n as u64),
+                window: Some(op.snapshot("spec", incremental)),
+                ..Snapshot::default()
+            });
+        }
+        assert!(
+            chain
+                .iter()
+                .skip(1)
+                .any(|s| !s.window.as_ref().unwrap().removed.is_empty()),
+            "some windows closed"
+        );
+        let full = flatten(chain).unwrap();
+        let mut restored = WindowOperator::new(
+            assigner,
+            lateness,
+            Box::new(Builtin::new(AggregateKind::Sum, Some("amount".into()))),
+        );
+        restored.restore(full.window.as_ref().unwrap());
+        let sorted = |mut s: crate::checkpoint::WindowSnapshot| {
+            s.windows
+                .sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+            s.windows
+        };
+        assert_eq!(
+            sorted(restored.snapshot("spec", false)),
+            sorted(op.snapshot("spec", false)),
+            "{assigner:?}"
+        );
+        assert!(op.open_windows() > 0);
+    }
+}
