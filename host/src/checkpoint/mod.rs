@@ -16,7 +16,9 @@ mod writer;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use store::{read_snapshot, write_atomic, CheckpointDir, Recovery, SAVEPOINT_FILE};
+pub use store::{
+    read_snapshot, write_atomic, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN, SAVEPOINT_FILE,
+};
 pub use writer::CheckpointWriter;
 
 use crate::pipeline::Metrics;

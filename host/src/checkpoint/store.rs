@@ -9,6 +9,10 @@ use anyhow::{bail, Context, Result};
 
 use super::{decode, encode, Snapshot};
 
+/// Longest chain of incremental checkpoints before the checkpoint thread folds it into a
+/// full checkpoint.
+pub const MAX_CHAIN: usize = 8;
+
 /// The file name of the snapshot in a savepoint directory.
 pub const SAVEPOINT_FILE: &str = "savepoint.eddy";
 
@@ -70,8 +74,34 @@ impl CheckpointDir {
         };
         let path = self.dir.join(name);
         write_atomic(&path, &encode(snapshot)?)?;
+        let path = self.compact_if_long(snapshot.id, path)?;
         self.prune()?;
         Ok(path)
+    }
+
+    /// Bounds recovery work: once checkpoint `id` ends a chain of [`MAX_CHAIN`]
+    /// incremental checkpoints, folds the chain into a full checkpoint `id` (here, on the
+    /// checkpoint thread, never on the stream) and removes the incremental file.
+    fn compact_if_long(&self, id: u64, path: PathBuf) -> Result<PathBuf> {
+        let all = self.checkpoints()?;
+        let mut length = 0;
+        let mut next = all.iter().find(|c| c.id == id);
+        while let Some(base) = next.and_then(|c| c.base) {
+            length += 1;
+            next = all.iter().find(|c| c.id == base);
+        }
+        if length < MAX_CHAIN {
+            return Ok(path);
+        }
+        let file = all
+            .iter()
+            .find(|c| c.id == id)
+            .context("the checkpoint just written is gone")?;
+        let full = self.load_chain(file, &all)?;
+        let compacted = self.dir.join(format!("ckpt-{id:020}.eddy"));
+        write_atomic(&compacted, &encode(&full)?)?;
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        Ok(compacted)
     }
 
     /// Removes checkpoints that are neither among the newest `retain` nor in their chains.
@@ -319,6 +349,43 @@ mod tests {
         assert!(recovery.skipped[0]
             .1
             .contains("checkpoint 3, which checkpoint 7 builds on, is missing"));
+    }
+
+    #[test]
+    fn long_chains_are_folded_into_a_full_checkpoint_off_the_stream() {
+        use crate::checkpoint::PluginSnapshot;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 1).unwrap();
+        let with_state = |id: u64, base: Option<u64>| Snapshot {
+            id,
+            base,
+            plugins: vec![PluginSnapshot {
+                name: "p".into(),
+                state: vec![(format!("k{id}").into_bytes(), "n".into(), vec![id as u8])],
+                ..PluginSnapshot::default()
+            }],
+            ..Snapshot::default()
+        };
+        store.write(&with_state(1, None)).unwrap();
+        for id in 2..=(MAX_CHAIN as u64) {
+            store.write(&with_state(id, Some(id - 1))).unwrap();
+            assert!(store.checkpoints().unwrap()[0].base.is_some());
+        }
+        let id = MAX_CHAIN as u64 + 1;
+        let path = store.write(&with_state(id, Some(id - 1))).unwrap();
+        let files = store.checkpoints().unwrap();
+        assert_eq!(
+            (files.len(), files[0].id, files[0].base),
+            (1, id, None),
+            "{files:?}"
+        );
+        assert_eq!(path, files[0].path);
+        let recovered = store.recover().unwrap().newest.unwrap().0;
+        assert_eq!(
+            recovered.plugins[0].state.len(),
+            id as usize,
+            "every key of the chain"
+        );
     }
 
     #[test]

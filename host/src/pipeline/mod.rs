@@ -167,9 +167,6 @@ impl Sinks {
     }
 }
 
-/// Longest chain of incremental checkpoints before a full one.
-const MAX_INCREMENTAL_CHAIN: usize = 8;
-
 /// Periodic checkpoints of a running pipeline.
 struct Checkpointing {
     dir: CheckpointDir,
@@ -179,12 +176,8 @@ struct Checkpointing {
     last_started: Instant,
     next_id: u64,
     last_completed: Option<CheckpointStatus>,
-    /// The newest checkpoint written in this run: what an incremental one builds on.
+    /// The newest checkpoint written (or resumed from): what an incremental one builds on.
     last_written: Option<u64>,
-    /// Incremental checkpoints since the last full one.
-    chain: usize,
-    /// The base of the checkpoint being written (`None`: it is full).
-    in_flight_base: Option<u64>,
 }
 
 /// A pipeline ready to run.
@@ -273,9 +266,12 @@ impl Pipeline {
                 dir,
                 interval: c.interval.0,
                 incremental_above: c.incremental_above,
-                last_written: None,
-                chain: 0,
-                in_flight_base: None,
+                // A checkpoint resumed from is still in the directory: build on it. A
+                // savepoint is not (the directory was cleared): start with a full one.
+                last_written: resume
+                    .as_ref()
+                    .filter(|_| options.from_savepoint.is_none())
+                    .map(|s| s.id),
                 last_started: Instant::now(),
                 next_id: resume.as_ref().map_or(1, |s| s.id + 1),
                 last_completed: None,
@@ -474,17 +470,13 @@ impl Pipeline {
     }
 
     /// Whether the next checkpoint should be incremental, and on which checkpoint: when
-    /// the state is large and less than half of it changed since the last checkpoint.
+    /// the state is large enough for a full copy to stall the stream. (Long chains are
+    /// folded into full checkpoints by the checkpoint thread.)
     fn incremental_base(&self) -> Option<u64> {
         let c = self.checkpointing.as_ref()?;
-        let window = self.window.as_ref();
-        let total = window.map_or(0, |w| w.open_windows())
-            + self.stages.iter().map(|s| s.state_entries()).sum::<usize>();
-        let changed = window.map_or(0, |w| w.changes())
-            + self.stages.iter().map(|s| s.state_changes()).sum::<usize>();
-        let worth_it = total >= c.incremental_above && changed * 2 < total;
-        c.last_written
-            .filter(|_| worth_it && c.chain < MAX_INCREMENTAL_CHAIN)
+        let window = self.window.as_ref().map_or(0, |w| w.open_windows());
+        let total = window + self.stages.iter().map(|s| s.state_entries()).sum::<usize>();
+        c.last_written.filter(|_| total >= c.incremental_above)
     }
 
     /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards).
@@ -530,7 +522,6 @@ impl Pipeline {
         let c = self.checkpointing.as_mut().expect("checked above");
         c.next_id += 1;
         c.last_started = Instant::now();
-        c.in_flight_base = base;
         c.writer.submit(snapshot)
     }
 
@@ -544,11 +535,6 @@ impl Pipeline {
         match c.writer.poll(wait) {
             None => Ok(()),
             Some((id, Ok(path))) => {
-                c.chain = if c.in_flight_base.is_some() {
-                    c.chain + 1
-                } else {
-                    0
-                };
                 c.last_written = Some(id);
                 c.last_completed = Some(CheckpointStatus {
                     id,
@@ -582,7 +568,6 @@ impl Pipeline {
         let c = self.checkpointing.as_mut().expect("checked above");
         c.next_id += 1;
         c.last_written = Some(id);
-        c.chain = 0;
         let path = c.dir.write(&snapshot).context(
             "the final checkpoint failed; output since the last checkpoint is not committed",
         )?;
@@ -614,7 +599,6 @@ impl Pipeline {
             c.next_id += 1;
             let written = c.dir.write(&snapshot)?;
             c.last_written = Some(id);
-            c.chain = 0;
             c.last_completed = Some(CheckpointStatus {
                 id,
                 path: written,

@@ -42,8 +42,18 @@ pub(super) fn find_snapshot(
     let recovery = dir.recover()?;
     match recovery.newest {
         Some((snapshot, path)) => {
+            // Newer checkpoints that were unusable are set aside (renamed `*.unusable`),
+            // so the ids this run writes next cannot be confused with them.
             for (bad, why) in &recovery.skipped {
-                tracing::warn!("skipped checkpoint {}: {why}", bad.display());
+                let aside = bad.with_extension("eddy.unusable");
+                tracing::warn!(
+                    "skipped checkpoint {} ({why}); kept as {}",
+                    bad.display(),
+                    aside.display()
+                );
+                if let Err(e) = std::fs::rename(bad, &aside) {
+                    tracing::warn!("cannot set aside {}: {e}", bad.display());
+                }
             }
             tracing::info!("resuming from checkpoint {}", path.display());
             Ok(Some(snapshot))

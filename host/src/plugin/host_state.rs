@@ -67,10 +67,7 @@ impl KeyedState {
     /// The state a checkpoint records: every entry, or with `incremental` the entries
     /// written since the last snapshot and those deleted. Either way it starts a new
     /// round of change tracking.
-    pub fn snapshot(
-        &mut self,
-        incremental: bool,
-    ) -> (Vec<StateEntry>, Vec<StateKey>) {
+    pub fn snapshot(&mut self, incremental: bool) -> (Vec<StateEntry>, Vec<StateKey>) {
         let changed = std::mem::take(&mut self.changed);
         if !incremental {
             return (self.entries(), Vec::new());
