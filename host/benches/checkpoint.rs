@@ -27,6 +27,30 @@ fn operator() -> WindowOperator {
     )
 }
 
+/// Feeds one event per key, in the same hour-long window, 100k at a time.
+fn feed(op: &mut WindowOperator, keys: impl Iterator<Item = u64>) {
+    let (mut out, mut late, mut dead) = (
+        RecordBuffer::default(),
+        DeadLetters::default(),
+        DeadLetters::default(),
+    );
+    let mut batch = EventBatch::default();
+    let keys: Vec<u64> = keys.collect();
+    for chunk in keys.chunks(100_000) {
+        batch.clear();
+        for &k in chunk {
+            let origin = Origin {
+                partition: 0,
+                position: k,
+                watermark: i64::MIN,
+            };
+            batch.push(origin, format!("user-{k}").as_bytes(), 1_000, b"{}");
+        }
+        op.process(&batch, i64::MIN, &mut out, &mut late, &mut dead)
+            .unwrap();
+    }
+}
+
 fn main() {
     if std::env::args()
         .skip(1)
@@ -38,25 +62,7 @@ fn main() {
     let store = CheckpointDir::open(dir.path(), 2).unwrap();
     for keys in [10_000u64, 1_000_000, 5_000_000] {
         let mut op = operator();
-        let (mut out, mut late, mut dead) = (
-            RecordBuffer::default(),
-            DeadLetters::default(),
-            DeadLetters::default(),
-        );
-        let mut batch = EventBatch::default();
-        for chunk in (0..keys).collect::<Vec<_>>().chunks(100_000) {
-            batch.clear();
-            for &k in chunk {
-                let origin = Origin {
-                    partition: 0,
-                    position: k,
-                    watermark: i64::MIN,
-                };
-                batch.push(origin, format!("user-{k}").as_bytes(), 1_000, b"{}");
-            }
-            op.process(&batch, i64::MIN, &mut out, &mut late, &mut dead)
-                .unwrap();
-        }
+        feed(&mut op, 0..keys);
         let started = Instant::now();
         let window = op.snapshot("bench", false);
         let pause = started.elapsed();
@@ -77,17 +83,7 @@ fn main() {
         let recovery = started.elapsed();
         assert_eq!(restored.open_windows() as u64, keys);
         // An incremental checkpoint after 1% of the keys changed.
-        batch.clear();
-        for k in (0..keys).step_by(100) {
-            let origin = Origin {
-                partition: 0,
-                position: k,
-                watermark: i64::MIN,
-            };
-            batch.push(origin, format!("user-{k}").as_bytes(), 1_000, b"{}");
-        }
-        op.process(&batch, i64::MIN, &mut out, &mut late, &mut dead)
-            .unwrap();
+        feed(&mut op, (0..keys).step_by(100));
         let started = Instant::now();
         let delta = op.snapshot("bench", true);
         let delta_pause = started.elapsed();

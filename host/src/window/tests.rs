@@ -76,54 +76,85 @@ fn run(
     batch: usize,
     aggregate: AggregateKind,
 ) -> Run {
-    let mut op = WindowOperator::new(
-        assigner,
-        lateness,
-        Box::new(Builtin::new(aggregate, Some("amount".into()))),
-    );
-    let mut watermarks = Watermarks::new(1, Duration::from_millis(max_delay), None);
-    let fields = EventFields {
-        time_field: Some("ts".into()),
-        key_field: Some("k".into()),
-    };
-    let (mut out, mut late, mut dead) = (
-        RecordBuffer::default(),
-        DeadLetters::default(),
-        DeadLetters::default(),
-    );
-    let lines: Vec<String> = events
-        .iter()
-        .map(|(k, ts, amount)| format!(r#"{{"k":"{k}","ts":{ts},"amount":{amount}}}"#))
-        .collect();
-    for (n, chunk) in lines.chunks(batch.max(1)).enumerate() {
-        let mut eb = EventBatch::default();
-        let mut ingest = Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks);
-        for (i, line) in chunk.iter().enumerate() {
-            assert!(ingest.push_json(0, (n * batch + i) as u64, line.as_bytes()));
-        }
-        op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
-            .unwrap();
+    let mut h = Harness::new(assigner, lateness, aggregate, 1, max_delay, None);
+    for chunk in events.chunks(batch.max(1)) {
+        h.feed(0, chunk);
     }
-    watermarks.finish();
-    op.process(
-        &EventBatch::default(),
-        watermarks.current(),
-        &mut out,
-        &mut late,
-        &mut dead,
-    )
-    .unwrap();
-    assert!(dead.is_empty());
+    h.finish();
+    assert!(h.dead.is_empty());
     assert_eq!(
-        op.open_windows(),
+        h.op.open_windows(),
         0,
         "every window is cleaned up at the end of time"
     );
-    assert_eq!(op.open_keys(), 0, "and every key is forgotten");
+    assert_eq!(h.op.open_keys(), 0, "and every key is forgotten");
     Run {
-        firings: records(out.records()),
-        late: records(late.records()),
-        counters: op.counters(),
+        firings: records(h.out.records()),
+        late: records(h.late.records()),
+        counters: h.op.counters(),
+    }
+}
+
+/// Events through ingest (watermarks advanced per event) into a window operator, a batch
+/// at a time, as the pipeline does.
+struct Harness {
+    op: WindowOperator,
+    watermarks: Watermarks,
+    out: RecordBuffer,
+    late: DeadLetters,
+    dead: DeadLetters,
+    position: u64,
+}
+
+impl Harness {
+    fn new(
+        assigner: Assigner,
+        lateness: i64,
+        aggregate: AggregateKind,
+        partitions: u32,
+        max_delay: u64,
+        idle: Option<Duration>,
+    ) -> Self {
+        let aggregator = Box::new(Builtin::new(aggregate, Some("amount".into())));
+        Self {
+            op: WindowOperator::new(assigner, lateness, aggregator),
+            watermarks: Watermarks::new(partitions, Duration::from_millis(max_delay), idle),
+            out: RecordBuffer::default(),
+            late: DeadLetters::default(),
+            dead: DeadLetters::default(),
+            position: 0,
+        }
+    }
+
+    /// One batch of events, all read from `partition`.
+    fn feed(&mut self, partition: u32, events: &[Ev]) {
+        let fields = EventFields {
+            time_field: Some("ts".into()),
+            key_field: Some("k".into()),
+        };
+        let mut batch = EventBatch::default();
+        let mut ingest = Ingest::new(&mut batch, &mut self.dead, &fields, &mut self.watermarks);
+        for (k, ts, amount) in events {
+            let line = format!(r#"{{"k":"{k}","ts":{ts},"amount":{amount}}}"#);
+            assert!(ingest.push_json(partition, self.position, line.as_bytes()));
+            self.position += 1;
+        }
+        let watermark = self.watermarks.current();
+        self.op
+            .process(
+                &batch,
+                watermark,
+                &mut self.out,
+                &mut self.late,
+                &mut self.dead,
+            )
+            .unwrap();
+    }
+
+    /// The source ends: the watermark goes to the end of time.
+    fn finish(&mut self) {
+        self.watermarks.finish();
+        self.feed(0, &[]);
     }
 }
 
@@ -140,33 +171,11 @@ fn firings_after_each(
 ) -> Vec<Vec<(i64, i64, Value)>> {
     (1..=events.len())
         .map(|n| {
-            let mut op = WindowOperator::new(
-                assigner,
-                lateness,
-                Box::new(Builtin::new(AggregateKind::Count, None)),
-            );
-            let mut watermarks = Watermarks::new(1, Duration::ZERO, None);
-            let fields = EventFields {
-                time_field: Some("ts".into()),
-                key_field: Some("k".into()),
-            };
-            let (mut out, mut late, mut dead) = (
-                RecordBuffer::default(),
-                DeadLetters::default(),
-                DeadLetters::default(),
-            );
-            for (i, (k, ts, _)) in events[..n].iter().enumerate() {
-                let mut eb = EventBatch::default();
-                let line = format!(r#"{{"k":"{k}","ts":{ts}}}"#);
-                Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks).push_json(
-                    0,
-                    i as u64,
-                    line.as_bytes(),
-                );
-                op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
-                    .unwrap();
+            let mut h = Harness::new(assigner, lateness, AggregateKind::Count, 1, 0, None);
+            for event in &events[..n] {
+                h.feed(0, std::slice::from_ref(event));
             }
-            records(out.records())
+            records(h.out.records())
                 .iter()
                 .map(|f| {
                     (
@@ -342,70 +351,36 @@ fn every_aggregate_over_one_window() {
 
 #[test]
 fn an_idle_partition_stops_holding_back_windows_and_a_woken_one_is_judged_by_the_new_watermark() {
-    let mut op = WindowOperator::new(
-        TUMBLING_10,
-        0,
-        Box::new(Builtin::new(AggregateKind::Count, None)),
-    );
     let start = Instant::now();
-    let mut watermarks = Watermarks::new(2, Duration::ZERO, Some(Duration::from_millis(100)));
-    let (mut out, mut late, mut dead) = (
-        RecordBuffer::default(),
-        DeadLetters::default(),
-        DeadLetters::default(),
-    );
-    let fields = EventFields {
-        time_field: Some("ts".into()),
-        key_field: Some("k".into()),
-    };
-    let mut feed = |partition: u32,
-                    ts: i64,
-                    watermarks: &mut Watermarks,
-                    op: &mut WindowOperator,
-                    out: &mut RecordBuffer,
-                    late: &mut DeadLetters| {
-        let mut eb = EventBatch::default();
-        let line = format!(r#"{{"k":"a","ts":{ts}}}"#);
-        Ingest::new(&mut eb, &mut dead, &fields, watermarks).push_json(
-            partition,
-            0,
-            line.as_bytes(),
-        );
-        op.process(
-            &eb,
-            watermarks.current(),
-            out,
-            late,
-            &mut DeadLetters::default(),
-        )
-        .unwrap();
-    };
-    feed(0, 1, &mut watermarks, &mut op, &mut out, &mut late);
-    feed(1, 2, &mut watermarks, &mut op, &mut out, &mut late);
+    let idle = Some(Duration::from_millis(100));
+    let mut h = Harness::new(TUMBLING_10, 0, AggregateKind::Count, 2, 0, idle);
+    h.feed(0, &[ev("a", 1, 0)]);
+    h.feed(1, &[ev("a", 2, 0)]);
     std::thread::sleep(Duration::from_millis(150));
-    feed(0, 50, &mut watermarks, &mut op, &mut out, &mut late);
+    h.feed(0, &[ev("a", 50, 0)]);
     assert!(
-        out.is_empty(),
+        h.out.is_empty(),
         "partition 1 (at 2) holds the watermark at 1"
     );
     assert!(
-        !watermarks.tick(start + Duration::from_millis(90)),
+        !h.watermarks.tick(start + Duration::from_millis(90)),
         "nothing is idle yet"
     );
     assert!(
-        watermarks.tick(Instant::now() + Duration::from_millis(50)),
+        h.watermarks
+            .tick(Instant::now() + Duration::from_millis(50)),
         "partition 1 goes idle, partition 0 does not"
     );
-    op.advance(&EventBatch::default(), watermarks.current(), &mut out)
+    h.op.advance(&EventBatch::default(), h.watermarks.current(), &mut h.out)
         .unwrap();
     assert_eq!(
-        records(out.records()).len(),
+        records(h.out.records()).len(),
         1,
         "window [0,10) fires without partition 1"
     );
-    feed(1, 5, &mut watermarks, &mut op, &mut out, &mut late);
+    h.feed(1, &[ev("a", 5, 0)]);
     assert_eq!(
-        records(late.records()).len(),
+        records(h.late.records()).len(),
         1,
         "the woken partition's old event is late"
     );
@@ -524,39 +499,15 @@ fn incremental_snapshots_rebuild_the_full_state() {
         })
         .collect();
     for (assigner, lateness) in [(TUMBLING_10, 5), (Assigner::Session { gap: 7 }, 3)] {
-        let mut op = WindowOperator::new(
-            assigner,
-            lateness,
-            Box::new(Builtin::new(AggregateKind::Sum, Some("amount".into()))),
-        );
-        let mut watermarks = Watermarks::new(1, Duration::from_millis(20), None);
-        let fields = EventFields {
-            time_field: Some("ts".into()),
-            key_field: Some("k".into()),
-        };
-        let (mut out, mut late, mut dead) = (
-            RecordBuffer::default(),
-            DeadLetters::default(),
-            DeadLetters::default(),
-        );
+        let mut h = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None);
         let mut chain = Vec::new();
         for (n, chunk) in events.chunks(37).enumerate() {
-            let mut eb = EventBatch::default();
-            let mut ingest = Ingest::new(&mut eb, &mut dead, &fields, &mut watermarks);
-            for (k, ts, amount) in chunk {
-                ingest.push_json(
-                    0,
-                    0,
-                    format!(r#"{{"k":"{k}","ts":{ts},"amount":{amount}}}"#).as_bytes(),
-                );
-            }
-            op.process(&eb, watermarks.current(), &mut out, &mut late, &mut dead)
-                .unwrap();
+            h.feed(0, chunk);
             let incremental = n > 0;
             chain.push(Snapshot {
                 id: n as u64 + 1,
                 base: incremental.then_some(n as u64),
-                window: Some(op.snapshot("spec", incremental)),
+                window: Some(h.op.snapshot("spec", incremental)),
                 ..Snapshot::default()
             });
         }
@@ -568,11 +519,7 @@ fn incremental_snapshots_rebuild_the_full_state() {
             "some windows closed"
         );
         let full = flatten(chain).unwrap();
-        let mut restored = WindowOperator::new(
-            assigner,
-            lateness,
-            Box::new(Builtin::new(AggregateKind::Sum, Some("amount".into()))),
-        );
+        let mut restored = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None).op;
         restored.restore(full.window.as_ref().unwrap());
         let sorted = |mut s: crate::checkpoint::WindowSnapshot| {
             s.windows
@@ -581,9 +528,9 @@ fn incremental_snapshots_rebuild_the_full_state() {
         };
         assert_eq!(
             sorted(restored.snapshot("spec", false)),
-            sorted(op.snapshot("spec", false)),
+            sorted(h.op.snapshot("spec", false)),
             "{assigner:?}"
         );
-        assert!(op.open_windows() > 0);
+        assert!(h.op.open_windows() > 0);
     }
 }
