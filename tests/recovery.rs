@@ -391,3 +391,32 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
         "output before the savepoint + after it != an uninterrupted run"
     );
 }
+
+#[test]
+fn ctrl_c_stops_after_a_final_checkpoint_and_the_next_run_continues() {
+    let pipeline = format!("{SOURCE}{WINDOWED}");
+    let expected = reference(&pipeline);
+    let s = Scratch::new();
+    let file = s.write("pipeline.toml", &pipeline);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert!(child.wait().unwrap().success(), "Ctrl-C is a clean stop");
+    let partial = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+    assert!(
+        !partial.is_empty() && partial.len() < expected.len() && expected.starts_with(&partial)
+    );
+    let staged = std::fs::metadata(s.path("out.jsonl.eddy-pending"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        staged, 0,
+        "everything produced before the stop was committed"
+    );
+    assert_success(&s.eddy("run", &pipeline));
+    assert!(std::fs::read_to_string(s.path("out.jsonl")).unwrap() == expected);
+}
