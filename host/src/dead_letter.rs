@@ -64,25 +64,20 @@ impl DeadLetters {
     ) {
         let source = &self.source;
         self.buffer.push_with(|out| {
-            let mut num = itoa::Buffer::new();
             out.extend_from_slice(b"{\"reason\":");
             write_str(out, reason.as_bytes());
             out.extend_from_slice(b",\"source\":");
             write_str(out, source.as_bytes());
-            out.extend_from_slice(b",\"partition\":");
-            out.extend_from_slice(num.format(origin.partition).as_bytes());
-            out.extend_from_slice(b",\"position\":");
-            out.extend_from_slice(num.format(origin.position).as_bytes());
+            number_field(out, b"partition", origin.partition);
+            number_field(out, b"position", origin.position);
             out.extend_from_slice(b",\"plugin\":");
             match plugin {
                 Some(name) => write_str(out, name.as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
             if let Some(w) = window {
-                out.extend_from_slice(b",\"window_start\":");
-                out.extend_from_slice(num.format(w.start).as_bytes());
-                out.extend_from_slice(b",\"window_end\":");
-                out.extend_from_slice(num.format(w.end).as_bytes());
+                number_field(out, b"window_start", w.start);
+                number_field(out, b"window_end", w.end);
             }
             out.extend_from_slice(b",\"value\":");
             match value {
@@ -112,6 +107,14 @@ impl DeadLetters {
     pub fn clear(&mut self) {
         self.buffer.clear();
     }
+}
+
+/// Writes `,"name":value` for an integer value.
+fn number_field(out: &mut Vec<u8>, name: &[u8], value: impl itoa::Integer) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 #[cfg(test)]

@@ -50,31 +50,21 @@ pub(super) fn instantiate(
     store.limiter(|data| data);
     store.set_epoch_deadline(timeout_ticks(config));
     let what = || format!("plugin `{name}` ({})", config.path.display());
+    // The three worlds' bindings have the same shape: instantiate, then call `init`.
+    macro_rules! start {
+        ($pre:expr, $world:ident) => {{
+            let bindings = $pre
+                .instantiate(&mut store)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot instantiate {}", what()))?;
+            let init = bindings.call_init(&mut store, config_pairs);
+            (Instance::$world(bindings), init)
+        }};
+    }
     let (instance, init) = match &plugin.pre {
-        PluginPre::Filter(pre) => {
-            let f = pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = f.call_init(&mut store, config_pairs);
-            (Instance::Filter(f), init)
-        }
-        PluginPre::Transform(pre) => {
-            let t = pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = t.call_init(&mut store, config_pairs);
-            (Instance::Transform(t), init)
-        }
-        PluginPre::Aggregate(pre) => {
-            let a = pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = a.call_init(&mut store, config_pairs);
-            (Instance::Aggregate(a), init)
-        }
+        PluginPre::Filter(pre) => start!(pre, Filter),
+        PluginPre::Transform(pre) => start!(pre, Transform),
+        PluginPre::Aggregate(pre) => start!(pre, Aggregate),
     };
     match init {
         Ok(Ok(())) => Ok((store, instance)),
