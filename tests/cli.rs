@@ -579,3 +579,39 @@ fn wasi_is_deny_by_default_and_grants_open_it() {
     assert!(granted.starts_with("env=secret; clock=17"), "{granted}");
     assert!(granted.ends_with("file=readable"), "{granted}");
 }
+
+#[test]
+fn operator_commands_name_what_is_missing() {
+    let s = Scratch::new();
+    let unreachable = eddy(&["status", "--admin", "127.0.0.1:1"], None);
+    assert_failure_says(
+        &unreachable,
+        &[
+            "cannot reach a running job's admin endpoint at 127.0.0.1:1",
+            "[admin] listen",
+        ],
+    );
+    let missing = s.path("no-such-savepoint");
+    let inspected = eddy(&["inspect", missing.to_str().unwrap()], None);
+    assert_failure_says(&inspected, &["cannot read", "no-such-savepoint"]);
+    let pipeline = s.write(
+        "pipeline.toml",
+        &format!("{GENERATOR}[sink]\nkind = \"null\"\n"),
+    );
+    let resumed = eddy(
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--from-savepoint",
+            missing.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failure_says(&resumed, &["no-such-savepoint"]);
+    s.write("garbage.eddy", "not a checkpoint");
+    let garbage = eddy(&["inspect", s.path("garbage.eddy").to_str().unwrap()], None);
+    assert_failure_says(
+        &garbage,
+        &["garbage.eddy is unusable", "not an Eddy checkpoint"],
+    );
+}
