@@ -20,11 +20,13 @@ fn operator() -> WindowOperator {
         size: 3_600_000,
         offset: 0,
     };
-    WindowOperator::new(
+    let mut op = WindowOperator::new(
         assigner,
         0,
         Box::new(Builtin::new(AggregateKind::Count, None)),
-    )
+    );
+    op.track_changes();
+    op
 }
 
 /// Feeds one event per key, in the same hour-long window, 100k at a time.

@@ -194,7 +194,13 @@ pub struct Pipeline {
     checkpointing: Option<Checkpointing>,
     metrics: Metrics,
     status: StatusBoard,
+    /// When the status board was last refreshed; it is refreshed a few times a second,
+    /// not per batch (building it allocates).
+    status_refreshed: Instant,
 }
+
+/// How often a running pipeline refreshes its status board.
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn now_millis() -> i64 {
     SystemTime::now()
@@ -255,12 +261,20 @@ impl Pipeline {
             checkpointing: None,
             metrics: Metrics::default(),
             status: StatusBoard::default(),
+            status_refreshed: Instant::now(),
         };
         if let Some(snapshot) = &resume {
             pipeline.restore(snapshot)?;
         }
         pipeline.sinks = Sinks::open(config, checkpoint_dir.is_some(), resume.as_ref())?;
         if let (Some(dir), Some(c)) = (checkpoint_dir, &config.checkpoint) {
+            pipeline
+                .stages
+                .iter_mut()
+                .for_each(PluginStage::track_changes);
+            if let Some(window) = &mut pipeline.window {
+                window.track_changes();
+            }
             pipeline.checkpointing = Some(Checkpointing {
                 writer: CheckpointWriter::start(dir.clone()),
                 dir,
@@ -361,7 +375,9 @@ impl Pipeline {
                     }
                 }
             }
-            self.refresh_status("running");
+            if self.status_refreshed.elapsed() >= STATUS_INTERVAL {
+                self.refresh_status("running");
+            }
             on_batch(&self.metrics);
         }
         let mut final_savepoint = Ok(None);
@@ -612,7 +628,8 @@ impl Pipeline {
         Ok(path)
     }
 
-    fn refresh_status(&self, state: &str) {
+    fn refresh_status(&mut self, state: &str) {
+        self.status_refreshed = Instant::now();
         let Ok(mut status) = self.status.lock() else {
             return;
         };

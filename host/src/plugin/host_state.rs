@@ -25,6 +25,8 @@ pub struct KeyedState {
     pending: HashMap<(Vec<u8>, String), Option<Vec<u8>>>,
     /// Entries written or deleted since the last snapshot (for incremental checkpoints).
     changed: HashSet<(Vec<u8>, String)>,
+    /// Whether changes are tracked (only a checkpointing job needs them).
+    pub track_changes: bool,
 }
 
 impl KeyedState {
@@ -38,7 +40,7 @@ impl KeyedState {
     /// Makes the current batch's writes permanent.
     pub fn commit(&mut self) {
         for (key, value) in self.pending.drain() {
-            if !self.changed.contains(&key) {
+            if self.track_changes && !self.changed.contains(&key) {
                 self.changed.insert(key.clone());
             }
             match value {
@@ -286,7 +288,10 @@ mod tests {
 
     #[test]
     fn incremental_snapshots_carry_writes_and_deletes_since_the_last_one() {
-        let mut state = KeyedState::default();
+        let mut state = KeyedState {
+            track_changes: true,
+            ..KeyedState::default()
+        };
         let k = |key: &str| (key.as_bytes().to_vec(), "n".to_owned());
         state.pending.insert(k("a"), Some(b"1".to_vec()));
         state.pending.insert(k("b"), Some(b"2".to_vec()));

@@ -113,6 +113,11 @@ impl PluginStage {
         }
     }
 
+    /// Tracks keyed-state changes from now on, for incremental checkpoints.
+    pub fn track_changes(&mut self) {
+        self.store.data_mut().state.track_changes = true;
+    }
+
     /// Keyed-state entries written or deleted since the last snapshot.
     pub fn state_changes(&self) -> usize {
         self.store.data().state.changes()

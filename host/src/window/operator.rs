@@ -14,6 +14,7 @@
 //! times), so a watermark advance costs only the windows it fires.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -43,11 +44,12 @@ pub struct WindowCounters {
 
 /// Keys interned to small ids, so windows and timers hold 4 bytes instead of the key.
 /// A key is forgotten (and its id reused) once it has no open window, so a stream of
-/// ever-new keys does not grow the table without bound.
+/// ever-new keys does not grow the table without bound. Each key's bytes are allocated
+/// once and shared by the lookup table and the id table.
 #[derive(Debug, Default)]
 struct Keys {
-    ids: HashMap<Vec<u8>, u32>,
-    bytes: Vec<Vec<u8>>,
+    ids: HashMap<Arc<[u8]>, u32>,
+    bytes: Vec<Arc<[u8]>>,
     /// Open windows per key id.
     windows: Vec<u32>,
     free: Vec<u32>,
@@ -58,18 +60,19 @@ impl Keys {
         if let Some(&id) = self.ids.get(key) {
             return id;
         }
+        let key: Arc<[u8]> = Arc::from(key);
         let id = match self.free.pop() {
             Some(id) => {
-                self.bytes[id as usize] = key.to_vec();
+                self.bytes[id as usize] = key.clone();
                 id
             }
             None => {
-                self.bytes.push(key.to_vec());
+                self.bytes.push(key.clone());
                 self.windows.push(0);
                 u32::try_from(self.bytes.len() - 1).expect("more than 4 billion keys")
             }
         };
-        self.ids.insert(key.to_vec(), id);
+        self.ids.insert(key, id);
         id
     }
 
@@ -84,7 +87,7 @@ impl Keys {
     /// Forgets a key that has no open window.
     fn release_if_unused(&mut self, id: u32) {
         if self.windows[id as usize] == 0 {
-            let bytes = std::mem::take(&mut self.bytes[id as usize]);
+            let bytes = std::mem::replace(&mut self.bytes[id as usize], Arc::from(&[][..]));
             self.ids.remove(&bytes);
             self.free.push(id);
         }
@@ -120,6 +123,9 @@ pub struct WindowOperator {
     dirty: Vec<bool>,
     dirty_slots: Vec<u32>,
     removed: Vec<(Vec<u8>, i64, i64)>,
+    /// Whether changes are tracked at all (only a checkpointing job needs them; untracked,
+    /// closed windows would pile up in `removed`).
+    track_changes: bool,
 }
 
 impl WindowOperator {
@@ -143,6 +149,7 @@ impl WindowOperator {
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
             removed: Vec::new(),
+            track_changes: false,
         }
     }
 
@@ -187,11 +194,16 @@ impl WindowOperator {
 
     fn window_entry(&self, (key, start, end): WindowId, slot: u32) -> (Vec<u8>, i64, i64, Acc) {
         (
-            self.keys.bytes[key as usize].clone(),
+            self.keys.bytes[key as usize].to_vec(),
             start,
             end,
             self.accs[slot as usize].clone(),
         )
+    }
+
+    /// Tracks changes from now on, for incremental checkpoints.
+    pub fn track_changes(&mut self) {
+        self.track_changes = true;
     }
 
     /// Changes since the last checkpoint: windows created, updated or closed.
@@ -201,7 +213,7 @@ impl WindowOperator {
 
     fn mark_dirty(&mut self, slot: u32) {
         let flag = &mut self.dirty[slot as usize];
-        if !*flag {
+        if self.track_changes && !*flag {
             *flag = true;
             self.dirty_slots.push(slot);
         }
@@ -501,11 +513,10 @@ impl WindowOperator {
     fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
         let slot = self.windows.remove(&(key, window.start, window.end))?;
         self.keys.window_closed(key);
-        self.removed.push((
-            self.keys.bytes[key as usize].clone(),
-            window.start,
-            window.end,
-        ));
+        if self.track_changes {
+            let key = self.keys.bytes[key as usize].to_vec();
+            self.removed.push((key, window.start, window.end));
+        }
         if let Some(sessions) = self.sessions.get_mut(&key) {
             sessions.retain(|s| *s != window);
             if sessions.is_empty() {

@@ -88,6 +88,7 @@ fn run(
         "every window is cleaned up at the end of time"
     );
     assert_eq!(h.op.open_keys(), 0, "and every key is forgotten");
+    assert_eq!(h.op.changes(), 0, "without checkpoints no change log builds up");
     Run {
         firings: records(h.out.records()),
         late: records(h.late.records()),
@@ -500,6 +501,7 @@ fn incremental_snapshots_rebuild_the_full_state() {
         .collect();
     for (assigner, lateness) in [(TUMBLING_10, 5), (Assigner::Session { gap: 7 }, 3)] {
         let mut h = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None);
+        h.op.track_changes();
         let mut chain = Vec::new();
         for (n, chunk) in events.chunks(37).enumerate() {
             h.feed(0, chunk);
