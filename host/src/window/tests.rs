@@ -88,7 +88,11 @@ fn run(
         "every window is cleaned up at the end of time"
     );
     assert_eq!(h.op.open_keys(), 0, "and every key is forgotten");
-    assert_eq!(h.op.changes(), 0, "without checkpoints no change log builds up");
+    assert_eq!(
+        h.op.changes(),
+        0,
+        "without checkpoints no change log builds up"
+    );
     Run {
         firings: records(h.out.records()),
         late: records(h.late.records()),

@@ -1,0 +1,190 @@
+//! Classifying JSON text 16 bytes at a time: which bytes are quotes, backslashes, opening
+//! brackets (`{` `[`) and closing brackets (`}` `]`), as one bit per byte.
+//!
+//! This is the only target-specific code of the SDK: SSE2 on x86-64 (part of the
+//! baseline, so every x86-64 build has it), `simd128` in WebAssembly (enabled for these
+//! functions only, so plugin authors need no build flags; every Wasm engine Eddy runs on
+//! supports it), and a portable loop elsewhere. All three compute the same masks; the
+//! tests check each build against the portable one.
+
+/// Bit `i` of each mask stands for byte `i` of a 16-byte chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ChunkMasks {
+    /// `"`
+    pub quote: u16,
+    /// `\`
+    pub backslash: u16,
+    /// `{` or `[`
+    pub open: u16,
+    /// `}` or `]`
+    pub close: u16,
+}
+
+/// Bit masks of a 64-byte block: bit `i` stands for byte `i` of the block; bits past the
+/// end of the text are zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct BlockMasks {
+    /// `"`
+    pub quote: u64,
+    /// `\`
+    pub backslash: u64,
+    /// `{` or `[`
+    pub open: u64,
+    /// `}` or `]`
+    pub close: u64,
+}
+
+/// Classifies the 64 bytes of `text` from `start`. Needs `text.len() >= 16`; a chunk
+/// that would run past the end is read as the last 16 bytes of `text` and shifted.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+pub(super) fn block(text: &[u8], start: usize) -> BlockMasks {
+    debug_assert!(text.len() >= 16);
+    let mut masks = BlockMasks::default();
+    for k in 0..4 {
+        let offset = start + 16 * k;
+        let chunk = match text.get(offset..offset + 16) {
+            Some(bytes) => classify(bytes),
+            None if offset < text.len() => {
+                // The last, partial chunk: classify the final 16 bytes and drop the bits
+                // of those already covered.
+                let tail = classify(&text[text.len() - 16..]);
+                let seen = offset + 16 - text.len();
+                ChunkMasks {
+                    quote: tail.quote >> seen,
+                    backslash: tail.backslash >> seen,
+                    open: tail.open >> seen,
+                    close: tail.close >> seen,
+                }
+            }
+            None => break,
+        };
+        let shift = 16 * k;
+        masks.quote |= u64::from(chunk.quote) << shift;
+        masks.backslash |= u64::from(chunk.backslash) << shift;
+        masks.open |= u64::from(chunk.open) << shift;
+        masks.close |= u64::from(chunk.close) << shift;
+    }
+    masks
+}
+
+/// The masks of one 16-byte chunk (`bytes.len() == 16`).
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn classify(bytes: &[u8]) -> ChunkMasks {
+    let chunk: &[u8; 16] = bytes.try_into().expect("a chunk is 16 bytes");
+    simd::classify(chunk)
+}
+
+/// The masks of one chunk, one byte at a time: the definition the SIMD versions follow.
+#[cfg_attr(
+    any(target_arch = "x86_64", target_arch = "wasm32"),
+    allow(dead_code, reason = "the tests check the SIMD version against it")
+)]
+fn classify_portable(chunk: &[u8; 16]) -> ChunkMasks {
+    let mut masks = ChunkMasks::default();
+    for (i, &b) in chunk.iter().enumerate() {
+        let bit = 1u16 << i;
+        match b {
+            b'"' => masks.quote |= bit,
+            b'\\' => masks.backslash |= bit,
+            b'{' | b'[' => masks.open |= bit,
+            b'}' | b']' => masks.close |= bit,
+            _ => {}
+        }
+    }
+    masks
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::ChunkMasks;
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    #[inline(always)]
+    pub(super) fn classify(chunk: &[u8; 16]) -> ChunkMasks {
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has these
+        // instructions; `chunk` is 16 readable bytes and the load needs no alignment.
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            // `{` and `[` differ only in bit 5, as do `}` and `]`.
+            let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+            // A movemask of 16 bytes is 16 bits.
+            ChunkMasks {
+                quote: _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u16,
+                backslash: _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))) as u16,
+                open: _mm_movemask_epi8(_mm_cmpeq_epi8(folded, _mm_set1_epi8(b'{' as i8))) as u16,
+                close: _mm_movemask_epi8(_mm_cmpeq_epi8(folded, _mm_set1_epi8(b'}' as i8))) as u16,
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod simd {
+    use super::ChunkMasks;
+    use std::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_load, v128_or};
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn classify(chunk: &[u8; 16]) -> ChunkMasks {
+        // SAFETY: `chunk` is 16 readable bytes; `v128.load` has no alignment requirement.
+        let v = unsafe { v128_load(chunk.as_ptr().cast::<v128>()) };
+        // `{` and `[` differ only in bit 5, as do `}` and `]`.
+        let folded = v128_or(v, u8x16_splat(0x20));
+        ChunkMasks {
+            quote: u8x16_bitmask(u8x16_eq(v, u8x16_splat(b'"'))),
+            backslash: u8x16_bitmask(u8x16_eq(v, u8x16_splat(b'\\'))),
+            open: u8x16_bitmask(u8x16_eq(folded, u8x16_splat(b'{'))),
+            close: u8x16_bitmask(u8x16_eq(folded, u8x16_splat(b'}'))),
+        }
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
+mod simd {
+    pub(super) use super::classify_portable as classify;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_and_portable_classification_agree_on_every_byte() {
+        for first in (0..=255u8).step_by(16) {
+            let mut chunk = [0u8; 16];
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = first.wrapping_add(i as u8);
+            }
+            assert_eq!(
+                simd::classify(&chunk),
+                classify_portable(&chunk),
+                "{chunk:?}"
+            );
+        }
+        let chunk = *br#"{"a":[1,"\"]}x]]"#;
+        assert_eq!(simd::classify(&chunk), classify_portable(&chunk));
+    }
+
+    #[test]
+    fn blocks_cover_partial_chunks_and_stop_at_the_end() {
+        // 40 bytes: two whole chunks and a partial one.
+        let text = br#"{"key": "value", "list": [1, 2], "z": {}}"#;
+        let text = &text[..40];
+        let masks = block(text, 0);
+        let mut want = BlockMasks::default();
+        for (i, &b) in text.iter().enumerate() {
+            let bit = 1u64 << i;
+            match b {
+                b'"' => want.quote |= bit,
+                b'{' | b'[' => want.open |= bit,
+                b'}' | b']' => want.close |= bit,
+                _ => {}
+            }
+        }
+        assert_eq!(masks, want);
+        assert_eq!(block(text, 32).quote, want.quote >> 32);
+    }
+}

@@ -1,0 +1,275 @@
+//! Finding a top-level field of a JSON object 64 bytes at a time.
+//!
+//! The exact scanner ([`super::scan`]) decides what to do at every byte: a branch per
+//! byte and, in WebAssembly, an interruption check per loop iteration. This lookup
+//! instead classifies 64 bytes at once into bit masks ([`super::classify`]) and finds the
+//! key with arithmetic on them:
+//!
+//! - which bytes are inside strings: the prefix XOR of the quote mask (every quote flips
+//!   in or out), carried from block to block;
+//! - which strings could be the key: opening quotes whose closing quote comes exactly
+//!   `name.len() + 1` bytes later — one AND of two masks;
+//! - which of those are top-level keys: nesting depth 1 (brackets outside strings,
+//!   counted), before the object's closing bracket, and preceded by `{` or `,`.
+//!
+//! Only a candidate's bytes are compared with the name, and only the matching member's
+//! value is scanned, by the exact scanner. Escape sequences break the quote arithmetic,
+//! so a backslash before the answer, a key of more than [`MAX_KEY`] bytes or an object
+//! under 16 bytes leave the question to the exact scanner ([`Lookup::Unsure`]).
+
+use super::classify::{self, BlockMasks};
+use super::{scan, Field};
+
+/// What the block lookup concluded.
+pub(super) enum Lookup<'a> {
+    /// The first top-level member with that key, and its value.
+    Found(Field<'a>),
+    /// No top-level member has that key (or the object is malformed at the member that
+    /// does).
+    Absent,
+    /// Not decidable this way; ask the exact scanner.
+    Unsure,
+}
+
+/// The longest key handled: its closing quote must be within 63 bytes of its opening one,
+/// so that it is in the same block or the next.
+const MAX_KEY: usize = 62;
+
+/// Looks up the first top-level member of `object` whose key is `name`.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
+    let len = name.len();
+    if object.len() < 16 || len > MAX_KEY || first_non_ws(object) != Some(b'{') {
+        return Lookup::Unsure;
+    }
+    let mut blocks = Blocks::new(object);
+    let mut current = blocks.next_block().unwrap_or_default();
+    let mut depth = 0u32;
+    loop {
+        let next = blocks.next_block();
+        let lookahead = next.unwrap_or_default();
+        if current.backslash | lookahead.backslash != 0 {
+            return Lookup::Unsure;
+        }
+        // Bit i: a closing quote `len + 1` bytes after byte i of this block.
+        let closes_after =
+            (current.close_quote >> (len + 1)) | (lookahead.close_quote << (63 - len));
+        let mut candidates = current.open_quote & closes_after;
+        let (end, depth_after) = current.walk_brackets(depth);
+        if let Some(end) = end {
+            candidates &= below(end);
+        }
+        while candidates != 0 {
+            let i = candidates.trailing_zeros();
+            candidates &= candidates - 1;
+            let before = below(i);
+            let opened = (current.open & before).count_ones();
+            let closed = (current.close & before).count_ones();
+            if depth + opened != closed + 1 {
+                continue;
+            }
+            let quote = current.start + i as usize;
+            let key = &object[quote + 1..quote + 1 + len];
+            // A `"` in `name` would match across two strings; no key of text without
+            // backslashes contains one.
+            if !same_bytes(key, name) || !starts_member(object, quote) || name.contains(&b'"') {
+                continue;
+            }
+            return match scan::member_value(object, quote + len + 2) {
+                Some(value) => Lookup::Found(value),
+                None => Lookup::Absent,
+            };
+        }
+        match (end, next) {
+            (None, Some(next)) => {
+                current = next;
+                depth = depth_after;
+            }
+            _ => return Lookup::Absent,
+        }
+    }
+}
+
+/// One classified block, its masks restricted to what matters outside strings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Block {
+    /// Offset of the block's first byte.
+    start: usize,
+    /// Quotes that open a string.
+    open_quote: u64,
+    /// Quotes that close a string.
+    close_quote: u64,
+    /// `{` and `[` outside strings.
+    open: u64,
+    /// `}` and `]` outside strings.
+    close: u64,
+    /// Backslashes anywhere.
+    backslash: u64,
+}
+
+impl Block {
+    /// Follows the brackets of the block from nesting depth `depth`: where the object
+    /// ends (the depth returns to 0), if it does here, and the depth after the block.
+    fn walk_brackets(&self, mut depth: u32) -> (Option<u32>, u32) {
+        let mut brackets = self.open | self.close;
+        while brackets != 0 {
+            let i = brackets.trailing_zeros();
+            brackets &= brackets - 1;
+            if self.open & (1 << i) != 0 {
+                depth += 1;
+            } else if depth <= 1 {
+                return (Some(i), 0);
+            } else {
+                depth -= 1;
+            }
+        }
+        (None, depth)
+    }
+}
+
+/// Classifies a text block after block, carrying whether a string is open across blocks.
+struct Blocks<'a> {
+    text: &'a [u8],
+    start: usize,
+    /// All ones when the previous block ended inside a string, else zero.
+    inside: u64,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Self {
+            text,
+            start: 0,
+            inside: 0,
+        }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    fn next_block(&mut self) -> Option<Block> {
+        if self.start >= self.text.len() {
+            return None;
+        }
+        let BlockMasks {
+            quote,
+            backslash,
+            open,
+            close,
+        } = classify::block(self.text, self.start);
+        // Bit i is set from an opening quote up to (not including) its closing quote.
+        let inside = prefix_xor(quote) ^ self.inside;
+        self.inside = (inside >> 63).wrapping_neg();
+        let block = Block {
+            start: self.start,
+            open_quote: quote & inside,
+            close_quote: quote & !inside,
+            open: open & !inside,
+            close: close & !inside,
+            backslash,
+        };
+        self.start += 64;
+        Some(block)
+    }
+}
+
+/// Bit i is the XOR of bits 0..=i of `x`.
+#[inline]
+fn prefix_xor(mut x: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        x ^= x << shift;
+    }
+    x
+}
+
+/// The bits below bit `i` (`i < 64`).
+#[inline]
+fn below(i: u32) -> u64 {
+    (1u64 << i) - 1
+}
+
+/// The first byte that is not JSON whitespace.
+fn first_non_ws(text: &[u8]) -> Option<u8> {
+    text.iter().copied().find(|b| !is_ws(*b))
+}
+
+/// Whether the string opening at `quote` is where a member starts: after `{` or `,`.
+fn starts_member(text: &[u8], quote: usize) -> bool {
+    let before = text[..quote].iter().rev().find(|b| !is_ws(**b));
+    matches!(before, Some(b'{' | b','))
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Byte equality in 8-, 4-, 2- and 1-byte steps: straight-line code for short keys,
+/// where a `memcmp` call would cost more than the comparison (in Wasm it is a byte loop).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, rest_a)), Some((y, rest_b))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if x != y {
+            return false;
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    if let (Some((x, rest_a)), Some((y, rest_b))) =
+        (a.split_first_chunk::<4>(), b.split_first_chunk::<4>())
+    {
+        if x != y {
+            return false;
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    if let (Some((x, rest_a)), Some((y, rest_b))) =
+        (a.split_first_chunk::<2>(), b.split_first_chunk::<2>())
+    {
+        if x != y {
+            return false;
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    a.first() == b.first()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_xor_marks_the_inside_of_strings() {
+        let quotes = 0b1_0010_0010u64; // quotes at 1, 5 and 8
+                                       // Inside from 1 up to 5, and from 8 on (that string is still open).
+        assert_eq!(prefix_xor(quotes), !0 << 8 | 0b1_1110);
+    }
+
+    #[test]
+    fn same_bytes_compares_every_length() {
+        let text = b"abcdefghijklmnopqrstu";
+        for n in 0..text.len() {
+            let a = &text[..n];
+            assert!(same_bytes(a, &text[..n]));
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(a, &b), "{n} {i}");
+            }
+            assert!(!same_bytes(a, &text[..n + 1]));
+        }
+    }
+
+    #[test]
+    fn brackets_find_where_the_object_ends() {
+        let block = Block {
+            open: 0b0000_0101,
+            close: 0b0101_0000,
+            ..Block::default()
+        };
+        assert_eq!(block.walk_brackets(0), (Some(6), 0));
+        assert_eq!(block.walk_brackets(1), (None, 1));
+    }
+}
