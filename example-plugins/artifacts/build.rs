@@ -79,6 +79,11 @@ fn main() {
     .unwrap();
     std::fs::write(out_dir.join("gen.rs"), generated).unwrap();
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    // Its `[target.wasm32-wasip2]` rustflags shape the plugins' code.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join(".cargo/config.toml").display()
+    );
     println!("cargo:rerun-if-changed=build.rs");
 }
 
