@@ -12,8 +12,11 @@
 //! - which of those are top-level keys: nesting depth 1 (brackets outside strings,
 //!   counted), before the object's closing bracket, and preceded by `{` or `,`.
 //!
-//! Only a candidate's bytes are compared with the name, and only the matching member's
-//! value is scanned, by the exact scanner. Escape sequences break the quote arithmetic,
+//! Only a candidate's bytes are compared with the name. The member's value ends at its
+//! closing quote (a string, read off the masks) or at the first delimiter of the next 8
+//! bytes (a number or literal, found with word arithmetic); an object or array value, or
+//! one that runs further, is read by the exact scanner. Escape sequences break the quote
+//! arithmetic,
 //! so a backslash before the answer, a key of more than [`MAX_KEY`] bytes or an object
 //! under 16 bytes leave the question to the exact scanner ([`Lookup::Unsure`]).
 
@@ -75,9 +78,13 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
             if !same_bytes(key, name) || !starts_member(object, quote) || name.contains(&b'"') {
                 continue;
             }
-            return match scan::member_value(object, quote + len + 2) {
-                Some(value) => Lookup::Found(value),
-                None => Lookup::Absent,
+            let close = quote + len + 1;
+            return match member_value(object, close, &current, &lookahead) {
+                Lookup::Unsure => match scan::member_value(object, close + 1) {
+                    Some(value) => Lookup::Found(value),
+                    None => Lookup::Absent,
+                },
+                settled => settled,
             };
         }
         match (end, next) {
@@ -171,6 +178,85 @@ impl<'a> Blocks<'a> {
     }
 }
 
+/// The value of the member whose key's closing quote is at `close`, and the `,` or `}`
+/// after it. A string value ends at the next closing quote of the masks of the key's
+/// block and the next one (which have no backslashes); a number or literal at the first
+/// delimiter of its first 8 bytes. [`Lookup::Absent`] when the member is malformed;
+/// [`Lookup::Unsure`] for an object or array, or a value longer than that.
+fn member_value<'a>(object: &'a [u8], close: usize, current: &Block, next: &Block) -> Lookup<'a> {
+    let colon = skip_ws(object, close + 1);
+    if object.get(colon) != Some(&b':') {
+        return Lookup::Absent;
+    }
+    let start = skip_ws(object, colon + 1);
+    let end = match object.get(start) {
+        Some(b'"') => next_bit(
+            current.close_quote,
+            next.close_quote,
+            current.start,
+            start + 1,
+        )
+        .map(|quote| quote + 1),
+        Some(b'{' | b'[') | None => None,
+        Some(_) => scalar_end(object, start),
+    };
+    let Some(end) = end else {
+        return Lookup::Unsure;
+    };
+    match object.get(skip_ws(object, end)) {
+        Some(b',' | b'}') if end > start => Lookup::Found(Field::new(&object[start..end])),
+        _ => Lookup::Absent,
+    }
+}
+
+/// Where a number or literal starting at `start` ends: the first `,`, `}`, `]` or byte up
+/// to 0x20 (whitespace) among the 8 bytes from `start`, found in one 64-bit word.
+/// `None` when there is none there (or fewer than 8 bytes are left).
+#[inline]
+fn scalar_end(text: &[u8], start: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let word = u64::from_le_bytes(*text.get(start..)?.first_chunk::<8>()?);
+    // The lowest byte flagged by each test is exact (a borrow only runs upwards from a
+    // byte that is itself flagged), so the lowest flagged byte of their union is too.
+    let below = |n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let equal = |x: u64, b: u8| {
+        let diff = x ^ (ONES * u64::from(b));
+        diff.wrapping_sub(ONES) & !diff & HIGHS
+    };
+    // `}` and `]` differ only in bit 5.
+    let delims = below(0x21) | equal(word, b',') | equal(word | (ONES * 0x20), b'}');
+    (delims != 0).then(|| start + delims.trailing_zeros() as usize / 8)
+}
+
+/// The position of the first set bit at or after `from` of the 128-bit mask made of
+/// `low` (bits from `start`) and `high` (bits from `start + 64`); `None` when there is
+/// none there.
+#[inline]
+fn next_bit(low: u64, high: u64, start: usize, from: usize) -> Option<usize> {
+    let offset = from - start;
+    let (mask, base) = if offset < 64 {
+        let low = low & (!0u64 << offset);
+        if low != 0 {
+            return Some(start + low.trailing_zeros() as usize);
+        }
+        (high, start + 64)
+    } else if offset < 128 {
+        (high & (!0u64 << (offset - 64)), start + 64)
+    } else {
+        return None;
+    };
+    (mask != 0).then(|| base + mask.trailing_zeros() as usize)
+}
+
+/// The first position at or after `pos` that is not JSON whitespace.
+fn skip_ws(text: &[u8], mut pos: usize) -> usize {
+    while text.get(pos).is_some_and(|b| is_ws(*b)) {
+        pos += 1;
+    }
+    pos
+}
+
 /// Bit i is the XOR of bits 0..=i of `x`.
 #[inline]
 fn prefix_xor(mut x: u64) -> u64 {
@@ -188,7 +274,7 @@ fn below(i: u32) -> u64 {
 
 /// The first byte that is not JSON whitespace.
 fn first_non_ws(text: &[u8]) -> Option<u8> {
-    text.iter().copied().find(|b| !is_ws(*b))
+    text.get(skip_ws(text, 0)).copied()
 }
 
 /// Whether the string opening at `quote` is where a member starts: after `{` or `,`.
@@ -260,6 +346,42 @@ mod tests {
             }
             assert!(!same_bytes(a, &text[..n + 1]));
         }
+    }
+
+    #[test]
+    fn next_bit_looks_in_both_halves() {
+        let (low, high) = (0b1001u64 << 60, 0b10u64);
+        assert_eq!(next_bit(low, high, 100, 100), Some(160));
+        assert_eq!(next_bit(low, high, 100, 161), Some(163));
+        assert_eq!(next_bit(low, high, 100, 164), Some(165));
+        assert_eq!(next_bit(low, high, 100, 166), None);
+        assert_eq!(next_bit(low, high, 100, 228), None);
+    }
+
+    #[test]
+    fn scalar_end_finds_the_first_delimiter_in_8_bytes() {
+        let cases: [(&[u8], Option<usize>); 9] = [
+            (b"1568.80,\"c", Some(7)),
+            (b"-1}xxxxxxx", Some(2)),
+            (b"true]xxxxx", Some(4)),
+            (b"null xxxxx", Some(4)),
+            (b"12\n,xxxxxx", Some(2)),
+            (b"1\x00\x7d,xxxxx", Some(1)),
+            (b"1234567,", Some(7)),
+            (b"12345678,", None),
+            (b"1,", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                scalar_end(text, 0),
+                want,
+                "{:?}",
+                text.escape_ascii().to_string()
+            );
+        }
+        // Bytes above the first delimiter do not matter, even ones that borrow.
+        assert_eq!(scalar_end(b"ab\x00\xff\x21,]}x", 0), Some(2));
+        assert_eq!(scalar_end(b"x12 ]]]]]]", 1), Some(3));
     }
 
     #[test]

@@ -89,9 +89,9 @@ impl<'a> Field<'a> {
 /// Finds the first top-level field `name` of the JSON object `object`.
 ///
 /// Returns `None` when the object has no such field. Values the host hands a plugin are
-/// always well-formed JSON objects; for other text the answer is `None` or the value of
-/// a well-formed member with that key, and never a panic. Never allocates unless the
-/// object has escape sequences in its keys.
+/// always well-formed JSON objects (the host validates every record it ingests); for
+/// other text the answer is `None` or a best-effort slice of it, never a panic. Never
+/// allocates unless the object has escape sequences in its keys.
 pub fn field<'a>(object: &'a [u8], name: &str) -> Option<Field<'a>> {
     match index::find(object, name.as_bytes()) {
         index::Lookup::Found(value) => Some(value),
