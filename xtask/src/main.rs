@@ -21,13 +21,15 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
+/// `target/` of the repository, which `examples/quickstart.toml` names for the plugins and
+/// its output: there even when `CARGO_TARGET_DIR` puts the build elsewhere.
+fn examples_dir() -> PathBuf {
+    workspace().join("target")
 }
 
 /// Copies the example plugins (built by `eddy-example-artifacts`) to `target/plugins/`.
 fn plugins() -> Result<PathBuf> {
-    let dir = target_dir().join("plugins");
+    let dir = examples_dir().join("plugins");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, path) in eddy_example_artifacts::ALL {
         let to = dir.join(format!("{name}.wasm"));
@@ -57,8 +59,31 @@ fn quickstart() -> Result<()> {
     if !status.success() {
         bail!("the quickstart pipeline failed");
     }
-    let out = target_dir().join("quickstart");
+    let out = examples_dir().join("quickstart");
     println!("\nresults: {}", out.join("payments.jsonl").display());
     println!("dead letters: {}", out.join("dead-letters.jsonl").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI sets `CARGO_TARGET_DIR`; the quickstart must still find its plugins.
+    #[test]
+    fn the_quickstart_finds_the_plugins_where_they_are_copied() {
+        plugins().unwrap();
+        let examples = workspace().join("examples");
+        let pipeline = std::fs::read_to_string(examples.join("quickstart.toml")).unwrap();
+        let wasm_paths: Vec<&str> = pipeline
+            .lines()
+            .filter_map(|line| line.strip_prefix("path = \""))
+            .filter_map(|rest| rest.strip_suffix(".wasm\""))
+            .collect();
+        assert_eq!(wasm_paths.len(), 2, "the quickstart has two plugins");
+        for path in wasm_paths {
+            let wasm = examples.join(format!("{path}.wasm"));
+            assert!(wasm.exists(), "{} was not written", wasm.display());
+        }
+    }
 }
