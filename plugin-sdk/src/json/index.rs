@@ -16,12 +16,12 @@
 //! closing quote (a string, read off the masks) or at the first delimiter of the next 8
 //! bytes (a number or literal, found with word arithmetic); an object or array value, or
 //! one that runs further, is read by the exact scanner. Escape sequences break the quote
-//! arithmetic,
-//! so a backslash before the answer, a key of more than [`MAX_KEY`] bytes or an object
-//! under 16 bytes leave the question to the exact scanner ([`Lookup::Unsure`]).
+//! arithmetic, so a backslash before the answer, a key of more than [`MAX_KEY`] bytes or
+//! an object under 16 bytes leave the question to the exact scanner ([`Lookup::Unsure`]).
 
 use super::classify::{self, BlockMasks};
-use super::{scan, Field};
+use super::scan::{self, is_ws, skip_ws};
+use super::Field;
 
 /// What the block lookup concluded.
 pub(super) enum Lookup<'a> {
@@ -42,7 +42,13 @@ const MAX_KEY: usize = 62;
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
     let len = name.len();
-    if object.len() < 16 || len > MAX_KEY || first_non_ws(object) != Some(b'{') {
+    // A `"` in `name` would match across two strings: only a key with an escape sequence
+    // can hold one, and that is the exact scanner's to read.
+    if object.len() < 16
+        || len > MAX_KEY
+        || name.contains(&b'"')
+        || first_non_ws(object) != Some(b'{')
+    {
         return Lookup::Unsure;
     }
     let mut blocks = Blocks::new(object);
@@ -73,18 +79,12 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
             }
             let quote = current.start + i as usize;
             let key = &object[quote + 1..quote + 1 + len];
-            // A `"` in `name` would match across two strings; no key of text without
-            // backslashes contains one.
-            if !same_bytes(key, name) || !starts_member(object, quote) || name.contains(&b'"') {
+            if !same_bytes(key, name) || !starts_member(object, quote) {
                 continue;
             }
-            let close = quote + len + 1;
-            return match member_value(object, close, &current, &lookahead) {
-                Lookup::Unsure => match scan::member_value(object, close + 1) {
-                    Some(value) => Lookup::Found(value),
-                    None => Lookup::Absent,
-                },
-                settled => settled,
+            return match member_value(object, quote + len + 1, &current, &lookahead) {
+                Some(value) => Lookup::Found(value),
+                None => Lookup::Absent,
             };
         }
         match (end, next) {
@@ -181,12 +181,17 @@ impl<'a> Blocks<'a> {
 /// The value of the member whose key's closing quote is at `close`, and the `,` or `}`
 /// after it. A string value ends at the next closing quote of the masks of the key's
 /// block and the next one (which have no backslashes); a number or literal at the first
-/// delimiter of its first 8 bytes. [`Lookup::Absent`] when the member is malformed;
-/// [`Lookup::Unsure`] for an object or array, or a value longer than that.
-fn member_value<'a>(object: &'a [u8], close: usize, current: &Block, next: &Block) -> Lookup<'a> {
+/// delimiter of its first 8 bytes; an object or array, or a value longer than that, is
+/// read by the exact scanner. `None` when the member is malformed.
+fn member_value<'a>(
+    object: &'a [u8],
+    close: usize,
+    current: &Block,
+    next: &Block,
+) -> Option<Field<'a>> {
     let colon = skip_ws(object, close + 1);
     if object.get(colon) != Some(&b':') {
-        return Lookup::Absent;
+        return None;
     }
     let start = skip_ws(object, colon + 1);
     let end = match object.get(start) {
@@ -201,11 +206,11 @@ fn member_value<'a>(object: &'a [u8], close: usize, current: &Block, next: &Bloc
         Some(_) => scalar_end(object, start),
     };
     let Some(end) = end else {
-        return Lookup::Unsure;
+        return scan::member_value(object, close + 1);
     };
     match object.get(skip_ws(object, end)) {
-        Some(b',' | b'}') if end > start => Lookup::Found(Field::new(&object[start..end])),
-        _ => Lookup::Absent,
+        Some(b',' | b'}') if end > start => Some(Field::new(&object[start..end])),
+        _ => None,
     }
 }
 
@@ -249,14 +254,6 @@ fn next_bit(low: u64, high: u64, start: usize, from: usize) -> Option<usize> {
     (mask != 0).then(|| base + mask.trailing_zeros() as usize)
 }
 
-/// The first position at or after `pos` that is not JSON whitespace.
-fn skip_ws(text: &[u8], mut pos: usize) -> usize {
-    while text.get(pos).is_some_and(|b| is_ws(*b)) {
-        pos += 1;
-    }
-    pos
-}
-
 /// Bit i is the XOR of bits 0..=i of `x`.
 #[inline]
 fn prefix_xor(mut x: u64) -> u64 {
@@ -281,10 +278,6 @@ fn first_non_ws(text: &[u8]) -> Option<u8> {
 fn starts_member(text: &[u8], quote: usize) -> bool {
     let before = text[..quote].iter().rev().find(|b| !is_ws(**b));
     matches!(before, Some(b'{' | b','))
-}
-
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// Byte equality in 8-, 4-, 2- and 1-byte steps: straight-line code for short keys,

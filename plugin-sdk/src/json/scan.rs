@@ -22,6 +22,19 @@ pub(super) fn member_value(object: &[u8], pos: usize) -> Option<Field<'_>> {
     scan.rest_of_member()
 }
 
+/// The first position at or after `pos` that is not JSON whitespace.
+pub(super) fn skip_ws(text: &[u8], mut pos: usize) -> usize {
+    while text.get(pos).copied().is_some_and(is_ws) {
+        pos += 1;
+    }
+    pos
+}
+
+/// Whether `b` is JSON whitespace.
+pub(super) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// Iterator over the top-level fields of an object; see [`super::fields`].
 #[derive(Debug)]
 pub struct Fields<'a> {
@@ -71,9 +84,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
+        self.pos = skip_ws(self.text, self.pos);
     }
 
     /// Reads one `"key": value` member and the `,` after it (or stops before `}`).
