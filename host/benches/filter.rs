@@ -93,7 +93,7 @@ fn filter(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("native", size), &input, |b, input| {
             b.iter(|| {
                 refill(&mut batch, input);
-                let mut selection = Selection::default();
+                let mut selection = Selection::with_capacity(packed.len());
                 native.select(&packed.view(), &mut selection);
                 batch.retain(selection.kept());
                 black_box(batch.len())

@@ -85,7 +85,7 @@ fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> R) -> R {
 /// The `select` export of the `filter` world.
 pub fn select<F: Filter>(batch: WitBatch) -> SelectResult {
     let batch = unpack(batch);
-    let mut out = Selection::default();
+    let mut out = Selection::with_capacity(batch.len());
     with_plugin(|f: &mut F| f.select(&batch.view(), &mut out));
     let (kept, rejected) = out.into_parts();
     (kept, rejected.into_iter().map(rejection).collect())

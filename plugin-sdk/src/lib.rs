@@ -52,7 +52,7 @@ mod output;
 #[doc(hidden)]
 pub mod guest;
 
-pub use batch::{Batch, Event, PackedBatch, PackedHeaders};
+pub use batch::{Batch, Event, Events, PackedBatch, PackedHeaders};
 pub use config::Config;
 pub use json::Field;
 pub use output::{Output, Rejection, Selection};

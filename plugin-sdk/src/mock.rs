@@ -81,7 +81,7 @@ impl MockHost {
 
     /// Runs a filter over `batch`.
     pub fn select<F: Filter>(&self, filter: &mut F, batch: &PackedBatch) -> Selection {
-        let mut out = Selection::default();
+        let mut out = Selection::with_capacity(batch.len());
         self.run(batch, || filter.select(&batch.view(), &mut out));
         out
     }

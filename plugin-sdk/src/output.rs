@@ -21,7 +21,16 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// An empty selection with room to keep `events` events without reallocating.
+    pub fn with_capacity(events: usize) -> Self {
+        Self {
+            kept: Vec::with_capacity(events),
+            rejected: Vec::new(),
+        }
+    }
+
     /// Keeps `event`.
+    #[inline]
     pub fn keep(&mut self, event: &Event<'_>) {
         self.kept.push(event.index());
     }

@@ -92,6 +92,7 @@ impl<'a> Field<'a> {
 /// always well-formed JSON objects (the host validates every record it ingests); for
 /// other text the answer is `None` or a best-effort slice of it, never a panic. Never
 /// allocates unless the object has escape sequences in its keys.
+#[inline]
 pub fn field<'a>(object: &'a [u8], name: &str) -> Option<Field<'a>> {
     match index::find(object, name.as_bytes()) {
         index::Lookup::Found(value) => Some(value),
