@@ -1,41 +1,41 @@
 //! Exact parsing of the common shape of JSON numbers without a string conversion.
 
-/// Parses `-?digits(.digits)?` exactly when it has at most 18 digits, the digits fit in
-/// 2^53 and at most 22 of them follow the point: then one division by an exact power of
-/// ten is correctly rounded. Anything else is `None`, for the full parser.
+/// Parses `-?digits(.digits)?` exactly when it is at most 19 bytes after the sign and
+/// its digits fit in 2^53: then one division by an exact power of ten (at most 10^18) is
+/// correctly rounded. Anything else is `None`, for the full parser.
 ///
-/// 18 digits cannot overflow a `u64`, so the loop needs no overflow checks (which in
+/// 19 digits cannot overflow a `u64`, so the loop needs no overflow checks (which in
 /// 32-bit WebAssembly would be a 128-bit multiply in software).
 pub(super) fn parse_simple_decimal(raw: &[u8]) -> Option<f64> {
-    const POW10: [f64; 23] = [
+    const POW10: [f64; 19] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        1e17, 1e18,
     ];
     const MAX_DIGITS: usize = 18;
     let (negative, text) = match raw.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, raw),
     };
+    // With the point, at most one byte more than the digits.
+    if text.len() > MAX_DIGITS + 1 {
+        return None;
+    }
     let mut mantissa: u64 = 0;
-    let mut digits = 0;
-    // Digits before the point, once there is one.
-    let mut point: Option<usize> = None;
-    for &b in text {
+    // Where the point is, once there is one.
+    let mut point = None;
+    for (i, &b) in text.iter().enumerate() {
         let digit = b.wrapping_sub(b'0');
         if digit < 10 {
-            if digits == MAX_DIGITS {
-                return None;
-            }
             mantissa = mantissa * 10 + u64::from(digit);
-            digits += 1;
-        } else if b == b'.' && point.is_none() && digits > 0 {
-            point = Some(digits);
+        } else if b == b'.' && point.is_none() && i > 0 {
+            point = Some(i);
         } else {
             return None;
         }
     }
-    let scale = digits - point.unwrap_or(digits);
-    if digits == 0 || point == Some(digits) || mantissa > (1 << 53) || scale >= POW10.len() {
+    // Digits after the point.
+    let scale = point.map_or(0, |p| text.len() - 1 - p);
+    if text.is_empty() || point.is_some() && scale == 0 || mantissa > (1 << 53) {
         return None;
     }
     let value = mantissa as f64 / POW10[scale];
