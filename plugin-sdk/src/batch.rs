@@ -103,10 +103,15 @@ pub(crate) fn offset(len: usize) -> u32 {
     u32::try_from(len).expect("a packed batch column exceeds 4 GiB")
 }
 
+/// Where item `i` of a packed column is: from the previous item's end to its own.
+fn item_range(ends: &[u32], i: usize) -> std::ops::Range<usize> {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    start..ends[i] as usize
+}
+
 /// Slice `i` of a packed byte column.
 fn item<'a>(bytes: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    &bytes[start..ends[i] as usize]
+    &bytes[item_range(ends, i)]
 }
 
 /// The next slice of a packed byte column walked in order: from `*start` to `end`, after
@@ -260,16 +265,8 @@ impl<'a> Event<'a> {
 
     /// The event's headers as `(name, value)` pairs.
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let index = self.index as usize;
         let range = match self.headers {
-            Some(h) => {
-                let start = if index == 0 {
-                    0
-                } else {
-                    h.header_ends[index - 1] as usize
-                };
-                start..h.header_ends[index] as usize
-            }
+            Some(h) => item_range(&h.header_ends, self.index as usize),
             None => 0..0,
         };
         let headers = self.headers;

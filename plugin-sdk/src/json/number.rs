@@ -11,13 +11,13 @@ pub(super) fn parse_simple_decimal(raw: &[u8]) -> Option<f64> {
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
         1e17, 1e18,
     ];
-    const MAX_DIGITS: usize = 18;
+    // 19 digits, or 18 and the point.
+    const MAX_LEN: usize = 19;
     let (negative, text) = match raw.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, raw),
     };
-    // With the point, at most one byte more than the digits.
-    if text.len() > MAX_DIGITS + 1 {
+    if text.len() > MAX_LEN {
         return None;
     }
     let mut mantissa: u64 = 0;
