@@ -97,11 +97,44 @@ fn classify_portable(chunk: &[u8; 16]) -> ChunkMasks {
     masks
 }
 
+/// For the 16 positions `i` from `start`: bit `i` of the low half is set when bytes
+/// `start + i` and `start + shift + i` are both quotes (a string of `shift - 1` bytes may
+/// open there), bit `i` of the high half when byte `start + i` is a backslash or a
+/// bracket. Needs `start + shift + 16 <= text.len()`.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+pub(super) fn quote_pairs(text: &[u8], start: usize, shift: usize) -> u32 {
+    let first: &[u8; 16] = text[start..start + 16].try_into().expect("16 bytes");
+    let second: &[u8; 16] = text[start + shift..start + shift + 16]
+        .try_into()
+        .expect("16 bytes");
+    simd::quote_pairs(first, second)
+}
+
+/// [`quote_pairs`] one byte at a time: the definition the SIMD versions follow.
+#[cfg_attr(
+    any(target_arch = "x86_64", target_arch = "wasm32"),
+    allow(dead_code, reason = "the tests check the SIMD version against it")
+)]
+fn quote_pairs_portable(first: &[u8; 16], second: &[u8; 16]) -> u32 {
+    let mut masks = 0u32;
+    for i in 0..16 {
+        if first[i] == b'"' && second[i] == b'"' {
+            masks |= 1 << i;
+        }
+        if matches!(first[i], b'\\' | b'{' | b'[' | b'}' | b']') {
+            masks |= 1 << (16 + i);
+        }
+    }
+    masks
+}
+
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::ChunkMasks;
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
     };
 
     #[inline(always)]
@@ -121,12 +154,34 @@ mod simd {
             }
         }
     }
+
+    #[inline(always)]
+    pub(super) fn quote_pairs(first: &[u8; 16], second: &[u8; 16]) -> u32 {
+        // SAFETY: as in `classify`: SSE2 is baseline and both arrays are 16 readable bytes.
+        unsafe {
+            let a = _mm_loadu_si128(first.as_ptr().cast::<__m128i>());
+            let b = _mm_loadu_si128(second.as_ptr().cast::<__m128i>());
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let pairs = _mm_and_si128(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote));
+            let folded = _mm_or_si128(a, _mm_set1_epi8(0x20));
+            let stops = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(a, _mm_set1_epi8(b'\\' as i8)),
+                    _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'{' as i8)),
+                ),
+                _mm_cmpeq_epi8(folded, _mm_set1_epi8(b'}' as i8)),
+            );
+            (_mm_movemask_epi8(pairs) as u32) | ((_mm_movemask_epi8(stops) as u32) << 16)
+        }
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
 mod simd {
     use super::ChunkMasks;
-    use std::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_load, v128_or};
+    use std::arch::wasm32::{
+        u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_and, v128_load, v128_or,
+    };
 
     #[inline]
     #[target_feature(enable = "simd128")]
@@ -142,11 +197,35 @@ mod simd {
             close: u8x16_bitmask(u8x16_eq(folded, u8x16_splat(b'}'))),
         }
     }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn quote_pairs(first: &[u8; 16], second: &[u8; 16]) -> u32 {
+        // SAFETY: both arrays are 16 readable bytes; `v128.load` needs no alignment.
+        let (a, b) = unsafe {
+            (
+                v128_load(first.as_ptr().cast::<v128>()),
+                v128_load(second.as_ptr().cast::<v128>()),
+            )
+        };
+        let quote = u8x16_splat(b'"');
+        let pairs = v128_and(u8x16_eq(a, quote), u8x16_eq(b, quote));
+        let folded = v128_or(a, u8x16_splat(0x20));
+        let stops = v128_or(
+            v128_or(
+                u8x16_eq(a, u8x16_splat(b'\\')),
+                u8x16_eq(folded, u8x16_splat(b'{')),
+            ),
+            u8x16_eq(folded, u8x16_splat(b'}')),
+        );
+        u32::from(u8x16_bitmask(pairs)) | (u32::from(u8x16_bitmask(stops)) << 16)
+    }
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
 mod simd {
     pub(super) use super::classify_portable as classify;
+    pub(super) use super::quote_pairs_portable as quote_pairs;
 }
 
 #[cfg(test)]
@@ -168,6 +247,30 @@ mod tests {
         }
         let chunk = *br#"{"a":[1,"\"]}x]]"#;
         assert_eq!(simd::classify(&chunk), classify_portable(&chunk));
+    }
+
+    #[test]
+    fn simd_and_portable_quote_pairs_agree_on_every_byte() {
+        for first in (0..=255u8).step_by(16) {
+            let mut a = [0u8; 16];
+            for (i, b) in a.iter_mut().enumerate() {
+                *b = first.wrapping_add(i as u8);
+            }
+            let b = *br#""x"""""y""\"{""""#;
+            assert_eq!(
+                simd::quote_pairs(&a, &b),
+                quote_pairs_portable(&a, &b),
+                "{a:?}"
+            );
+        }
+        let a = *br#"{"a":[1,"\\"]}"x"#;
+        let b = *br#"a"b""c"""""""""""#;
+        let got = simd::quote_pairs(&a, &b);
+        assert_eq!(got, quote_pairs_portable(&a, &b));
+        // Quotes in both at 1, 3, 8, 11 and 14; stops at 0 `{`, 5 `[`, 9 and 10 `\`,
+        // 12 `]` and 13 `}`.
+        assert_eq!(got & 0xffff, 1 << 1 | 1 << 3 | 1 << 8 | 1 << 11 | 1 << 14);
+        assert_eq!(got >> 16, 1 | 1 << 5 | 1 << 9 | 1 << 10 | 1 << 12 | 1 << 13);
     }
 
     #[test]

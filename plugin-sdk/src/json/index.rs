@@ -18,6 +18,12 @@
 //! one that runs further, is read by the exact scanner. Escape sequences break the quote
 //! arithmetic, so a backslash before the answer, a key of more than [`MAX_KEY`] bytes or
 //! an object under 16 bytes leave the question to the exact scanner ([`Lookup::Unsure`]).
+//!
+//! Flat objects, the common case, take a quicker path first ([`find_by_quotes`]): up to
+//! the first backslash or bracket nothing can be nested or escaped, so there a key is
+//! any `"name"` followed by `:`, found with two 16-byte compares (the quotes `len + 1`
+//! bytes apart) and no string tracking at all. It roughly halves the lookup's cost on
+//! the generator's payments.
 
 use super::classify::{self, BlockMasks};
 use super::scan::{self, is_ws, skip_ws};
@@ -50,6 +56,9 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
         || first_non_ws(object) != Some(b'{')
     {
         return Lookup::Unsure;
+    }
+    if let Some(value) = find_by_quotes(object, name) {
+        return Lookup::Found(value);
     }
     let mut blocks = Blocks::new(object);
     let mut current = blocks.next_block().unwrap_or_default();
@@ -94,6 +103,52 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
             }
             _ => return Lookup::Absent,
         }
+    }
+}
+
+/// The quick search: the first `"name"` followed by `:` before any backslash or bracket
+/// (other than the object's opening one), 16 positions at a time.
+///
+/// Before the first backslash every quote is structural, and a structural quote followed
+/// by `name"` and `:` opens a key in well-formed JSON (were it a closing quote, `name"`
+/// would follow a string directly). Before the first bracket that key is at depth 1, and
+/// as the search goes in order it is the first such key. `None` when it meets a
+/// backslash or bracket (the object's closing one included) first, or the member is
+/// malformed: the block walk then decides. Needs what [`find`] checks first.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn find_by_quotes<'a>(object: &'a [u8], name: &[u8]) -> Option<Field<'a>> {
+    let shift = name.len() + 1;
+    let first = skip_ws(object, 0) + 1;
+    let last = object.len().checked_sub(shift + 16)?;
+    if last < first || name.contains(&b'\\') {
+        return None;
+    }
+    let mut at = first;
+    loop {
+        // The final chunk overlaps the one before it: drop the positions already seen.
+        let start = at.min(last);
+        let masks = classify::quote_pairs(object, start, shift);
+        let stops = masks >> 16;
+        let mut pairs =
+            u64::from(masks & 0xffff) & !0 << (at - start) & below(stops.trailing_zeros());
+        while pairs != 0 {
+            let quote = start + pairs.trailing_zeros() as usize;
+            pairs &= pairs - 1;
+            if !same_bytes(&object[quote + 1..quote + shift], name) {
+                continue;
+            }
+            if object.get(skip_ws(object, quote + shift + 1)) != Some(&b':') {
+                // A string value that spells the name.
+                continue;
+            }
+            let none = Block::default();
+            return member_value(object, quote + shift, &none, &none);
+        }
+        if stops != 0 || start == last {
+            return None;
+        }
+        at = start + 16;
     }
 }
 
@@ -375,6 +430,52 @@ mod tests {
         // Bytes above the first delimiter do not matter, even ones that borrow.
         assert_eq!(scalar_end(b"ab\x00\xff\x21,]}x", 0), Some(2));
         assert_eq!(scalar_end(b"x12 ]]]]]]", 1), Some(3));
+    }
+
+    /// The raw value `find_by_quotes` settles on, if it does.
+    fn quick(object: &str, name: &str) -> Option<String> {
+        find_by_quotes(object.as_bytes(), name.as_bytes())
+            .map(|f| String::from_utf8_lossy(f.raw()).into_owned())
+    }
+
+    #[test]
+    fn the_quick_search_finds_keys_in_every_chunk_up_to_the_last_byte() {
+        let payment = r#"{"seq":0,"ts":1700000000000,"user":"user-55","card":"card-55-0","amount":49.12,"country":"ES"}"#;
+        assert_eq!(quick(payment, "seq").as_deref(), Some("0"));
+        assert_eq!(quick(payment, "amount").as_deref(), Some("49.12"));
+        // The last key sits in the final, overlapping chunk.
+        assert_eq!(quick(payment, "country").as_deref(), Some(r#""ES""#));
+        // Not there: the search stops at the closing brace and leaves it to the block walk.
+        assert_eq!(quick(payment, "count"), None);
+        assert!(matches!(find(payment.as_bytes(), b"count"), Lookup::Absent));
+    }
+
+    #[test]
+    fn the_quick_search_skips_string_values_that_spell_the_key() {
+        let object = r#"{"note": "amount", "why":"amount" ,"amount" : 7}"#;
+        assert_eq!(quick(object, "amount").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn the_quick_search_stops_at_the_first_backslash_or_bracket() {
+        // Past a bracket a key may be nested; past a backslash a quote may be escaped.
+        for object in [
+            r#"{"meta": {"amount": 1}, "amount": 2}"#,
+            r#"{"list": [1, 2, 3, 4], "amount": 2}"#,
+            r#"{"note": "say \"amount\": 1", "amount": 2}"#,
+        ] {
+            assert_eq!(quick(object, "amount"), None, "{object}");
+            match find(object.as_bytes(), b"amount") {
+                Lookup::Found(value) => assert_eq!(value.raw(), b"2", "{object}"),
+                Lookup::Unsure => {}
+                Lookup::Absent => panic!("{object}"),
+            }
+        }
+        // A key before the first bracket is settled.
+        assert_eq!(
+            quick(r#"{"amount": 1, "meta": {"amount": 2}}"#, "amount").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]

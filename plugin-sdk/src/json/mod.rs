@@ -5,11 +5,11 @@
 //! plugin's own logic. [`field`] finds one field and hands back the raw text of its
 //! value as a [`Field`], which converts to a number or string on demand.
 //!
-//! [`field`] looks at 64 bytes at a time (16-byte SIMD compares and bit arithmetic, see
-//! `index.rs`), so its cost barely depends on how far into the object the field is, and
-//! it runs nearly as fast in WebAssembly as natively. Text it cannot settle that way (a
-//! backslash before the field, a key over 62 bytes, an object under 16 bytes) goes
-//! through the exact byte-by-byte scanner, which [`fields`] also uses.
+//! [`field`] looks at 16 or 64 bytes at a time (SIMD compares and bit arithmetic, see
+//! `index.rs`), so its cost grows slowly with how far into the object the field is.
+//! Text it cannot settle that way (a backslash before the field, a key over 62 bytes, an
+//! object under 16 bytes) goes through the exact byte-by-byte scanner, which [`fields`]
+//! also uses.
 //!
 //! ```
 //! use eddy_plugin_sdk::json;
