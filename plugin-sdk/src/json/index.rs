@@ -45,20 +45,65 @@ pub(super) enum Lookup<'a> {
 const MAX_KEY: usize = 62;
 
 /// Looks up the first top-level member of `object` whose key is `name`.
-#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[inline]
 pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
+    match locate(object, name) {
+        Place::ABSENT => Lookup::Absent,
+        Place::UNSURE => Lookup::Unsure,
+        place => Lookup::Found(Field::new(&object[place.range()])),
+    }
+}
+
+/// Where a value is in its object, packed in one word so that [`locate`] returns it in a
+/// register. In WebAssembly a returned struct goes through memory and takes one more
+/// argument, which for `locate` would be its seventh (counting the two the runtime adds)
+/// and go through the stack, where Cranelift's 32-bit store and 64-bit load stall the
+/// call: a few nanoseconds on every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place(u64);
+
+impl Place {
+    /// No top-level member has the key.
+    const ABSENT: Place = Place(u64::MAX);
+    /// Not decidable here; ask the exact scanner.
+    const UNSURE: Place = Place(u64::MAX - 1);
+
+    /// The value at `start..end` (both below 2^32, which [`locate`] checks up front).
+    fn new(start: usize, end: usize) -> Self {
+        Place((start as u64) << 32 | end as u64)
+    }
+
+    /// `field`, a slice of `object`, or [`Place::ABSENT`].
+    fn of_field(object: &[u8], field: Option<Field<'_>>) -> Self {
+        field.map_or(Place::ABSENT, |field| {
+            let start = field.raw().as_ptr() as usize - object.as_ptr() as usize;
+            Place::new(start, start + field.raw().len())
+        })
+    }
+
+    /// The value's byte range.
+    fn range(self) -> std::ops::Range<usize> {
+        (self.0 >> 32) as usize..(self.0 & u64::from(u32::MAX)) as usize
+    }
+}
+
+/// [`find`]'s work: the quick search, then the block walk.
+#[inline(never)]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn locate(object: &[u8], name: &[u8]) -> Place {
     let len = name.len();
     // A `"` in `name` would match across two strings: only a key with an escape sequence
     // can hold one, and that is the exact scanner's to read.
     if object.len() < 16
+        || object.len() >= u32::MAX as usize
         || len > MAX_KEY
         || name.contains(&b'"')
         || first_non_ws(object) != Some(b'{')
     {
-        return Lookup::Unsure;
+        return Place::UNSURE;
     }
-    if let Some(value) = find_by_quotes(object, name) {
-        return Lookup::Found(value);
+    if let Some(place) = find_by_quotes(object, name) {
+        return place;
     }
     let mut blocks = Blocks::new(object);
     let mut current = blocks.next_block().unwrap_or_default();
@@ -67,7 +112,7 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
         let next = blocks.next_block();
         let lookahead = next.unwrap_or_default();
         if current.backslash | lookahead.backslash != 0 {
-            return Lookup::Unsure;
+            return Place::UNSURE;
         }
         // Bit i: a closing quote `len + 1` bytes after byte i of this block.
         let closes_after =
@@ -91,17 +136,14 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
             if !same_bytes(key, name) || !starts_member(object, quote) {
                 continue;
             }
-            return match member_value(object, quote + len + 1, &current, &lookahead) {
-                Some(value) => Lookup::Found(value),
-                None => Lookup::Absent,
-            };
+            return member_value(object, quote + len + 1, &current, &lookahead);
         }
         match (end, next) {
             (None, Some(next)) => {
                 current = next;
                 depth = depth_after;
             }
-            _ => return Lookup::Absent,
+            _ => return Place::ABSENT,
         }
     }
 }
@@ -117,7 +159,7 @@ pub(super) fn find<'a>(object: &'a [u8], name: &[u8]) -> Lookup<'a> {
 /// malformed: the block walk then decides. Needs what [`find`] checks first.
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-fn find_by_quotes<'a>(object: &'a [u8], name: &[u8]) -> Option<Field<'a>> {
+fn find_by_quotes(object: &[u8], name: &[u8]) -> Option<Place> {
     let shift = name.len() + 1;
     let first = skip_ws(object, 0) + 1;
     let last = object.len().checked_sub(shift + 16)?;
@@ -138,12 +180,14 @@ fn find_by_quotes<'a>(object: &'a [u8], name: &[u8]) -> Option<Field<'a>> {
             if !same_bytes(&object[quote + 1..quote + shift], name) {
                 continue;
             }
-            if object.get(skip_ws(object, quote + shift + 1)) != Some(&b':') {
+            let colon = skip_ws(object, quote + shift + 1);
+            if object.get(colon) != Some(&b':') {
                 // A string value that spells the name.
                 continue;
             }
-            let none = Block::default();
-            return member_value(object, quote + shift, &none, &none);
+            // Strings are left to the exact scanner: this search has no string masks.
+            let place = value_after_colon(object, colon, |_| None);
+            return (place != Place::ABSENT).then_some(place);
         }
         if stops != 0 || start == last {
             return None;
@@ -235,37 +279,40 @@ impl<'a> Blocks<'a> {
 
 /// The value of the member whose key's closing quote is at `close`, and the `,` or `}`
 /// after it. A string value ends at the next closing quote of the masks of the key's
-/// block and the next one (which have no backslashes); a number or literal at the first
-/// delimiter of its first 8 bytes; an object or array, or a value longer than that, is
-/// read by the exact scanner. `None` when the member is malformed.
-fn member_value<'a>(
-    object: &'a [u8],
-    close: usize,
-    current: &Block,
-    next: &Block,
-) -> Option<Field<'a>> {
+/// block and the next one (which have no backslashes). [`Place::ABSENT`] when the member
+/// is malformed.
+fn member_value(object: &[u8], close: usize, current: &Block, next: &Block) -> Place {
     let colon = skip_ws(object, close + 1);
     if object.get(colon) != Some(&b':') {
-        return None;
+        return Place::ABSENT;
     }
+    value_after_colon(object, colon, |start| {
+        next_bit(current.close_quote, next.close_quote, current.start, start).map(|quote| quote + 1)
+    })
+}
+
+/// The value after the member's `:` at `colon`, and the `,` or `}` after it. A string
+/// ends where `string_end` says, given where its text starts; a number or literal at the
+/// first delimiter of its first 8 bytes; an object or array, or a value whose end is not
+/// found so, is read by the exact scanner.
+#[inline(always)]
+fn value_after_colon(
+    object: &[u8],
+    colon: usize,
+    string_end: impl FnOnce(usize) -> Option<usize>,
+) -> Place {
     let start = skip_ws(object, colon + 1);
     let end = match object.get(start) {
-        Some(b'"') => next_bit(
-            current.close_quote,
-            next.close_quote,
-            current.start,
-            start + 1,
-        )
-        .map(|quote| quote + 1),
+        Some(b'"') => string_end(start + 1),
         Some(b'{' | b'[') | None => None,
         Some(_) => scalar_end(object, start),
     };
     let Some(end) = end else {
-        return scan::member_value(object, close + 1);
+        return Place::of_field(object, scan::member_value(object, colon));
     };
     match object.get(skip_ws(object, end)) {
-        Some(b',' | b'}') if end > start => Some(Field::new(&object[start..end])),
-        _ => None,
+        Some(b',' | b'}') if end > start => Place::new(start, end),
+        _ => Place::ABSENT,
     }
 }
 
@@ -435,7 +482,7 @@ mod tests {
     /// The raw value `find_by_quotes` settles on, if it does.
     fn quick(object: &str, name: &str) -> Option<String> {
         find_by_quotes(object.as_bytes(), name.as_bytes())
-            .map(|f| String::from_utf8_lossy(f.raw()).into_owned())
+            .map(|place| object[place.range()].to_owned())
     }
 
     #[test]
