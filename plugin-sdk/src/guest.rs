@@ -86,7 +86,7 @@ fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> R) -> R {
 pub fn select<F: Filter>(batch: WitBatch) -> SelectResult {
     let batch = unpack(batch);
     let mut out = Selection::with_capacity(batch.len());
-    with_plugin(|f: &mut F| f.select(&batch.view(), &mut out));
+    with_plugin(|f: &mut F| f.select(&batch.host_view(), &mut out));
     let (kept, rejected) = out.into_parts();
     (kept, rejected.into_iter().map(rejection).collect())
 }
@@ -95,7 +95,7 @@ pub fn select<F: Filter>(batch: WitBatch) -> SelectResult {
 pub fn process<T: Transform>(batch: WitBatch) -> ProcessResult {
     let batch = unpack(batch);
     let mut out = Output::default();
-    with_plugin(|t: &mut T| t.process(&batch.view(), &mut out));
+    with_plugin(|t: &mut T| t.process(&batch.host_view(), &mut out));
     let (batch, origins, rejected) = out.into_parts();
     (
         pack(batch),
@@ -119,7 +119,7 @@ pub fn fold<A: Aggregate>(
     targets: Vec<u32>,
 ) -> Result<WitPacked, String> {
     let batch = unpack(batch);
-    let view = batch.view();
+    let view = batch.host_view();
     let mut accs = decode_all::<A>(&accumulators)?;
     with_plugin(|a: &mut A| {
         for (&event, &target) in events.iter().zip(&targets) {

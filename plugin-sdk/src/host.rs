@@ -1,4 +1,5 @@
-//! What the host offers a plugin: logging, keyed state and side-input lookups.
+//! What the host offers a plugin: logging, keyed state, side-input lookups and numeric
+//! fields parsed for a whole batch.
 //!
 //! In a Wasm build these call the Eddy host; in a native build (`cargo test`) they call the
 //! [`crate::mock::MockHost`] the test runs the plugin on.
@@ -44,6 +45,13 @@ pub fn lookup(table: &str, key: &[u8]) -> Option<Vec<u8>> {
     backend::lookup(table, key)
 }
 
+/// The number in field `name` of every event of the batch being processed, parsed by the
+/// host; empty when the host has not parsed that field for this batch (see
+/// `field-numbers` in the WIT contract). [`crate::Batch::numbers`] asks this itself.
+pub(crate) fn field_numbers(name: &str) -> Vec<f64> {
+    backend::field_numbers(name)
+}
+
 #[cfg(target_arch = "wasm32")]
 mod backend {
     use super::Level;
@@ -75,10 +83,14 @@ mod backend {
     pub fn lookup(table: &str, key: &[u8]) -> Option<Vec<u8>> {
         wit::lookup(table, key)
     }
+
+    pub fn field_numbers(name: &str) -> Vec<f64> {
+        wit::field_numbers(name)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod backend {
     pub use crate::mock::current::log;
-    pub use crate::mock::current::{lookup, state_delete, state_get, state_set};
+    pub use crate::mock::current::{field_numbers, lookup, state_delete, state_get, state_set};
 }

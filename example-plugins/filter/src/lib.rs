@@ -82,8 +82,9 @@ pub enum Verdict {
 }
 
 impl FieldFilter {
-    /// The verdict for one event. This is the whole predicate; `select` only loops over it
-    /// (and the native benchmark calls it directly).
+    /// The verdict for one event: the whole predicate, read from the event alone (the
+    /// native benchmark runs it event by event). `select` gives the same verdicts, reading
+    /// a numeric field as one column for the batch.
     #[inline]
     pub fn verdict(&self, event: &Event<'_>) -> Verdict {
         let Some(field) = event.field(&self.field) else {
@@ -96,6 +97,17 @@ impl FieldFilter {
         match ordering {
             Some(o) if self.op.holds(o) => Verdict::Keep,
             _ => Verdict::Drop,
+        }
+    }
+}
+
+impl FieldFilter {
+    /// Keeps, drops or rejects `event`.
+    fn apply(&self, event: &Event<'_>, verdict: Verdict, out: &mut Selection) {
+        match verdict {
+            Verdict::Keep => out.keep(event),
+            Verdict::Drop => {}
+            Verdict::Missing => out.reject(event, format!("no field `{}`", self.field)),
         }
     }
 }
@@ -114,12 +126,24 @@ impl Plugin for FieldFilter {
 
 impl Filter for FieldFilter {
     fn select(&mut self, batch: &Batch<'_>, out: &mut Selection) {
-        for event in batch.iter() {
-            match self.verdict(&event) {
-                Verdict::Keep => out.keep(&event),
-                Verdict::Drop => {}
-                Verdict::Missing => out.reject(&event, format!("no field `{}`", self.field)),
+        let Some(want) = self.number else {
+            for event in batch.iter() {
+                self.apply(&event, self.verdict(&event), out);
             }
+            return;
+        };
+        // A numeric comparison reads the field as one column, which the host parses.
+        let numbers = batch.numbers(&self.field);
+        for (event, &have) in batch.iter().zip(&numbers) {
+            let verdict = if have.is_nan() {
+                // No such field, or not a number: the text comparison decides.
+                self.verdict(&event)
+            } else if have.partial_cmp(&want).is_some_and(|o| self.op.holds(o)) {
+                Verdict::Keep
+            } else {
+                Verdict::Drop
+            };
+            self.apply(&event, verdict, out);
         }
     }
 }
@@ -144,6 +168,7 @@ mod tests {
 
     #[test]
     fn compares_numbers() {
+        // Three times over: batches under 16 events do not ask the host for the column.
         let values = [
             r#"{"amount": 99.5}"#,
             r#"{"amount": 100}"#,
@@ -160,6 +185,45 @@ mod tests {
         for (op, kept) in cases {
             let config = [("field", "amount"), ("op", op), ("value", "100")];
             assert_eq!(run(&config, &values).0, kept, "op {op}");
+        }
+    }
+
+    #[test]
+    fn select_agrees_with_the_verdict_of_each_event() {
+        // Three times over: batches under 16 events do not ask the host for the column.
+        let values = [
+            r#"{"amount": 99.5}"#,
+            r#"{"amount": "100"}"#,
+            r#"{"other": 1}"#,
+            r#"{"amount": 1e3}"#,
+            r#"{"am\u006funt": 150}"#,
+            r#"{"amount": -0}"#,
+            r#"{"amount": [100]}"#,
+            r#"{"amount": 100.0}"#,
+        ]
+        .repeat(3);
+        let batch = PackedBatch::from_events(values.iter().map(|v| ("", 0, *v)));
+        for op in ["==", "!=", "<", "<=", ">", ">="] {
+            let config = [("field", "amount"), ("op", op), ("value", "100")];
+            let filter = FieldFilter::init(&Config::new(config)).unwrap();
+            let verdicts: Vec<Verdict> = batch.view().iter().map(|e| filter.verdict(&e)).collect();
+            let want_kept: Vec<u32> = (0..values.len() as u32)
+                .filter(|&i| verdicts[i as usize] == Verdict::Keep)
+                .collect();
+            let want_rejected = verdicts.iter().filter(|v| **v == Verdict::Missing).count();
+            // Through the mock host (the column from the host) and on a plain view (the
+            // column parsed by the SDK).
+            let (kept, rejected) = run(&config, &values);
+            assert_eq!(
+                (kept, rejected.len()),
+                (want_kept.clone(), want_rejected),
+                "op {op}"
+            );
+            let mut out = Selection::with_capacity(values.len());
+            FieldFilter::init(&Config::new(config))
+                .unwrap()
+                .select(&batch.view(), &mut out);
+            assert_eq!(out.kept(), want_kept, "op {op}");
         }
     }
 

@@ -91,9 +91,11 @@ impl WasmAggregate {
     ) -> Result<R> {
         self.store
             .set_epoch_deadline(timeout_ticks(&self.plugin.config));
-        self.store.data_mut().begin_batch(&[], &[]);
+        self.store.data_mut().begin_batch(&[], &[], &[], &[]);
         let name = &self.plugin.config.name;
-        match f(&self.bindings, &mut self.store) {
+        let result = f(&self.bindings, &mut self.store);
+        self.store.data_mut().end_batch();
+        match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(anyhow!(
                 "window aggregate plugin `{name}` failed in `{export}`: {message}"

@@ -129,6 +129,50 @@ impl BatchKeys {
     }
 }
 
+/// The numeric fields a plugin reads of every event (`field-numbers`), parsed from each
+/// batch before the call, with native code and without copying the batch.
+#[derive(Debug, Default)]
+struct BatchNumbers {
+    /// Per field the plugin asked for: its name, whether it asked during the current
+    /// call, and its number per event of the current batch.
+    fields: Vec<(String, bool, Vec<f64>)>,
+    /// Whether the columns hold the batch of a call under way.
+    current: bool,
+}
+
+impl BatchNumbers {
+    /// Parses, from the values of the batch about to be processed, the fields the
+    /// plugin asked for in its previous call, and forgets those it did not ask for.
+    fn begin_batch(&mut self, values: &[u8], ends: &[u32]) {
+        self.fields.retain(|(_, asked, _)| *asked);
+        for (name, asked, numbers) in &mut self.fields {
+            *asked = false;
+            numbers.clear();
+            eddy_plugin_sdk::json::field_numbers(values, ends, name, numbers);
+        }
+        self.current = true;
+    }
+
+    /// The answer to `field-numbers`: the column of field `name`, or an empty list when
+    /// the field was not parsed for this batch (it will be from the next one on).
+    fn field_numbers(&mut self, name: &str) -> Vec<f64> {
+        match self.fields.iter_mut().find(|(field, _, _)| field == name) {
+            Some((_, asked, numbers)) => {
+                *asked = true;
+                if self.current {
+                    numbers.clone()
+                } else {
+                    Vec::new()
+                }
+            }
+            None => {
+                self.fields.push((name.to_owned(), true, Vec::new()));
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// The data of one plugin's wasmtime store.
 pub struct StoreData {
     /// The stage's name, for logs and errors.
@@ -137,6 +181,7 @@ pub struct StoreData {
     pub state: KeyedState,
     side_inputs: SideInputs,
     batch_keys: BatchKeys,
+    batch_numbers: BatchNumbers,
     wasi: WasiCtx,
     table: ResourceTable,
     max_memory: usize,
@@ -158,6 +203,7 @@ impl StoreData {
             state,
             side_inputs,
             batch_keys: BatchKeys::default(),
+            batch_numbers: BatchNumbers::default(),
             wasi,
             table: ResourceTable::new(),
             max_memory,
@@ -165,14 +211,27 @@ impl StoreData {
         }
     }
 
-    /// Prepares for a call on a batch with these packed keys.
-    pub fn begin_batch(&mut self, keys: &[u8], ends: &[u32]) {
+    /// Prepares for a call on a batch with these packed keys and values.
+    pub fn begin_batch(
+        &mut self,
+        keys: &[u8],
+        key_ends: &[u32],
+        values: &[u8],
+        value_ends: &[u32],
+    ) {
         let bk = &mut self.batch_keys;
         bk.keys.clear();
         bk.keys.extend_from_slice(keys);
         bk.ends.clear();
-        bk.ends.extend_from_slice(ends);
+        bk.ends.extend_from_slice(key_ends);
         bk.set = None;
+        self.batch_numbers.begin_batch(values, value_ends);
+    }
+
+    /// Ends the call begun by [`StoreData::begin_batch`]: host calls outside one get no
+    /// batch data.
+    pub fn end_batch(&mut self) {
+        self.batch_numbers.current = false;
     }
 
     fn check_key(&mut self, key: &[u8], call: &str) -> wasmtime::Result<()> {
@@ -226,6 +285,10 @@ impl Host for StoreData {
             ),
         }
     }
+
+    fn field_numbers(&mut self, name: String) -> wasmtime::Result<Vec<f64>> {
+        Ok(self.batch_numbers.field_numbers(&name))
+    }
 }
 
 impl WasiView for StoreData {
@@ -268,6 +331,35 @@ impl ResourceLimiter for StoreData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two events' values, packed.
+    fn packed(a: &str, b: &str) -> (Vec<u8>, Vec<u32>) {
+        let values = format!("{a}{b}").into_bytes();
+        (values, vec![a.len() as u32, (a.len() + b.len()) as u32])
+    }
+
+    #[test]
+    fn field_numbers_are_parsed_from_the_batch_after_the_first_ask() {
+        let mut numbers = BatchNumbers::default();
+        let (values, ends) = packed(r#"{"amount": 1.5}"#, r#"{"other": 2}"#);
+        numbers.begin_batch(&values, &ends);
+        // Not known before this batch: the plugin parses it itself this time.
+        assert!(numbers.field_numbers("amount").is_empty());
+        let (values, ends) = packed(r#"{"amount": 7}"#, r#"{"amount": "x"}"#);
+        numbers.begin_batch(&values, &ends);
+        let column = numbers.field_numbers("amount");
+        assert_eq!(column.len(), 2);
+        assert_eq!(column[0], 7.0);
+        assert!(column[1].is_nan());
+        // Outside a call there is no batch to answer for.
+        numbers.current = false;
+        assert!(numbers.field_numbers("amount").is_empty());
+        // A call that did not ask for the field: it is no longer parsed after it.
+        numbers.begin_batch(&values, &ends);
+        numbers.begin_batch(&values, &ends);
+        assert!(numbers.fields.is_empty());
+        assert!(numbers.field_numbers("amount").is_empty());
+    }
 
     #[test]
     fn pending_writes_commit_or_roll_back() {

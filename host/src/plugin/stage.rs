@@ -153,9 +153,12 @@ impl PluginStage {
         self.counters.events_in += batch.len() as u64;
         self.store
             .set_epoch_deadline(timeout_ticks(&self.plugin.config));
-        self.store
-            .data_mut()
-            .begin_batch(&batch.columns.keys, &batch.columns.key_ends);
+        self.store.data_mut().begin_batch(
+            &batch.columns.keys,
+            &batch.columns.key_ends,
+            &batch.columns.values,
+            &batch.columns.value_ends,
+        );
         let outcome = match &self.instance {
             Instance::Filter(f) => f
                 .call_select(&mut self.store, &batch.columns)
@@ -179,6 +182,7 @@ impl PluginStage {
                     )
                 }),
         };
+        self.store.data_mut().end_batch();
         match outcome {
             Ok(rejected) => {
                 self.store.data_mut().state.commit();

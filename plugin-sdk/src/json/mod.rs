@@ -103,6 +103,20 @@ pub fn field<'a>(object: &'a [u8], name: &str) -> Option<Field<'a>> {
     }
 }
 
+/// Appends to `numbers` the number in top-level field `name` of each packed value
+/// (`values` back to back, `ends` the end of each), NaN where a value has no such field
+/// or it is not a number: what [`crate::Batch::numbers`] returns, and what the host
+/// answers a plugin's `field-numbers` with.
+pub fn field_numbers(values: &[u8], ends: &[u32], name: &str, numbers: &mut Vec<f64>) {
+    let mut start = 0;
+    for &end in ends {
+        let value = values.get(start..end as usize).unwrap_or_default();
+        start = end as usize;
+        let number = field(value, name).and_then(|field| field.as_f64());
+        numbers.push(number.unwrap_or(f64::NAN));
+    }
+}
+
 /// The top-level fields of a JSON object, in order, as (raw key with its quotes, value).
 /// Stops at the first malformed part.
 pub fn fields(object: &[u8]) -> Fields<'_> {
