@@ -130,7 +130,9 @@ impl BatchKeys {
 }
 
 /// The numeric fields a plugin reads of every event (`field-numbers`), parsed from each
-/// batch before the call, with native code and without copying the batch.
+/// batch before the call, with native code and without copying the batch. At most
+/// [`BatchNumbers::MAX_FIELDS`] per plugin: the host's parse is not under the plugin's
+/// timeout, so a plugin asking for ever new names must not make it unbounded.
 #[derive(Debug, Default)]
 struct BatchNumbers {
     /// Per field the plugin asked for: its name, whether it asked during the current
@@ -141,6 +143,9 @@ struct BatchNumbers {
 }
 
 impl BatchNumbers {
+    /// Fields parsed per batch; a plugin asking for more parses the others itself.
+    const MAX_FIELDS: usize = 16;
+
     /// Parses, from the values of the batch about to be processed, the fields the
     /// plugin asked for in its previous call, and forgets those it did not ask for.
     fn begin_batch(&mut self, values: &[u8], ends: &[u32]) {
@@ -166,7 +171,9 @@ impl BatchNumbers {
                 }
             }
             None => {
-                self.fields.push((name.to_owned(), true, Vec::new()));
+                if self.fields.len() < Self::MAX_FIELDS {
+                    self.fields.push((name.to_owned(), true, Vec::new()));
+                }
                 Vec::new()
             }
         }
@@ -359,6 +366,16 @@ mod tests {
         numbers.begin_batch(&values, &ends);
         assert!(numbers.fields.is_empty());
         assert!(numbers.field_numbers("amount").is_empty());
+    }
+
+    #[test]
+    fn a_plugin_cannot_make_the_host_parse_unbounded_fields() {
+        let mut numbers = BatchNumbers::default();
+        numbers.begin_batch(b"", &[]);
+        for i in 0..100 {
+            numbers.field_numbers(&format!("f{i}"));
+        }
+        assert_eq!(numbers.fields.len(), BatchNumbers::MAX_FIELDS);
     }
 
     #[test]
