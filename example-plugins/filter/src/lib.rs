@@ -94,6 +94,12 @@ impl FieldFilter {
             (Some(want), Some(have)) => have.partial_cmp(&want),
             _ => field.as_str().map(|have| (*have).cmp(self.text.as_str())),
         };
+        self.judge(ordering)
+    }
+
+    /// Keep when the field compared to the value as `op` asks; drop when not, or when
+    /// they do not compare.
+    fn judge(&self, ordering: Option<Ordering>) -> Verdict {
         match ordering {
             Some(o) if self.op.holds(o) => Verdict::Keep,
             _ => Verdict::Drop,
@@ -141,10 +147,8 @@ impl Filter for FieldFilter {
             let verdict = if have.is_nan() {
                 // No such field, or not a number: the text comparison decides.
                 self.verdict(&event)
-            } else if have.partial_cmp(&want).is_some_and(|o| self.op.holds(o)) {
-                Verdict::Keep
             } else {
-                Verdict::Drop
+                self.judge(have.partial_cmp(&want))
             };
             self.apply(&event, verdict, out);
         }

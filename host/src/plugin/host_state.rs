@@ -135,11 +135,20 @@ impl BatchKeys {
 /// timeout, so a plugin asking for ever new names must not make it unbounded.
 #[derive(Debug, Default)]
 struct BatchNumbers {
-    /// Per field the plugin asked for: its name, whether it asked during the current
-    /// call, and its number per event of the current batch.
-    fields: Vec<(String, bool, Vec<f64>)>,
+    /// The fields the plugin asked for.
+    fields: Vec<NumberColumn>,
     /// Whether the columns hold the batch of a call under way.
     current: bool,
+}
+
+/// One field a plugin reads as numbers.
+#[derive(Debug)]
+struct NumberColumn {
+    name: String,
+    /// Whether the plugin asked for it during the current call.
+    asked: bool,
+    /// Its number per event of the current batch.
+    numbers: Vec<f64>,
 }
 
 impl BatchNumbers {
@@ -149,11 +158,11 @@ impl BatchNumbers {
     /// Parses, from the values of the batch about to be processed, the fields the
     /// plugin asked for in its previous call, and forgets those it did not ask for.
     fn begin_batch(&mut self, values: &[u8], ends: &[u32]) {
-        self.fields.retain(|(_, asked, _)| *asked);
-        for (name, asked, numbers) in &mut self.fields {
-            *asked = false;
-            numbers.clear();
-            eddy_plugin_sdk::json::field_numbers(values, ends, name, numbers);
+        self.fields.retain(|column| column.asked);
+        for column in &mut self.fields {
+            column.asked = false;
+            column.numbers.clear();
+            eddy_plugin_sdk::json::field_numbers(values, ends, &column.name, &mut column.numbers);
         }
         self.current = true;
     }
@@ -161,18 +170,22 @@ impl BatchNumbers {
     /// The answer to `field-numbers`: the column of field `name`, or an empty list when
     /// the field was not parsed for this batch (it will be from the next one on).
     fn field_numbers(&mut self, name: &str) -> Vec<f64> {
-        match self.fields.iter_mut().find(|(field, _, _)| field == name) {
-            Some((_, asked, numbers)) => {
-                *asked = true;
+        match self.fields.iter_mut().find(|column| column.name == name) {
+            Some(column) => {
+                column.asked = true;
                 if self.current {
-                    numbers.clone()
+                    column.numbers.clone()
                 } else {
                     Vec::new()
                 }
             }
             None => {
                 if self.fields.len() < Self::MAX_FIELDS {
-                    self.fields.push((name.to_owned(), true, Vec::new()));
+                    self.fields.push(NumberColumn {
+                        name: name.to_owned(),
+                        asked: true,
+                        numbers: Vec::new(),
+                    });
                 }
                 Vec::new()
             }

@@ -92,12 +92,12 @@ impl Place {
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 fn locate(object: &[u8], name: &[u8]) -> Place {
     let len = name.len();
-    // A `"` in `name` would match across two strings: only a key with an escape sequence
-    // can hold one, and that is the exact scanner's to read.
+    // A key holding `"` or `\` has an escape sequence, which is the exact scanner's to
+    // read (and a `"` in `name` would match across two strings).
     if object.len() < 16
         || object.len() >= u32::MAX as usize
         || len > MAX_KEY
-        || name.contains(&b'"')
+        || name.iter().any(|&b| b == b'"' || b == b'\\')
         || first_non_ws(object) != Some(b'{')
     {
         return Place::UNSURE;
@@ -163,7 +163,7 @@ fn find_by_quotes(object: &[u8], name: &[u8]) -> Option<Place> {
     let shift = name.len() + 1;
     let first = skip_ws(object, 0) + 1;
     let last = object.len().checked_sub(shift + 16)?;
-    if last < first || name.contains(&b'\\') {
+    if last < first {
         return None;
     }
     let mut at = first;
