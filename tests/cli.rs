@@ -212,8 +212,8 @@ fn files_that_are_not_plugin_components_are_refused_with_what_they_are() {
         &output,
         &[
             "empty.wasm",
-            "exports no world",
-            "`init` and `select`",
+            "exports no interface of eddy:plugin@",
+            "`lifecycle` and one of `filter`",
             "it exports: nothing",
         ],
     );

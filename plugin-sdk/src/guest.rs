@@ -8,43 +8,10 @@ use crate::{
     Aggregate, Config, Filter, Output, PackedBatch, PackedHeaders, Plugin, Selection, Transform,
 };
 
-/// Bindings of the `filter` world (and of the shared `types` and `host` interfaces).
-pub mod filter {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "eddy:plugin/filter",
-        pub_export_macro: true,
-        runtime_path: "::eddy_plugin_sdk::guest::rt",
-    });
-}
-
-/// Bindings of the `transform` world, sharing the `filter` world's interface types.
-pub mod transform {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "eddy:plugin/transform",
-        pub_export_macro: true,
-        runtime_path: "::eddy_plugin_sdk::guest::rt",
-        with: {
-            "eddy:plugin/types@0.1.0": crate::guest::filter::eddy::plugin::types,
-            "eddy:plugin/host@0.1.0": crate::guest::filter::eddy::plugin::host,
-        },
-    });
-}
-
-/// Bindings of the `aggregate` world, sharing the `filter` world's interface types.
-pub mod aggregate {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "eddy:plugin/aggregate",
-        pub_export_macro: true,
-        runtime_path: "::eddy_plugin_sdk::guest::rt",
-        with: {
-            "eddy:plugin/types@0.1.0": crate::guest::filter::eddy::plugin::types,
-            "eddy:plugin/host@0.1.0": crate::guest::filter::eddy::plugin::host,
-        },
-    });
-}
+// The bindings, one module per exported interface (`lifecycle`, `filter`, `transform`,
+// `aggregate`), sharing one `host` and one `types`; written by build.rs with the contract
+// version read from `wit/eddy.wit`.
+include!(concat!(env!("OUT_DIR"), "/guest_bindings.rs"));
 
 pub use wit_bindgen::rt;
 

@@ -55,7 +55,7 @@ pub(crate) fn field_numbers(name: &str) -> Vec<f64> {
 #[cfg(target_arch = "wasm32")]
 mod backend {
     use super::Level;
-    use crate::guest::filter::eddy::plugin::host as wit;
+    use crate::guest::lifecycle::eddy::plugin::host as wit;
 
     pub fn log(level: Level, message: &str) {
         let level = match level {

@@ -134,63 +134,74 @@ pub trait Aggregate: Plugin {
     fn decode(bytes: &[u8]) -> Result<Self::Acc, String>;
 }
 
-/// Exports a [`Filter`] type as the component's `filter` world. Use once per crate.
+/// Exports a [`Filter`] type as the component's `filter-plugin` world (the `lifecycle`
+/// and `filter` interfaces). Use once per crate.
 #[macro_export]
 macro_rules! export_filter {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct EddyExport;
-            impl $crate::guest::filter::Guest for EddyExport {
+            impl $crate::guest::lifecycle::exports::eddy::plugin::lifecycle::Guest for EddyExport {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::init::<$plugin>(config)
                 }
+            }
+            impl $crate::guest::filter::exports::eddy::plugin::filter::Guest for EddyExport {
                 fn select(batch: $crate::guest::WitBatch) -> $crate::guest::SelectResult {
                     $crate::guest::select::<$plugin>(batch)
                 }
             }
+    $crate::guest::lifecycle::export!(EddyExport with_types_in $crate::guest::lifecycle);
     $crate::guest::filter::export!(EddyExport with_types_in $crate::guest::filter);
         };
     };
 }
 
-/// Exports a [`Transform`] type as the component's `transform` world. Use once per crate.
+/// Exports a [`Transform`] type as the component's `transform-plugin` world (the
+/// `lifecycle` and `transform` interfaces). Use once per crate.
 #[macro_export]
 macro_rules! export_transform {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct EddyExport;
-            impl $crate::guest::transform::Guest for EddyExport {
+            impl $crate::guest::lifecycle::exports::eddy::plugin::lifecycle::Guest for EddyExport {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::init::<$plugin>(config)
                 }
+            }
+            impl $crate::guest::transform::exports::eddy::plugin::transform::Guest for EddyExport {
                 fn process(batch: $crate::guest::WitBatch) -> $crate::guest::ProcessResult {
                     $crate::guest::process::<$plugin>(batch)
                 }
             }
+    $crate::guest::lifecycle::export!(EddyExport with_types_in $crate::guest::lifecycle);
     $crate::guest::transform::export!(EddyExport with_types_in $crate::guest::transform);
         };
     };
 }
 
-/// Exports an [`Aggregate`] type as the component's `aggregate` world. Use once per crate.
+/// Exports an [`Aggregate`] type as the component's `aggregate-plugin` world (the
+/// `lifecycle` and `aggregate` interfaces). Use once per crate.
 #[macro_export]
 macro_rules! export_aggregate {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct EddyExport;
-            impl $crate::guest::aggregate::Guest for EddyExport {
+            impl $crate::guest::lifecycle::exports::eddy::plugin::lifecycle::Guest for EddyExport {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::init::<$plugin>(config)
                 }
+            }
+            impl $crate::guest::aggregate::exports::eddy::plugin::aggregate::Guest for EddyExport {
                 fn create() -> ::std::vec::Vec<u8> {
                     $crate::guest::create::<$plugin>()
                 }
@@ -216,6 +227,7 @@ macro_rules! export_aggregate {
                     $crate::guest::finish::<$plugin>(accumulators)
                 }
             }
+    $crate::guest::lifecycle::export!(EddyExport with_types_in $crate::guest::lifecycle);
     $crate::guest::aggregate::export!(EddyExport with_types_in $crate::guest::aggregate);
         };
     };

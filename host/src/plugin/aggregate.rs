@@ -14,19 +14,18 @@ use std::collections::HashMap;
 use anyhow::{anyhow, bail, Result};
 use wasmtime::Store;
 
-use super::bindings::{aggregate::Aggregate, Packed};
+use super::bindings::aggregate;
+use super::contract::World;
 use super::host_state::{KeyedState, StoreData};
-use super::instance::{instantiate, timeout_ticks, Instance};
-use super::runtime::{LoadedPlugin, PluginRuntime, World};
+use super::instance::{PluginInstance, Role};
+use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
-use crate::batch::{packed_item, EventBatch};
+use crate::batch::{Columns, EventBatch, Packed};
 use crate::window::{Acc, Aggregator};
 
 /// A Wasm aggregate plugin, instantiated and initialised.
 pub struct WasmAggregate {
-    plugin: LoadedPlugin,
-    store: Store<StoreData>,
-    bindings: Aggregate,
+    instance: PluginInstance,
     /// The plugin's empty accumulator (`create` is called once).
     empty: Vec<u8>,
     /// Deferred folds: event `events[p]` into the accumulator of `slots[targets[p]]`.
@@ -52,81 +51,43 @@ impl WasmAggregate {
                 plugin.world.name()
             );
         }
-        let name = std::sync::Arc::from(config.name.as_str());
-        let pairs = config.config_pairs()?;
-        let (store, instance) = instantiate(
-            runtime.engine(),
-            &plugin,
-            &name,
-            &pairs,
-            &side_inputs,
-            KeyedState::default(),
-        )?;
-        let Instance::Aggregate(bindings) = instance else {
-            bail!(
-                "plugin `{}` did not instantiate as an aggregate",
-                config.name
-            );
-        };
+        let instance =
+            PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
         let mut aggregate = Self {
-            plugin,
-            store,
-            bindings,
+            instance,
             empty: Vec::new(),
             events: Vec::new(),
             targets: Vec::new(),
             slots: Vec::new(),
             target_of_slot: HashMap::new(),
         };
-        aggregate.empty = aggregate.call("create", |b, s| b.call_create(s).map(Ok))?;
+        aggregate.empty = aggregate.call("create", None, |a, s| a.call_create(s).map(Ok))?;
         Ok(aggregate)
     }
 
     /// Calls an export with the plugin's timeout; traps and returned errors become one
-    /// error naming the plugin and the export.
+    /// error naming the plugin and the export. A failed call stops the run, so the
+    /// instance is not restarted.
     fn call<R>(
         &mut self,
         export: &str,
-        f: impl FnOnce(&Aggregate, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
+        batch: Option<&Columns>,
+        f: impl FnOnce(&aggregate::Guest, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R> {
-        self.store
-            .set_epoch_deadline(timeout_ticks(&self.plugin.config));
-        self.store.data_mut().begin_batch(&[], &[], &[], &[]);
-        let name = &self.plugin.config.name;
-        let result = f(&self.bindings, &mut self.store);
-        self.store.data_mut().end_batch();
+        let result = self.instance.call(batch, |role, store| match role {
+            Role::Aggregate(a) => f(a, store),
+            _ => Err(wasmtime::format_err!(
+                "the plugin is not a window aggregate"
+            )),
+        });
+        let name = self.instance.name();
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => Err(anyhow!(
+            Ok(Err(message)) | Err(message) => Err(anyhow!(
                 "window aggregate plugin `{name}` failed in `{export}`: {message}"
             )),
-            Err(trap) => {
-                let reason = match trap.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => {
-                        format!("it ran past its timeout of {}", self.plugin.config.timeout)
-                    }
-                    _ => trap.root_cause().to_string(),
-                };
-                Err(anyhow!(
-                    "window aggregate plugin `{name}` failed in `{export}`: {reason}"
-                ))
-            }
         }
     }
-}
-
-fn pack<'a>(items: impl Iterator<Item = &'a [u8]>) -> Packed {
-    let mut packed = Packed {
-        bytes: Vec::new(),
-        ends: Vec::new(),
-    };
-    for item in items {
-        packed.bytes.extend_from_slice(item);
-        packed
-            .ends
-            .push(u32::try_from(packed.bytes.len()).expect("accumulators over 4 GiB"));
-    }
-    packed
 }
 
 fn bytes(acc: &Acc) -> &[u8] {
@@ -138,7 +99,7 @@ fn bytes(acc: &Acc) -> &[u8] {
 
 impl Aggregator for WasmAggregate {
     fn name(&self) -> &str {
-        &self.plugin.config.name
+        self.instance.name()
     }
 
     fn create(&mut self) -> Result<Acc> {
@@ -163,24 +124,24 @@ impl Aggregator for WasmAggregate {
         if self.events.is_empty() {
             return Ok(());
         }
-        let packed = pack(self.slots.iter().map(|&s| bytes(&accs[s as usize])));
+        let packed = Packed::from_items(self.slots.iter().map(|&s| bytes(&accs[s as usize])));
         let (events, targets) = (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.targets),
         );
-        let folded = self.call("fold", |b, s| {
-            b.call_fold(s, &batch.columns, &packed, &events, &targets)
+        let folded = self.call("fold", None, |a, s| {
+            a.call_fold(s, &batch.columns, &packed, &events, &targets)
         })?;
         if folded.ends.len() != self.slots.len() {
             bail!(
                 "window aggregate plugin `{}` returned {} accumulators for {}",
-                self.plugin.config.name,
+                self.instance.name(),
                 folded.ends.len(),
                 self.slots.len()
             );
         }
         for (i, &slot) in self.slots.iter().enumerate() {
-            accs[slot as usize] = Acc::Bytes(packed_item(&folded.bytes, &folded.ends, i).to_vec());
+            accs[slot as usize] = Acc::Bytes(folded.get(i).to_vec());
         }
         self.slots.clear();
         self.target_of_slot.clear();
@@ -193,25 +154,25 @@ impl Aggregator for WasmAggregate {
 
     fn merge(&mut self, a: Acc, b: Acc) -> Result<Acc> {
         let (a, b) = (bytes(&a).to_vec(), bytes(&b).to_vec());
-        self.call("merge", |bindings, s| bindings.call_merge(s, &a, &b))
+        self.call("merge", None, |plugin, s| plugin.call_merge(s, &a, &b))
             .map(Acc::Bytes)
     }
 
     fn finish(&mut self, acc: &Acc, out: &mut Vec<u8>) -> Result<()> {
-        let packed = pack(std::iter::once(bytes(acc)));
-        let result = self.call("finish", |b, s| b.call_finish(s, &packed))?;
+        let packed = Packed::from_items([bytes(acc)]);
+        let result = self.call("finish", None, |a, s| a.call_finish(s, &packed))?;
         if result.ends.len() != 1 {
             bail!(
                 "window aggregate plugin `{}` returned {} results for 1",
-                self.plugin.config.name,
+                self.instance.name(),
                 result.ends.len()
             );
         }
-        let json = packed_item(&result.bytes, &result.ends, 0);
+        let json = result.get(0);
         if serde_json::from_slice::<serde::de::IgnoredAny>(json).is_err() {
             bail!(
                 "window aggregate plugin `{}` returned a result that is not JSON: {:?}",
-                self.plugin.config.name,
+                self.instance.name(),
                 String::from_utf8_lossy(json)
             );
         }

@@ -1,44 +1,49 @@
-//! Host bindings generated from `wit/eddy.wit`, one module per world. The `transform`
-//! world reuses the `filter` world's `types` and `host` interfaces, so both worlds share
-//! one [`Batch`] type and one host implementation.
+//! Host bindings generated from `wit/eddy.wit`. The host uses them per exported
+//! interface, not per world: a component is recognised by the interfaces it exports
+//! (see `contract`), and each interface it has is loaded from its instance. The `types`
+//! interface maps onto the host's own types in [`crate::batch`], so the pipeline never
+//! sees generated code.
 
 // Generated code: its items are documented in `wit/eddy.wit`.
 #![allow(missing_docs)]
 
-/// The `filter` world, with the shared `types` and `host` interfaces.
-pub mod filter {
+/// The `host` import and the `lifecycle`, `filter` and `state` exports.
+mod filter_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "eddy:plugin/filter",
+        world: "eddy:plugin/stateful-filter-plugin",
         imports: { default: trappable },
+        with: { "eddy:plugin/types": crate::batch::wit },
     });
 }
 
-/// The `transform` world.
-pub mod transform {
+/// The `transform` export.
+mod transform_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "eddy:plugin/transform",
+        world: "eddy:plugin/transform-plugin",
         imports: { default: trappable },
         with: {
-            "eddy:plugin/types": super::filter::eddy::plugin::types,
-            "eddy:plugin/host": super::filter::eddy::plugin::host,
+            "eddy:plugin/types": crate::batch::wit,
+            "eddy:plugin/host": super::filter_world::eddy::plugin::host,
         },
     });
 }
 
-/// The `aggregate` world.
-pub mod aggregate {
+/// The `aggregate` export.
+mod aggregate_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "eddy:plugin/aggregate",
+        world: "eddy:plugin/aggregate-plugin",
         imports: { default: trappable },
         with: {
-            "eddy:plugin/types": super::filter::eddy::plugin::types,
-            "eddy:plugin/host": super::filter::eddy::plugin::host,
+            "eddy:plugin/types": crate::batch::wit,
+            "eddy:plugin/host": super::filter_world::eddy::plugin::host,
         },
     });
 }
 
-pub use filter::eddy::plugin::host::{Host, Level};
-pub use filter::eddy::plugin::types::{Batch, Packed, PackedHeaders, Rejection};
+pub use aggregate_world::exports::eddy::plugin::aggregate;
+pub use filter_world::eddy::plugin::host::{add_to_linker, Host, Level};
+pub use filter_world::exports::eddy::plugin::{filter, lifecycle, state};
+pub use transform_world::exports::eddy::plugin::transform;

@@ -1,5 +1,11 @@
-//! Creating a plugin instance: its store (with limits and a deny-by-default WASI
-//! context), its bindings, and the `init` call.
+//! One plugin instance's lifecycle, the same for every kind of plugin (filter, transform,
+//! window aggregate): instantiate and `init`, call with the stage's timeout and memory
+//! limit, describe a failure, and restart on a fresh instance after one.
+//!
+//! Invariants: a [`PluginInstance`] has always passed `init`; a failed call leaves the
+//! keyed state as it was before that call (the call's writes are rolled back on
+//! [`PluginInstance::restart`]). An instance is built without touching the pipeline, so a
+//! new one can be prepared off the batch thread and switched in at a batch boundary.
 
 use std::sync::Arc;
 
@@ -7,36 +13,170 @@ use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
-use super::bindings::{aggregate::Aggregate, filter::Filter, transform::Transform};
+use super::bindings::{aggregate, filter, state, transform};
 use super::host_state::{KeyedState, StoreData};
-use super::runtime::{LoadedPlugin, PluginPre, EPOCH_TICK};
+use super::runtime::{LoadedPlugin, RoleIndices, EPOCH_TICK};
 use super::side_input::SideInputs;
+use crate::batch::Columns;
 use crate::config::PluginConfig;
 
-/// A plugin's instantiated bindings.
-pub(super) enum Instance {
-    /// The `aggregate` world.
-    Aggregate(Aggregate),
-    /// The `filter` world.
-    Filter(Filter),
-    /// The `transform` world.
-    Transform(Transform),
+/// The exports of an instance: the interface of its kind, and `state` if it has one.
+pub(super) struct Exports {
+    pub(super) role: Role,
+    /// The optional `state` interface (used by checkpoints and hot swaps).
+    #[allow(dead_code)]
+    pub(super) state: Option<state::Guest>,
+}
+
+/// The interface that makes an instance its kind of plugin.
+pub(super) enum Role {
+    Filter(filter::Guest),
+    Transform(transform::Guest),
+    Aggregate(aggregate::Guest),
+}
+
+/// A plugin instance that has passed `init`, with its store.
+pub struct PluginInstance {
+    plugin: LoadedPlugin,
+    name: Arc<str>,
+    config_pairs: Vec<(String, String)>,
+    side_inputs: SideInputs,
+    engine: wasmtime::Engine,
+    store: Store<StoreData>,
+    exports: Exports,
+}
+
+impl PluginInstance {
+    /// Instantiates `plugin` with `state` as its keyed state and calls its `init` with
+    /// the stage's config.
+    pub fn start(
+        engine: &wasmtime::Engine,
+        plugin: LoadedPlugin,
+        side_inputs: SideInputs,
+        state: KeyedState,
+    ) -> Result<Self> {
+        let name: Arc<str> = Arc::from(plugin.config.name.as_str());
+        let config_pairs = plugin.config.config_pairs()?;
+        let (store, exports) =
+            instantiate(engine, &plugin, &name, &config_pairs, &side_inputs, state)?;
+        Ok(Self {
+            plugin,
+            name,
+            config_pairs,
+            side_inputs,
+            engine: engine.clone(),
+            store,
+            exports,
+        })
+    }
+
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stage's name, shared.
+    pub(super) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The loaded plugin (config, version, kind).
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    /// The stage's config as the plugin received it.
+    pub fn config_pairs(&self) -> &[(String, String)] {
+        &self.config_pairs
+    }
+
+    /// The host-owned keyed state.
+    pub(super) fn state(&self) -> &KeyedState {
+        &self.store.data().state
+    }
+
+    /// The host-owned keyed state, to change.
+    pub(super) fn state_mut(&mut self) -> &mut KeyedState {
+        &mut self.store.data_mut().state
+    }
+
+    /// Calls the plugin once, under its timeout and memory limit; `batch` is the batch
+    /// the call is about (the keys keyed state may touch, the fields `field-numbers`
+    /// answers). A trap, a timeout or an exceeded memory limit becomes one line saying
+    /// why; the instance must then be [`PluginInstance::restart`]ed before its next call.
+    pub(super) fn call<R>(
+        &mut self,
+        batch: Option<&Columns>,
+        f: impl FnOnce(&Role, &mut Store<StoreData>) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        self.store
+            .set_epoch_deadline(timeout_ticks(&self.plugin.config));
+        match batch {
+            Some(c) => {
+                self.store
+                    .data_mut()
+                    .begin_batch(&c.keys, &c.key_ends, &c.values, &c.value_ends)
+            }
+            None => self.store.data_mut().begin_batch(&[], &[], &[], &[]),
+        }
+        let result = f(&self.exports.role, &mut self.store);
+        self.store.data_mut().end_batch();
+        result.map_err(|e| self.describe_failure(e))
+    }
+
+    /// Replaces a failed instance with a fresh one, keeping the committed keyed state
+    /// (the failed call's writes are rolled back).
+    pub fn restart(&mut self) -> Result<()> {
+        let mut state = std::mem::take(&mut self.store.data_mut().state);
+        state.roll_back();
+        let (store, exports) = instantiate(
+            &self.engine,
+            &self.plugin,
+            &self.name,
+            &self.config_pairs,
+            &self.side_inputs,
+            state,
+        )
+        .with_context(|| {
+            format!(
+                "plugin `{}` could not be restarted after a failed call",
+                self.name
+            )
+        })?;
+        self.store = store;
+        self.exports = exports;
+        Ok(())
+    }
+
+    /// One line saying why a call failed.
+    fn describe_failure(&self, error: wasmtime::Error) -> String {
+        if self.store.data().memory_exceeded {
+            return format!(
+                "it exceeded its memory limit of {} MiB",
+                self.plugin.config.max_memory_mb
+            );
+        }
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return format!("it ran past its timeout of {}", self.plugin.config.timeout);
+        }
+        error.root_cause().to_string()
+    }
 }
 
 /// The epoch ticks of a plugin's per-call timeout.
-pub(super) fn timeout_ticks(config: &PluginConfig) -> u64 {
+fn timeout_ticks(config: &PluginConfig) -> u64 {
     (config.timeout.0.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-/// Creates a store and instance for `plugin` and calls `init`.
-pub(super) fn instantiate(
+/// Creates a store and instance for `plugin`, loads its exports and calls `init`.
+fn instantiate(
     engine: &wasmtime::Engine,
     plugin: &LoadedPlugin,
     name: &Arc<str>,
     config_pairs: &[(String, String)],
     side_inputs: &SideInputs,
     state: KeyedState,
-) -> Result<(Store<StoreData>, Instance)> {
+) -> Result<(Store<StoreData>, Exports)> {
     let config = &plugin.config;
     let max_memory = usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX);
     let data = StoreData::new(
@@ -50,24 +190,26 @@ pub(super) fn instantiate(
     store.limiter(|data| data);
     store.set_epoch_deadline(timeout_ticks(config));
     let what = || format!("plugin `{name}` ({})", config.path.display());
-    // The three worlds' bindings have the same shape: instantiate, then call `init`.
-    macro_rules! start {
-        ($pre:expr, $world:ident) => {{
-            let bindings = $pre
-                .instantiate(&mut store)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot instantiate {}", what()))?;
-            let init = bindings.call_init(&mut store, config_pairs);
-            (Instance::$world(bindings), init)
-        }};
-    }
-    let (instance, init) = match &plugin.pre {
-        PluginPre::Filter(pre) => start!(pre, Filter),
-        PluginPre::Transform(pre) => start!(pre, Transform),
-        PluginPre::Aggregate(pre) => start!(pre, Aggregate),
-    };
-    match init {
-        Ok(Ok(())) => Ok((store, instance)),
+    let pre = &plugin.pre;
+    let loaded = (|| -> wasmtime::Result<_> {
+        let instance = pre.instance.instantiate(&mut store)?;
+        let lifecycle = pre.lifecycle.load(&mut store, &instance)?;
+        let role = match &pre.role {
+            RoleIndices::Filter(i) => Role::Filter(i.load(&mut store, &instance)?),
+            RoleIndices::Transform(i) => Role::Transform(i.load(&mut store, &instance)?),
+            RoleIndices::Aggregate(i) => Role::Aggregate(i.load(&mut store, &instance)?),
+        };
+        let state = match &pre.state {
+            Some(i) => Some(i.load(&mut store, &instance)?),
+            None => None,
+        };
+        Ok((lifecycle, Exports { role, state }))
+    })();
+    let (lifecycle, exports) = loaded
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot instantiate {}", what()))?;
+    match lifecycle.call_init(&mut store, config_pairs) {
+        Ok(Ok(())) => Ok((store, exports)),
         Ok(Err(message)) => Err(anyhow!("{} refused its config: {message}", what())),
         Err(trap) => Err(anyhow!("{} failed in init: {}", what(), trap.root_cause())),
     }

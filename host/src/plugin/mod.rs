@@ -5,8 +5,9 @@
 //! entry, instantiated and initialised, called once per batch.
 
 mod aggregate;
-pub mod bindings;
+mod bindings;
 mod cache;
+mod contract;
 mod host_state;
 mod instance;
 mod runtime;
@@ -15,6 +16,8 @@ mod stage;
 
 pub use aggregate::WasmAggregate;
 pub use cache::CompiledCache;
-pub use runtime::{LoadedPlugin, PluginRuntime, World};
+pub use contract::{World, VERSION as CONTRACT_VERSION};
+pub use instance::PluginInstance;
+pub use runtime::{LoadedPlugin, PluginRuntime};
 pub use side_input::SideInputs;
 pub use stage::{PluginStage, StageCounters};

@@ -7,42 +7,34 @@ use anyhow::{bail, Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{aggregate, filter, transform};
+use wasmtime::component::InstancePre;
+
+use super::bindings::{self, aggregate, filter, lifecycle, state, transform};
 use super::cache::{content_hash, CompiledCache};
+use super::contract::{self, World};
 use super::host_state::StoreData;
 use crate::config::PluginConfig;
 
 /// How often the engine's epoch advances; plugin timeouts are counted in these ticks.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Which world of the contract a component exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    /// `filter`: `init` + `select`.
-    Filter,
-    /// `transform`: `init` + `process`.
-    Transform,
-    /// `aggregate`: `init`, `create`, `fold`, `merge`, `finish`.
-    Aggregate,
-}
-
-impl World {
-    /// The world's name in the WIT package.
-    pub fn name(self) -> &'static str {
-        match self {
-            World::Filter => "filter",
-            World::Transform => "transform",
-            World::Aggregate => "aggregate",
-        }
-    }
-}
-
-/// A component ready to instantiate, type-checked against its world.
+/// The per-interface export indices of a type-checked component, found once at load
+/// time so that instantiating (at start, after a failed batch, or for a hot swap) only
+/// looks them up by index.
 #[derive(Clone)]
-pub(super) enum PluginPre {
-    Filter(filter::FilterPre<StoreData>),
-    Transform(transform::TransformPre<StoreData>),
-    Aggregate(aggregate::AggregatePre<StoreData>),
+pub(super) struct PluginPre {
+    pub(super) instance: InstancePre<StoreData>,
+    pub(super) lifecycle: lifecycle::GuestIndices,
+    pub(super) role: RoleIndices,
+    pub(super) state: Option<state::GuestIndices>,
+}
+
+/// The indices of the interface that makes a component its kind of plugin.
+#[derive(Clone)]
+pub(super) enum RoleIndices {
+    Filter(filter::GuestIndices),
+    Transform(transform::GuestIndices),
+    Aggregate(aggregate::GuestIndices),
 }
 
 /// A plugin loaded from its file: compiled, type-checked, not yet running.
@@ -52,8 +44,10 @@ pub struct LoadedPlugin {
     pub config: PluginConfig,
     /// SHA-256 of the component's bytes: the plugin's version.
     pub hash: String,
-    /// The world it exports.
+    /// The kind of plugin it is (by the interface it exports).
     pub world: World,
+    /// Whether it exports the optional `state` interface.
+    pub stateful: bool,
     pub(super) pre: PluginPre,
 }
 
@@ -74,9 +68,7 @@ impl PluginRuntime {
             .context("cannot create the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        filter::eddy::plugin::host::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| {
-            data
-        })?;
+        bindings::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)?;
         start_epoch_ticker(&engine);
         Ok(Self {
             engine,
@@ -102,29 +94,45 @@ impl PluginRuntime {
             .cache
             .load(&self.engine, &bytes, &hash)
             .with_context(|| format!("cannot compile {}", what()))?;
-        let world = detect_world(&self.engine, &component).with_context(what)?;
+        let recognised = recognise(&self.engine, &component).with_context(what)?;
+        let world = recognised.world;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(|pre| {
-                Ok(match world {
-                    World::Filter => PluginPre::Filter(filter::FilterPre::new(pre)?),
-                    World::Transform => PluginPre::Transform(transform::TransformPre::new(pre)?),
-                    World::Aggregate => PluginPre::Aggregate(aggregate::AggregatePre::new(pre)?),
+            .and_then(|instance| {
+                let role = match world {
+                    World::Filter => RoleIndices::Filter(filter::GuestIndices::new(&instance)?),
+                    World::Transform => {
+                        RoleIndices::Transform(transform::GuestIndices::new(&instance)?)
+                    }
+                    World::Aggregate => {
+                        RoleIndices::Aggregate(aggregate::GuestIndices::new(&instance)?)
+                    }
+                };
+                Ok(PluginPre {
+                    lifecycle: lifecycle::GuestIndices::new(&instance)?,
+                    state: recognised
+                        .stateful
+                        .then(|| state::GuestIndices::new(&instance))
+                        .transpose()?,
+                    role,
+                    instance,
                 })
             })
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
-                    "{} does not match the `{}` world of eddy:plugin@0.1.0",
+                    "{} does not match the `{}` plugin of eddy:plugin@{}",
                     what(),
-                    world.name()
+                    world.name(),
+                    contract::VERSION
                 )
             })?;
         Ok(LoadedPlugin {
             config: config.clone(),
             hash,
             world,
+            stateful: recognised.stateful,
             pre,
         })
     }
@@ -142,28 +150,11 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// Finds which world a component exports, by its exported function names.
-fn detect_world(engine: &Engine, component: &Component) -> Result<World> {
+/// Recognises a component by the contract interfaces it exports.
+fn recognise(engine: &Engine, component: &Component) -> Result<contract::Recognised> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let has = |name: &str| exports.iter().any(|e| e == name);
-    match (has("init"), has("select"), has("process"), has("fold")) {
-        (true, true, _, _) => Ok(World::Filter),
-        (true, false, true, _) => Ok(World::Transform),
-        (true, false, false, true) => Ok(World::Aggregate),
-        _ => bail!(
-            "exports no world of eddy:plugin@0.1.0 (a filter exports `init` and `select`, \
-             a transform `init` and `process`, an aggregate `init` and `fold`); it exports: {}",
-            if exports.is_empty() {
-                "nothing".to_owned()
-            } else {
-                exports.join(", ")
-            }
-        ),
-    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    contract::recognise(exports)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.

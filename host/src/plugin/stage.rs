@@ -6,17 +6,14 @@
 //! re-instantiated for the next batch. Malformed results (indices out of range, columns
 //! that disagree) are treated the same way.
 
-use std::sync::Arc;
+use anyhow::{bail, Result};
 
-use anyhow::{bail, Context, Result};
-use wasmtime::Store;
-
-use super::bindings::Rejection;
-use super::host_state::{KeyedState, StoreData};
-use super::instance::{instantiate, timeout_ticks, Instance};
-use super::runtime::{LoadedPlugin, PluginRuntime, World};
+use super::contract::World;
+use super::host_state::KeyedState;
+use super::instance::{PluginInstance, Role};
+use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
-use crate::batch::{check_columns, EventBatch, Origin};
+use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
 use crate::checkpoint::PluginSnapshot;
 use crate::dead_letter::{DeadLetters, DeadValue};
 
@@ -37,13 +34,7 @@ pub struct StageCounters {
 
 /// A plugin stage, instantiated and initialised.
 pub struct PluginStage {
-    plugin: LoadedPlugin,
-    name: Arc<str>,
-    config_pairs: Vec<(String, String)>,
-    side_inputs: SideInputs,
-    engine: wasmtime::Engine,
-    store: Store<StoreData>,
-    instance: Instance,
+    instance: PluginInstance,
     counters: StageCounters,
     origins_scratch: Vec<Origin>,
 }
@@ -57,28 +48,14 @@ impl PluginStage {
     ) -> Result<Self> {
         if plugin.world == World::Aggregate {
             bail!(
-                "plugin `{}` ({}) is a window aggregate (the `aggregate` world): name it in [window] plugin, not as a [[plugin]] stage",
+                "plugin `{}` ({}) is a window aggregate (it exports `aggregate`): name it in [window] plugin, not as a [[plugin]] stage",
                 plugin.config.name,
                 plugin.config.path.display()
             );
         }
-        let name: Arc<str> = Arc::from(plugin.config.name.as_str());
-        let config_pairs = plugin.config.config_pairs()?;
-        let (store, instance) = instantiate(
-            runtime.engine(),
-            &plugin,
-            &name,
-            &config_pairs,
-            &side_inputs,
-            KeyedState::default(),
-        )?;
+        let instance =
+            PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
         Ok(Self {
-            plugin,
-            name,
-            config_pairs,
-            side_inputs,
-            engine: runtime.engine().clone(),
-            store,
             instance,
             counters: StageCounters::default(),
             origins_scratch: Vec::new(),
@@ -87,12 +64,12 @@ impl PluginStage {
 
     /// The stage's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.instance.name()
     }
 
     /// The plugin's content hash (its version).
     pub fn hash(&self) -> &str {
-        &self.plugin.hash
+        &self.instance.plugin().hash
     }
 
     /// The stage's counters.
@@ -103,11 +80,11 @@ impl PluginStage {
     /// The stage's identity and keyed state (all of it, or with `incremental` what
     /// changed since the last snapshot), for a checkpoint.
     pub fn snapshot(&mut self, incremental: bool) -> PluginSnapshot {
-        let (state, deleted) = self.store.data_mut().state.snapshot(incremental);
+        let (state, deleted) = self.instance.state_mut().snapshot(incremental);
         PluginSnapshot {
-            name: self.name.to_string(),
-            hash: self.plugin.hash.clone(),
-            config: self.config_pairs.clone(),
+            name: self.name().to_owned(),
+            hash: self.hash().to_owned(),
+            config: self.instance.config_pairs().to_vec(),
             state,
             deleted,
         }
@@ -115,31 +92,31 @@ impl PluginStage {
 
     /// Tracks keyed-state changes from now on, for incremental checkpoints.
     pub fn track_changes(&mut self) {
-        self.store.data_mut().state.track_changes = true;
+        self.instance.state_mut().track_changes = true;
     }
 
     /// Keyed-state entries written or deleted since the last snapshot.
     pub fn state_changes(&self) -> usize {
-        self.store.data().state.changes()
+        self.instance.state().changes()
     }
 
     /// Restores the stage's keyed state from a checkpoint (possibly taken with another
     /// version of the plugin: state belongs to the stage, not the version).
     pub fn restore(&mut self, snapshot: &PluginSnapshot) {
-        if snapshot.hash != self.plugin.hash {
+        if snapshot.hash != self.hash() {
             tracing::info!(
                 "plugin `{}`: resuming state of version {} with version {}",
-                self.name,
+                self.name(),
                 &snapshot.hash[..12.min(snapshot.hash.len())],
-                &self.plugin.hash[..12]
+                &self.hash()[..12]
             );
         }
-        self.store.data_mut().state.restore(&snapshot.state);
+        self.instance.state_mut().restore(&snapshot.state);
     }
 
     /// Number of keyed-state entries the plugin holds.
     pub fn state_entries(&self) -> usize {
-        self.store.data().state.len()
+        self.instance.state().len()
     }
 
     /// Runs the plugin over `batch`, leaving in it what the plugin kept or emitted;
@@ -151,47 +128,34 @@ impl PluginStage {
             return Ok(());
         }
         self.counters.events_in += batch.len() as u64;
-        self.store
-            .set_epoch_deadline(timeout_ticks(&self.plugin.config));
-        self.store.data_mut().begin_batch(
-            &batch.columns.keys,
-            &batch.columns.key_ends,
-            &batch.columns.values,
-            &batch.columns.value_ends,
-        );
-        let outcome = match &self.instance {
-            Instance::Filter(f) => f
-                .call_select(&mut self.store, &batch.columns)
-                .map_err(|e| self.describe_failure(e))
-                .and_then(|(kept, rejected)| {
-                    apply_selection(batch, kept, &rejected, &self.name, dead)
-                }),
-            Instance::Aggregate(_) => Err("an aggregate plugin cannot run as a stage".to_owned()),
-            Instance::Transform(t) => t
-                .call_process(&mut self.store, &batch.columns)
-                .map_err(|e| self.describe_failure(e))
-                .and_then(|(out, origins, rejected)| {
-                    apply_output(
-                        batch,
-                        out,
-                        &origins,
-                        &rejected,
-                        &self.name,
-                        dead,
-                        &mut self.origins_scratch,
-                    )
-                }),
-        };
-        self.store.data_mut().end_batch();
+        let name = self.instance.shared_name().clone();
+        let scratch = &mut self.origins_scratch;
+        let outcome = self
+            .instance
+            .call(Some(&batch.columns), |role, store| match role {
+                Role::Filter(f) => f.call_select(store, &batch.columns).map(Answer::Selected),
+                Role::Transform(t) => t.call_process(store, &batch.columns).map(Answer::Processed),
+                Role::Aggregate(_) => Err(wasmtime::format_err!(
+                    "an aggregate plugin cannot run as a stage"
+                )),
+            })
+            .and_then(|result| match result {
+                Answer::Selected((kept, rejected)) => {
+                    apply_selection(batch, kept, &rejected, &name, dead)
+                }
+                Answer::Processed((out, origins, rejected)) => {
+                    apply_output(batch, out, &origins, &rejected, &name, dead, scratch)
+                }
+            });
         match outcome {
             Ok(rejected) => {
-                self.store.data_mut().state.commit();
+                self.instance.state_mut().commit();
                 self.counters.rejected += rejected;
                 self.counters.events_out += batch.len() as u64;
                 Ok(())
             }
             Err(reason) => {
-                let reason = format!("plugin `{}` failed on this batch: {reason}", self.name);
+                let reason = format!("plugin `{name}` failed on this batch: {reason}");
                 tracing::warn!(
                     "{reason}; its {} events go to the dead-letter sink",
                     batch.len()
@@ -200,54 +164,27 @@ impl PluginStage {
                     dead.push(
                         &reason,
                         batch.origins[i],
-                        Some(&self.name),
+                        Some(&name),
                         DeadValue::Json(batch.value(i)),
                     );
                 }
                 self.counters.failed += batch.len() as u64;
                 self.counters.failed_batches += 1;
                 batch.clear();
-                self.restart()
+                self.instance.restart()
             }
         }
     }
+}
 
-    /// Replaces a failed instance with a fresh one, keeping the committed keyed state.
-    fn restart(&mut self) -> Result<()> {
-        let mut state = std::mem::take(&mut self.store.data_mut().state);
-        state.roll_back();
-        let (store, instance) = instantiate(
-            &self.engine,
-            &self.plugin,
-            &self.name,
-            &self.config_pairs,
-            &self.side_inputs,
-            state,
-        )
-        .with_context(|| {
-            format!(
-                "plugin `{}` could not be restarted after a failed batch",
-                self.name
-            )
-        })?;
-        self.store = store;
-        self.instance = instance;
-        Ok(())
-    }
-
-    /// One line saying why a call failed.
-    fn describe_failure(&self, error: wasmtime::Error) -> String {
-        if self.store.data().memory_exceeded {
-            return format!(
-                "it exceeded its memory limit of {} MiB",
-                self.plugin.config.max_memory_mb
-            );
-        }
-        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return format!("it ran past its timeout of {}", self.plugin.config.timeout);
-        }
-        error.root_cause().to_string()
-    }
+/// What a stage's plugin answered for a batch.
+// Lives on the stack for one call; boxing the larger variant would allocate per batch.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    /// A filter's kept indices and rejections.
+    Selected((Vec<u32>, Vec<Rejection>)),
+    /// A transform's output batch, origins and rejections.
+    Processed((Columns, Vec<u32>, Vec<Rejection>)),
 }
 
 /// Dead-letters rejected events, appending them to `dead`; returns how many.
@@ -307,7 +244,7 @@ fn apply_selection(
 /// replaces the input, each output keeping the origin of the input it came from.
 fn apply_output(
     batch: &mut EventBatch,
-    out: super::bindings::Batch,
+    out: Columns,
     origins: &[u32],
     rejected: &[Rejection],
     plugin: &str,

@@ -1,7 +1,12 @@
 //! The unit the pipeline moves: a batch of events, packed column by column exactly as it
 //! crosses into a plugin, plus where each event came from.
+//!
+//! Invariants: every per-event column (value and key ends, timestamps, origins, header
+//! ends) has one entry per event; end offsets ascend within their buffers.
 
-use crate::plugin::bindings::Batch;
+mod columns;
+
+pub use columns::{wit, Columns, Headers, Packed, Rejection};
 
 /// Where and when an event came from: its source partition, its position there (a line
 /// number for files and stdin, a sequence number for the generator), and the job's
@@ -18,32 +23,12 @@ pub struct Origin {
 }
 
 /// A batch of events: the packed columns plugins receive, and each event's [`Origin`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EventBatch {
     /// The packed columns (values, keys, timestamps, headers).
-    pub columns: Batch,
+    pub columns: Columns,
     /// The origin of each event, parallel to the columns.
     pub origins: Vec<Origin>,
-}
-
-impl Default for EventBatch {
-    fn default() -> Self {
-        Self {
-            columns: empty_columns(),
-            origins: Vec::new(),
-        }
-    }
-}
-
-fn empty_columns() -> Batch {
-    Batch {
-        values: Vec::new(),
-        value_ends: Vec::new(),
-        keys: Vec::new(),
-        key_ends: Vec::new(),
-        timestamps: Vec::new(),
-        headers: None,
-    }
 }
 
 /// Item `i` of a packed byte column.
@@ -52,7 +37,7 @@ pub fn packed_item<'a>(bytes: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
     &bytes[start..ends[i] as usize]
 }
 
-fn end_offset(len: usize) -> u32 {
+pub(crate) fn end_offset(len: usize) -> u32 {
     u32::try_from(len).expect("a batch column over 4 GiB; lower [batch] max_records")
 }
 
@@ -153,16 +138,10 @@ fn compact(bytes: &mut [u8], ends: &mut [u32], old: usize, new: usize, at: usize
     new_end
 }
 
-fn retain_headers(
-    h: &crate::plugin::bindings::PackedHeaders,
-    kept: &[u32],
-) -> crate::plugin::bindings::PackedHeaders {
-    let mut out = crate::plugin::bindings::PackedHeaders {
+fn retain_headers(h: &Headers, kept: &[u32]) -> Headers {
+    let mut out = Headers {
         header_ends: Vec::with_capacity(kept.len()),
-        names: Vec::new(),
-        name_ends: Vec::new(),
-        values: Vec::new(),
-        value_ends: Vec::new(),
+        ..Headers::default()
     };
     for &event in kept {
         let event = event as usize;
@@ -186,7 +165,7 @@ fn retain_headers(
 
 /// Checks that packed columns returned by a plugin are consistent: one entry per event in
 /// every per-event column, and end offsets ascending within their buffers.
-pub fn check_columns(c: &Batch) -> Result<usize, String> {
+pub fn check_columns(c: &Columns) -> Result<usize, String> {
     let n = c.timestamps.len();
     if c.value_ends.len() != n || c.key_ends.len() != n {
         return Err(format!(
@@ -270,7 +249,7 @@ mod tests {
     #[test]
     fn retain_keeps_headers_with_their_events() {
         let mut b = batch(&["a", "b"]);
-        b.columns.headers = Some(crate::plugin::bindings::PackedHeaders {
+        b.columns.headers = Some(Headers {
             header_ends: vec![1, 2],
             names: b"xy".to_vec(),
             name_ends: vec![1, 2],
