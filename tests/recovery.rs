@@ -351,7 +351,14 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
     assert_success(&inspected);
     let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
     assert_eq!(inspected["kind"], "savepoint");
-    assert!(inspected["window"]["open_windows"].as_u64().is_some());
+    let window = inspected["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "window")
+        .expect("a window section");
+    assert!(window["entries"].as_u64().unwrap() > 0, "{window}");
+    assert_eq!(window["version"], 1);
 
     // A window of another size cannot take this state; the error says so.
     let resized = s.write(

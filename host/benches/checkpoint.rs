@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use eddy::batch::{EventBatch, Origin};
-use eddy::checkpoint::{self, CheckpointDir, Snapshot};
+use eddy::checkpoint::{self, CheckpointDir, Checkpointed, Snapshot};
 use eddy::config::AggregateKind;
 use eddy::dead_letter::DeadLetters;
 use eddy::sink::RecordBuffer;
@@ -66,11 +66,11 @@ fn main() {
         let mut op = operator();
         feed(&mut op, 0..keys);
         let started = Instant::now();
-        let window = op.snapshot("bench", false);
+        let window = op.snapshot(keys, false).unwrap().unwrap();
         let pause = started.elapsed();
         let snapshot = Snapshot {
             id: keys,
-            window: Some(window),
+            sections: vec![window],
             ..Snapshot::default()
         };
         let started = Instant::now();
@@ -81,18 +81,18 @@ fn main() {
         let (read, _) = checkpoint::read_snapshot(&path).unwrap();
         let decode = started.elapsed();
         let mut restored = operator();
-        restored.restore(read.window.as_ref().unwrap());
+        restored.restore(read.section("window").unwrap()).unwrap();
         let recovery = started.elapsed();
         assert_eq!(restored.open_windows() as u64, keys);
         // An incremental checkpoint after 1% of the keys changed.
         feed(&mut op, (0..keys).step_by(100));
         let started = Instant::now();
-        let delta = op.snapshot("bench", true);
+        let delta = op.snapshot(keys + 1, true).unwrap().unwrap();
         let delta_pause = started.elapsed();
         let delta_snapshot = Snapshot {
             id: keys + 1,
             base: Some(keys),
-            window: Some(delta),
+            sections: vec![delta],
             ..Snapshot::default()
         };
         let started = Instant::now();

@@ -7,9 +7,8 @@
 //! the raw line as a string when it was not valid JSON.
 
 use crate::batch::Origin;
+use crate::batch::{RecordBuffer, Records};
 use crate::json_text::write_str;
-use crate::sink::{RecordBuffer, Records};
-use crate::window::TimeWindow;
 
 /// The event of a dead letter: valid JSON (embedded as is) or raw bytes (embedded as a
 /// string).
@@ -48,9 +47,9 @@ impl DeadLetters {
         self.push_record(reason, origin, plugin, None, value);
     }
 
-    /// Adds a late event, naming the window it was too late for (as `window_start` and
-    /// `window_end` fields).
-    pub fn push_late(&mut self, reason: &str, origin: Origin, window: TimeWindow, value: &[u8]) {
+    /// Adds a late event, naming the window `[start, end)` it was too late for (as
+    /// `window_start` and `window_end` fields).
+    pub fn push_late(&mut self, reason: &str, origin: Origin, window: (i64, i64), value: &[u8]) {
         self.push_record(reason, origin, None, Some(window), DeadValue::Json(value));
     }
 
@@ -59,7 +58,7 @@ impl DeadLetters {
         reason: &str,
         origin: Origin,
         plugin: Option<&str>,
-        window: Option<TimeWindow>,
+        window: Option<(i64, i64)>,
         value: DeadValue<'_>,
     ) {
         let source = &self.source;
@@ -75,9 +74,9 @@ impl DeadLetters {
                 Some(name) => write_str(out, name.as_bytes()),
                 None => out.extend_from_slice(b"null"),
             }
-            if let Some(w) = window {
-                number_field(out, b"window_start", w.start);
-                number_field(out, b"window_end", w.end);
+            if let Some((start, end)) = window {
+                number_field(out, b"window_start", start);
+                number_field(out, b"window_end", end);
             }
             out.extend_from_slice(b",\"value\":");
             match value {

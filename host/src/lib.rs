@@ -20,8 +20,10 @@
 pub mod admin;
 pub mod batch;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod dead_letter;
+pub mod durable;
 mod json_text;
 pub mod pipeline;
 pub mod plugin;

@@ -162,19 +162,15 @@ fn inspect(path: &Path) -> Result<()> {
         "file": file,
         "id": snapshot.id,
         "kind": if snapshot.savepoint { "savepoint" } else { "checkpoint" },
+        "format_version": checkpoint::FORMAT_VERSION,
         "base": snapshot.base,
         "created_ms": snapshot.created_ms,
-        "source": snapshot.source,
-        "watermarks": snapshot.watermarks,
-        "plugins": snapshot.plugins.iter().map(|p| serde_json::json!({
-            "name": p.name, "version": p.hash, "config": p.config, "state_entries": p.state.len(),
+        "sections": snapshot.sections.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "version": s.version,
+            "bytes": s.size(),
+            "entries": s.entries.len(),
         })).collect::<Vec<_>>(),
-        "window": snapshot.window.as_ref().map(|w| serde_json::json!({
-            "spec": w.spec, "watermark": w.watermark, "open_windows": w.windows.len(),
-        })),
-        "side_inputs": snapshot.side_inputs,
-        "sinks": snapshot.sinks,
-        "metrics": snapshot.metrics,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

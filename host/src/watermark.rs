@@ -10,6 +10,10 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpointed, Section};
+
 /// The watermark before any event: nothing is known yet.
 pub const MIN_WATERMARK: i64 = i64::MIN;
 /// The watermark once a bounded source has ended: every window can fire.
@@ -134,19 +138,10 @@ impl Watermarks {
         self.current = MAX_WATERMARK;
     }
 
-    /// The state a checkpoint records.
-    pub fn snapshot(&self) -> crate::checkpoint::WatermarkSnapshot {
-        crate::checkpoint::WatermarkSnapshot {
-            partitions: self.partitions.iter().map(|p| p.max_timestamp).collect(),
-            current: self.current,
-        }
-    }
-
-    /// Restores checkpointed state; the number of partitions must match.
-    pub fn restore(
-        &mut self,
-        snapshot: &crate::checkpoint::WatermarkSnapshot,
-    ) -> anyhow::Result<()> {
+    /// Restores the state of a checkpoint's `watermarks` section; the number of
+    /// partitions must match.
+    pub fn restore(&mut self, section: &Section) -> anyhow::Result<()> {
+        let snapshot: WatermarkSnapshot = section.meta(SECTION_VERSION)?;
         if snapshot.partitions.len() != self.partitions.len() {
             anyhow::bail!(
                 "the checkpoint has {} source partitions, the source now has {}",
@@ -173,6 +168,33 @@ impl Watermarks {
         if let Some(min) = active {
             self.current = self.current.max(min);
         }
+    }
+}
+
+/// The name of the watermarks' checkpoint section.
+pub const SECTION: &str = "watermarks";
+/// The format version of that section.
+const SECTION_VERSION: u32 = 1;
+
+/// Watermark state in a checkpoint: each partition's highest event time and the job's
+/// watermark.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct WatermarkSnapshot {
+    /// Highest event time per partition (`None` before its first event).
+    partitions: Vec<Option<i64>>,
+    /// The job's watermark.
+    current: i64,
+}
+
+impl Checkpointed for Watermarks {
+    fn snapshot(&mut self, _id: u64, _incremental: bool) -> anyhow::Result<Option<Section>> {
+        let state = WatermarkSnapshot {
+            partitions: self.partitions.iter().map(|p| p.max_timestamp).collect(),
+            current: self.current,
+        };
+        Ok(Some(
+            Section::new(SECTION, SECTION_VERSION).with_meta(&state)?,
+        ))
     }
 }
 

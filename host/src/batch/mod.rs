@@ -5,8 +5,10 @@
 //! ends) has one entry per event; end offsets ascend within their buffers.
 
 mod columns;
+mod records;
 
 pub use columns::{wit, Columns, Headers, Packed, Rejection};
+pub use records::{RecordBuffer, Records};
 
 /// Where and when an event came from: its source partition, its position there (a line
 /// number for files and stdin, a sequence number for the generator), and the job's

@@ -1,31 +1,35 @@
 //! Checkpoints and savepoints: consistent cuts of a running job, written atomically.
 //!
-//! A [`Snapshot`] holds everything a job needs to continue exactly where it was: each
-//! source partition's position, the watermarks, the window state, every plugin's keyed
-//! state, side-input versions, each plugin's identity, and how far each transactional
-//! sink has committed. It is taken at a batch boundary.
+//! A [`Snapshot`] is a list of named, versioned [`Section`]s, one per component (the
+//! source's positions, the watermarks, each plugin stage's keyed state, the window state,
+//! each sink's staged output, side-input versions, the job's counters), taken at a batch
+//! boundary. This module and the store know sections, never their contents: each
+//! component writes and reads back its own.
 //!
 //! On disk a checkpoint is one file: the magic `EDDYCKPT`, a format version, the payload's
 //! length and CRC-32, then the payload (bincode). It is written to a temporary file,
 //! fsynced, renamed into place and the directory fsynced, so a crash leaves either the
 //! whole file or none; a truncated or corrupt file is detected by its length and checksum.
+//! A savepoint written by one version of Eddy restores on the next: a change of this
+//! format needs a migration (see `tests/golden/`).
 
+mod coordinator;
+mod section;
 mod store;
 mod writer;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use coordinator::{CheckpointStatus, Coordinator};
+pub use section::{Checkpointed, Section};
 pub use store::{
-    read_snapshot, write_atomic, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN, SAVEPOINT_FILE,
+    read_snapshot, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN, SAVEPOINT_FILE,
 };
 pub use writer::CheckpointWriter;
 
-use crate::pipeline::Metrics;
-use crate::window::Acc;
-
 /// The on-disk format version; a reader refuses files of another version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"EDDYCKPT";
 const HEADER: usize = 8 + 4 + 8 + 4;
 
@@ -39,116 +43,30 @@ pub struct Snapshot {
     /// Whether it is a savepoint (taken on demand) rather than a periodic checkpoint.
     pub savepoint: bool,
     /// `None` for a full checkpoint; for an incremental one, the checkpoint it builds on:
-    /// its window and keyed state hold only what changed since that one.
+    /// its sections' keyed tables hold only what changed since that one.
     pub base: Option<u64>,
-    /// The source and its position.
-    pub source: SourceSnapshot,
-    /// Watermark state.
-    pub watermarks: WatermarkSnapshot,
-    /// Each plugin stage's identity and keyed state, in pipeline order.
-    pub plugins: Vec<PluginSnapshot>,
-    /// Window state, when the pipeline has a window.
-    pub window: Option<WindowSnapshot>,
-    /// Side-input tables and their versions.
-    pub side_inputs: Vec<(String, u64)>,
-    /// How far each transactional sink has committed.
-    pub sinks: Vec<SinkSnapshot>,
-    /// The job's counters at the cut.
-    pub metrics: Metrics,
+    /// Each component's state.
+    pub sections: Vec<Section>,
 }
 
-/// A source and where it is.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SourceSnapshot {
-    /// The source as `Source::describe` names it, e.g. `file:in.jsonl`.
-    pub name: String,
-    /// Its number of partitions.
-    pub partitions: u32,
-    /// Its position.
-    pub position: SourcePosition,
-}
+impl Snapshot {
+    /// The section named `name`, if the snapshot has one.
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
 
-/// Where a source is, per kind.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SourcePosition {
-    /// A file: the byte offset of the next line and its 1-based number minus one.
-    File {
-        /// Bytes consumed.
-        offset: u64,
-        /// Lines consumed.
-        line: u64,
-    },
-    /// The generator: the next `seq` to emit.
-    Generator {
-        /// The next sequence number.
-        next_seq: u64,
-    },
-    /// A source that cannot be replayed (stdin).
-    #[default]
-    Unreplayable,
-}
-
-/// Watermark state: each partition's highest event time and the job's watermark.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WatermarkSnapshot {
-    /// Highest event time per partition (`None` before its first event).
-    pub partitions: Vec<Option<i64>>,
-    /// The job's watermark.
-    pub current: i64,
-}
-
-/// A plugin stage's identity and keyed state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PluginSnapshot {
-    /// The stage's name.
-    pub name: String,
-    /// The component's content hash (its version).
-    pub hash: String,
-    /// The stage's config.
-    pub config: Vec<(String, String)>,
-    /// Keyed state: (key, state name, value) — in an incremental checkpoint, only the
-    /// entries written since its base.
-    pub state: Vec<(Vec<u8>, String, Vec<u8>)>,
-    /// In an incremental checkpoint, the entries deleted since its base.
-    pub deleted: Vec<(Vec<u8>, String)>,
-}
-
-/// Window state: every open (key, window) with its accumulator.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct WindowSnapshot {
-    /// The window's definition; state only restores into the same definition.
-    pub spec: String,
-    /// The operator's watermark.
-    pub watermark: i64,
-    /// (key, start, end, accumulator) of every open window — in an incremental
-    /// checkpoint, of the windows created or updated since its base.
-    pub windows: Vec<(Vec<u8>, i64, i64, Acc)>,
-    /// In an incremental checkpoint, the windows closed since its base.
-    pub removed: Vec<(Vec<u8>, i64, i64)>,
-    /// The operator's counters.
-    pub counters: [u64; 4],
-}
-
-/// How far a transactional (file) sink has committed, and the staged epochs the
-/// checkpoint covers: recovery makes the sink's file exactly `committed_len` bytes plus
-/// those epochs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SinkSnapshot {
-    /// Which sink: `sink`, `dead_letter` or `late`.
-    pub role: String,
-    /// The sink's file.
-    pub path: std::path::PathBuf,
-    /// Length of the file before the staged epochs.
-    pub committed_len: u64,
-    /// Staged epochs (checkpoint id, length) covered by this checkpoint, in order.
-    pub epochs: Vec<(u64, u64)>,
+    /// Files to fsync before the snapshot is written (output staged by sinks).
+    pub fn sync_first(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.sections
+            .iter()
+            .flat_map(|s| s.sync_first.iter().map(|p| p.as_path()))
+    }
 }
 
 /// Folds a chain of checkpoints — a full one, then incremental ones in order, each on
-/// the one before — into the full snapshot of the last.
+/// the one before — into the full snapshot of the last. A section absent from a later
+/// checkpoint is gone (its component was removed from the pipeline).
 pub fn flatten(chain: Vec<Snapshot>) -> Result<Snapshot> {
-    use std::collections::HashMap;
     let mut chain = chain.into_iter();
     let mut full = chain.next().context("an empty checkpoint chain")?;
     if full.base.is_some() {
@@ -165,64 +83,28 @@ pub fn flatten(chain: Vec<Snapshot>) -> Result<Snapshot> {
                 full.id
             );
         }
-        let window = match (full.window.take(), delta.window.as_ref()) {
-            (Some(mut base), Some(change)) => {
-                let mut windows: HashMap<(Vec<u8>, i64, i64), Acc> = base
-                    .windows
-                    .drain(..)
-                    .map(|(k, s, e, a)| ((k, s, e), a))
-                    .collect();
-                for removed in &change.removed {
-                    windows.remove(removed);
-                }
-                for (k, s, e, a) in &change.windows {
-                    windows.insert((k.clone(), *s, *e), a.clone());
-                }
-                Some(WindowSnapshot {
-                    windows: windows
-                        .into_iter()
-                        .map(|((k, s, e), a)| (k, s, e, a))
-                        .collect(),
-                    removed: Vec::new(),
-                    ..change.clone()
-                })
-            }
-            (_, change) => change.cloned(),
-        };
-        let plugins = delta
-            .plugins
+        let mut before = std::mem::take(&mut full.sections);
+        let sections = delta
+            .sections
             .iter()
-            .map(|change| {
-                let mut state: HashMap<(Vec<u8>, String), Vec<u8>> = full
-                    .plugins
-                    .iter()
-                    .find(|p| p.name == change.name)
-                    .map(|p| {
-                        p.state
-                            .iter()
-                            .map(|(k, n, v)| ((k.clone(), n.clone()), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for deleted in &change.deleted {
-                    state.remove(deleted);
-                }
-                for (k, n, v) in &change.state {
-                    state.insert((k.clone(), n.clone()), v.clone());
-                }
-                let mut state: Vec<_> = state.into_iter().map(|((k, n), v)| (k, n, v)).collect();
-                state.sort();
-                PluginSnapshot {
-                    state,
-                    deleted: Vec::new(),
-                    ..change.clone()
-                }
-            })
+            .map(
+                |change| match before.iter().position(|s| s.name == change.name) {
+                    Some(i) => {
+                        let mut section = before.swap_remove(i);
+                        section.fold(change);
+                        section
+                    }
+                    None => {
+                        let mut section = change.clone();
+                        section.removed.clear();
+                        section
+                    }
+                },
+            )
             .collect();
         full = Snapshot {
             base: None,
-            window,
-            plugins,
+            sections,
             ..delta
         };
     }
@@ -268,34 +150,14 @@ mod tests {
     use super::*;
 
     fn sample() -> Snapshot {
+        let mut window = Section::new("window", 1)
+            .with_meta(&("tumbling", 5i64))
+            .unwrap();
+        window.entries = vec![(b"k".to_vec(), vec![1, 2]), (b"j".to_vec(), vec![9])];
+        window.removed = vec![b"x".to_vec()];
         Snapshot {
             id: 7,
-            source: SourceSnapshot {
-                name: "generator(seed=1)".into(),
-                partitions: 2,
-                position: SourcePosition::Generator { next_seq: 42 },
-            },
-            watermarks: WatermarkSnapshot {
-                partitions: vec![Some(10), None],
-                current: i64::MIN,
-            },
-            plugins: vec![PluginSnapshot {
-                name: "fraud".into(),
-                hash: "ab".into(),
-                config: vec![("threshold".into(), "5".into())],
-                state: vec![(b"u1".to_vec(), "spend".into(), vec![1, 2, 3])],
-                deleted: vec![(b"u2".to_vec(), "spend".into())],
-            }],
-            window: Some(WindowSnapshot {
-                spec: "tumbling".into(),
-                watermark: 5,
-                windows: vec![
-                    (b"k".to_vec(), 0, 10, Acc::Avg { sum: 1.5, count: 2 }),
-                    (b"j".to_vec(), 0, 10, Acc::Bytes(vec![9])),
-                ],
-                removed: vec![(b"k".to_vec(), -10, 0)],
-                counters: [1, 2, 3, 4],
-            }),
+            sections: vec![Section::new("source", 1).with_meta(&42u64).unwrap(), window],
             ..Snapshot::default()
         }
     }
@@ -304,6 +166,42 @@ mod tests {
     fn round_trips() {
         let snapshot = sample();
         assert_eq!(decode(&encode(&snapshot).unwrap()).unwrap(), snapshot);
+    }
+
+    #[test]
+    fn chains_fold_section_by_section() {
+        let base = sample();
+        let mut delta = Snapshot {
+            id: 8,
+            base: Some(7),
+            sections: vec![Section::new("source", 1).with_meta(&50u64).unwrap()],
+            ..Snapshot::default()
+        };
+        let mut window = Section::new("window", 1)
+            .with_meta(&("tumbling", 9i64))
+            .unwrap();
+        window.removed = vec![b"j".to_vec()];
+        window.entries = vec![(b"m".to_vec(), vec![3])];
+        delta.sections.push(window);
+        let full = flatten(vec![base, delta]).unwrap();
+        assert_eq!((full.id, full.base), (8, None));
+        assert_eq!(full.section("source").unwrap().meta::<u64>(1).unwrap(), 50);
+        let window = full.section("window").unwrap();
+        assert_eq!(
+            window.entries,
+            vec![(b"k".to_vec(), vec![1, 2]), (b"m".to_vec(), vec![3])]
+        );
+        assert!(flatten(vec![
+            sample(),
+            Snapshot {
+                id: 9,
+                base: Some(3),
+                ..Snapshot::default()
+            }
+        ])
+        .unwrap_err()
+        .to_string()
+        .contains("does not build on checkpoint 7"));
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! checkpoint after a crash.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::{decode, encode, Snapshot};
+use crate::durable::{sync_dir, write_atomic};
 
 /// Longest chain of incremental checkpoints before the checkpoint thread folds it into a
 /// full checkpoint.
@@ -62,12 +62,9 @@ impl CheckpointDir {
     }
 
     /// Writes a checkpoint atomically and removes the checkpoints no longer needed. The
-    /// sinks' staged output the checkpoint covers is fsynced first.
-    /// The sinks' staged output the checkpoint covers is fsynced first.
+    /// files its sections stage (sinks' output) are fsynced first.
     pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {
-        for sink in &snapshot.sinks {
-            crate::sink::make_durable(sink)?;
-        }
+        sync_staged(snapshot)?;
         let name = match snapshot.base {
             None => format!("ckpt-{:020}.eddy", snapshot.id),
             Some(base) => format!("ckpt-{:020}-on-{base:020}.eddy", snapshot.id),
@@ -215,28 +212,19 @@ impl CheckpointDir {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, whole:
-/// a temporary file beside it, fsynced, renamed into place, and the directory fsynced.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint");
-    let tmp = dir.join(format!("{name}.tmp"));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+/// Fsyncs the files a snapshot's sections staged, and their directories, so that once
+/// the snapshot is written they survive a crash.
+pub(super) fn sync_staged(snapshot: &Snapshot) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in snapshot.sync_first() {
+        File::open(path)
+            .and_then(|f| f.sync_data())
+            .with_context(|| format!("cannot sync staged output {}", path.display()))?;
+        dirs.insert(path);
+    }
+    for path in dirs {
+        sync_dir(path)
+            .with_context(|| format!("cannot sync the directory of {}", path.display()))?;
     }
     Ok(())
 }
@@ -280,6 +268,9 @@ mod tests {
     fn snapshot(id: u64) -> Snapshot {
         Snapshot {
             id,
+            sections: vec![crate::checkpoint::Section::new("source", 1)
+                .with_meta(&"a source's state, long enough to cut in half")
+                .unwrap()],
             ..Snapshot::default()
         }
     }
@@ -353,18 +344,18 @@ mod tests {
 
     #[test]
     fn long_chains_are_folded_into_a_full_checkpoint_off_the_stream() {
-        use crate::checkpoint::PluginSnapshot;
+        use crate::checkpoint::Section;
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointDir::open(dir.path(), 1).unwrap();
-        let with_state = |id: u64, base: Option<u64>| Snapshot {
-            id,
-            base,
-            plugins: vec![PluginSnapshot {
-                name: "p".into(),
-                state: vec![(format!("k{id}").into_bytes(), "n".into(), vec![id as u8])],
-                ..PluginSnapshot::default()
-            }],
-            ..Snapshot::default()
+        let with_state = |id: u64, base: Option<u64>| {
+            let mut section = Section::new("plugin/p", 1);
+            section.entries = vec![(format!("k{id}").into_bytes(), vec![id as u8])];
+            Snapshot {
+                id,
+                base,
+                sections: vec![section],
+                ..Snapshot::default()
+            }
         };
         store.write(&with_state(1, None)).unwrap();
         for id in 2..=(MAX_CHAIN as u64) {
@@ -382,7 +373,7 @@ mod tests {
         assert_eq!(path, files[0].path);
         let recovered = store.recover().unwrap().newest.unwrap().0;
         assert_eq!(
-            recovered.plugins[0].state.len(),
+            recovered.sections[0].entries.len(),
             id as usize,
             "every key of the chain"
         );

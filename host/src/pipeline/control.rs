@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::Metrics;
-use crate::checkpoint::SourcePosition;
+pub use crate::checkpoint::CheckpointStatus;
+use crate::source::SourcePosition;
 
 /// A request to the running pipeline.
 #[derive(Debug)]
@@ -75,17 +76,6 @@ pub struct PartitionStatus {
     pub watermark: Option<i64>,
     /// Whether it is idle.
     pub idle: bool,
-}
-
-/// A completed checkpoint in a status.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CheckpointStatus {
-    /// Its number.
-    pub id: u64,
-    /// Its file.
-    pub path: PathBuf,
-    /// When it was taken, ms since the Unix epoch.
-    pub created_ms: i64,
 }
 
 /// A plugin stage in a status.

@@ -5,7 +5,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{Checkpointed, Section};
 use crate::plugin::StageCounters;
+
+/// The name of the job counters' checkpoint section.
+pub const SECTION: &str = "metrics";
+/// The format version of that section.
+pub const SECTION_VERSION: u32 = 1;
+
+impl Checkpointed for Metrics {
+    fn snapshot(&mut self, _id: u64, _incremental: bool) -> anyhow::Result<Option<Section>> {
+        Ok(Some(
+            Section::new(SECTION, SECTION_VERSION).with_meta(self)?,
+        ))
+    }
+}
 
 /// Counters of a run (carried across restarts by checkpoints).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

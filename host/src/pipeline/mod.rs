@@ -3,7 +3,9 @@
 //!
 //! One thread drives the whole chain a batch at a time, so an event's path through the
 //! pipeline is a handful of function calls and memory copies, never a channel hop.
-//! Control (checkpoints, savepoints, stop) happens between batches, in one place: here.
+//! Control (checkpoints, savepoints, stop) happens between batches: the run loop moves
+//! batches and hands the job's components to the checkpoint coordinator at each batch
+//! boundary.
 
 mod control;
 mod metrics;
@@ -12,7 +14,7 @@ mod restore;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
@@ -22,13 +24,13 @@ pub use control::{
 pub use metrics::{Metrics, RunSummary};
 
 use crate::batch::EventBatch;
-use crate::checkpoint::{self, CheckpointDir, CheckpointWriter, Snapshot, SourceSnapshot};
+use crate::checkpoint::{CheckpointDir, Checkpointed, Coordinator, Snapshot};
 use crate::config::{
     AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
 };
 use crate::dead_letter::DeadLetters;
 use crate::plugin::{LoadedPlugin, PluginRuntime, PluginStage, SideInputs, WasmAggregate};
-use crate::sink::{self, FileMode, RecordBuffer, Records, Sink};
+use crate::sink::{self, FileMode, FileSinkState, RecordBuffer, Records, Sink};
 use crate::source::{self, Ingest, Source, SourceState};
 use crate::watermark::{Watermarks, MIN_WATERMARK};
 use crate::window::{Aggregator, Assigner, Builtin, WindowCounters, WindowOperator};
@@ -95,7 +97,8 @@ fn build_window(
         Assigner::from_config(config),
         config.allowed_lateness.as_millis(),
         aggregator,
-    ))
+    )
+    .with_spec(window_spec(config)))
 }
 
 /// A window definition as a checkpoint records it: window state restores only into the
@@ -129,28 +132,47 @@ impl Sinks {
         transactional: bool,
         resume: Option<&Snapshot>,
     ) -> Result<Self> {
-        let mode = |role: &'static str, sink: &SinkConfig| {
+        let recovered = |role: &str, sink: &SinkConfig| -> Result<Option<FileSinkState>> {
+            let Some(section) = resume.and_then(|s| s.section(&format!("sink/{role}"))) else {
+                return Ok(None);
+            };
+            let state = FileSinkState::from_section(section)?;
+            Ok(matches!(sink, SinkConfig::File { path } if *path == state.path).then_some(state))
+        };
+        let states = [
+            recovered("sink", &config.sink)?,
+            config
+                .dead_letter
+                .as_ref()
+                .map(|s| recovered("dead_letter", s))
+                .transpose()?
+                .flatten(),
+            config
+                .late
+                .as_ref()
+                .map(|s| recovered("late", s))
+                .transpose()?
+                .flatten(),
+        ];
+        let mode = |role: &'static str, index: usize| {
             if !transactional {
                 return FileMode::Direct;
             }
-            let recover = resume.and_then(|s| {
-                s.sinks.iter().find(|k| {
-                    k.role == role && matches!(sink, SinkConfig::File { path } if *path == k.path)
-                })
-            });
-            FileMode::Transactional { role, recover }
+            FileMode::Transactional {
+                role,
+                recover: states[index].as_ref(),
+            }
         };
         let dead_config = config.dead_letter.clone().unwrap_or(SinkConfig::Stderr {});
         Ok(Self {
-            main: sink::build(&config.sink, mode("sink", &config.sink))
-                .context("cannot open the [sink]")?,
-            dead: sink::build(&dead_config, mode("dead_letter", &dead_config))
+            main: sink::build(&config.sink, mode("sink", 0)).context("cannot open the [sink]")?,
+            dead: sink::build(&dead_config, mode("dead_letter", 1))
                 .context("cannot open the [dead_letter] sink")?,
             late: config
                 .late
                 .as_ref()
                 .map(|late| {
-                    sink::build(late, mode("late", late)).context("cannot open the [late] sink")
+                    sink::build(late, mode("late", 2)).context("cannot open the [late] sink")
                 })
                 .transpose()?,
         })
@@ -167,17 +189,18 @@ impl Sinks {
     }
 }
 
-/// Periodic checkpoints of a running pipeline.
-struct Checkpointing {
-    dir: CheckpointDir,
-    interval: std::time::Duration,
-    incremental_above: usize,
-    writer: CheckpointWriter,
-    last_started: Instant,
-    next_id: u64,
-    last_completed: Option<CheckpointStatus>,
-    /// The newest checkpoint written (or resumed from): what an incremental one builds on.
-    last_written: Option<u64>,
+impl Checkpointed for Box<dyn Sink> {
+    fn snapshot(
+        &mut self,
+        id: u64,
+        incremental: bool,
+    ) -> Result<Option<crate::checkpoint::Section>> {
+        self.as_mut().snapshot(id, incremental)
+    }
+
+    fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
+        self.as_mut().checkpoint_completed(id)
+    }
 }
 
 /// A pipeline ready to run.
@@ -187,11 +210,10 @@ pub struct Pipeline {
     watermarks: Watermarks,
     stages: Vec<PluginStage>,
     window: Option<WindowOperator>,
-    window_spec: Option<String>,
     sinks: Sinks,
     batch: BatchConfig,
     side_inputs: SideInputs,
-    checkpointing: Option<Checkpointing>,
+    coordinator: Coordinator,
     metrics: Metrics,
     status: StatusBoard,
     /// When the status board was last refreshed; it is refreshed a few times a second,
@@ -202,10 +224,24 @@ pub struct Pipeline {
 /// How often a running pipeline refreshes its status board.
 const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// Lends the coordinator every component of a pipeline that takes part in checkpoints,
+/// in a fixed order: source, watermarks, plugin stages, window, sinks, side inputs,
+/// counters.
+macro_rules! with_components {
+    ($pipeline:expr, |$coordinator:ident, $parts:ident| $body:expr) => {{
+        let p = &mut *$pipeline;
+        let $coordinator = &mut p.coordinator;
+        let mut parts: Vec<&mut dyn Checkpointed> = vec![&mut p.source, &mut p.watermarks];
+        parts.extend(p.stages.iter_mut().map(|s| s as &mut dyn Checkpointed));
+        if let Some(window) = &mut p.window {
+            parts.push(window);
+        }
+        parts.extend(p.sinks.all().map(|s| s as &mut dyn Checkpointed));
+        parts.push(&mut p.side_inputs);
+        parts.push(&mut p.metrics);
+        let $parts = parts.as_mut_slice();
+        $body
+    }};
 }
 
 impl Pipeline {
@@ -250,7 +286,6 @@ impl Pipeline {
             watermarks,
             stages,
             window,
-            window_spec: config.window.as_ref().map(window_spec),
             sinks: Sinks {
                 main: Box::new(sink::NullSink::default()),
                 dead: Box::new(sink::NullSink::default()),
@@ -258,7 +293,7 @@ impl Pipeline {
             },
             batch: config.batch,
             side_inputs,
-            checkpointing: None,
+            coordinator: Coordinator::savepoints_only(),
             metrics: Metrics::default(),
             status: StatusBoard::default(),
             status_refreshed: Instant::now(),
@@ -275,21 +310,13 @@ impl Pipeline {
             if let Some(window) = &mut pipeline.window {
                 window.track_changes();
             }
-            pipeline.checkpointing = Some(Checkpointing {
-                writer: CheckpointWriter::start(dir.clone()),
-                dir,
-                interval: c.interval.0,
-                incremental_above: c.incremental_above,
-                // A checkpoint resumed from is still in the directory: build on it. A
-                // savepoint is not (the directory was cleared): start with a full one.
-                last_written: resume
-                    .as_ref()
-                    .filter(|_| options.from_savepoint.is_none())
-                    .map(|s| s.id),
-                last_started: Instant::now(),
-                next_id: resume.as_ref().map_or(1, |s| s.id + 1),
-                last_completed: None,
-            });
+            // A checkpoint resumed from is still in the directory: the next incremental
+            // one may build on it. A savepoint is not (the directory was cleared).
+            let resumed = resume
+                .as_ref()
+                .map(|s| (s.id, options.from_savepoint.is_none()));
+            pipeline.coordinator =
+                Coordinator::periodic(dir, c.interval.0, c.incremental_above, resumed);
         }
         pipeline.refresh_status("starting");
         Ok(pipeline)
@@ -364,7 +391,8 @@ impl Pipeline {
             self.metrics.dead_letters += dead.len() as u64;
             self.metrics.batches += 1;
             self.count_operator_outcomes();
-            self.checkpoint_if_due()?;
+            with_components!(self, |coordinator, parts| coordinator
+                .at_batch_boundary(parts))?;
             if let Some(control) = control {
                 while let Ok(request) = control.try_recv() {
                     match request {
@@ -384,7 +412,8 @@ impl Pipeline {
         if let Some((Some(dir), _)) = &stop_reply {
             final_savepoint = self.savepoint(dir).map(Some).map_err(|e| format!("{e:#}"));
         } else {
-            self.final_checkpoint()?;
+            with_components!(self, |coordinator, parts| coordinator
+                .final_checkpoint(parts))?;
         }
         self.refresh_status(if exhausted { "finished" } else { "stopped" });
         if let Some((_, reply)) = stop_reply {
@@ -453,62 +482,29 @@ impl Pipeline {
         self.metrics.watermark = self.watermarks.current();
     }
 
-    /// A consistent cut of the job at this batch boundary, with the sinks' staged epochs
-    /// (each sink stages what it received since the last checkpoint as epoch `id`).
-    fn snapshot(&mut self, id: u64, savepoint: bool, base: Option<u64>) -> Result<Snapshot> {
-        let mut sinks = Vec::new();
-        for sink in self.sinks.all() {
-            sinks.extend(sink.pre_commit(id)?);
-        }
-        let incremental = base.is_some();
-        let spec = self.window_spec.as_deref().unwrap_or_default();
-        Ok(Snapshot {
-            id,
-            created_ms: now_millis(),
-            savepoint,
-            base,
-            source: SourceSnapshot {
-                name: self.source.describe(),
-                partitions: self.source.partitions(),
-                position: self.source.position(),
-            },
-            watermarks: self.watermarks.snapshot(),
-            plugins: self
-                .stages
-                .iter_mut()
-                .map(|s| s.snapshot(incremental))
-                .collect(),
-            window: self.window.as_mut().map(|w| w.snapshot(spec, incremental)),
-            side_inputs: self.side_inputs.versions(),
-            sinks,
-            metrics: self.metrics,
-        })
-    }
-
-    /// Whether the next checkpoint should be incremental, and on which checkpoint: when
-    /// the state is large enough for a full copy to stall the stream. (Long chains are
-    /// folded into full checkpoints by the checkpoint thread.)
-    fn incremental_base(&self) -> Option<u64> {
-        let c = self.checkpointing.as_ref()?;
-        let window = self.window.as_ref().map_or(0, |w| w.open_windows());
-        let total = window + self.stages.iter().map(|s| s.state_entries()).sum::<usize>();
-        c.last_written.filter(|_| total >= c.incremental_above)
-    }
-
-    /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards).
+    /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards
+    /// from their own sections): each component reads back its own section.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
-        restore::check_compatible(snapshot, self)?;
-        self.source.seek(&snapshot.source.position)?;
-        self.watermarks.restore(&snapshot.watermarks)?;
+        restore::check_sections(snapshot, self)?;
+        let required = |name: &str| {
+            snapshot.section(name).with_context(|| {
+                format!("the checkpoint has no `{name}` section; it was not written by a whole Eddy job")
+            })
+        };
+        source::restore(self.source.as_mut(), required(source::SECTION)?)?;
+        self.watermarks
+            .restore(required(crate::watermark::SECTION)?)?;
         for stage in &mut self.stages {
-            if let Some(state) = snapshot.plugins.iter().find(|p| p.name == stage.name()) {
-                stage.restore(state);
+            if let Some(section) = snapshot.section(&stage.section_name()) {
+                stage.restore(section)?;
             }
         }
-        if let (Some(window), Some(state)) = (&mut self.window, &snapshot.window) {
-            window.restore(state);
+        if let (Some(window), Some(section)) =
+            (&mut self.window, snapshot.section(crate::window::SECTION))
+        {
+            window.restore(section)?;
         }
-        self.metrics = snapshot.metrics;
+        self.metrics = required(metrics::SECTION)?.meta(metrics::SECTION_VERSION)?;
         tracing::info!(
             "resumed from {} {} at {:?}",
             if snapshot.savepoint {
@@ -517,115 +513,15 @@ impl Pipeline {
                 "checkpoint"
             },
             snapshot.id,
-            snapshot.source.position
+            self.source.position()
         );
-        Ok(())
-    }
-
-    /// Handles a finished checkpoint write (committing the sinks' epochs it covers) and
-    /// starts a new checkpoint when one is due.
-    fn checkpoint_if_due(&mut self) -> Result<()> {
-        self.finish_checkpoint(false)?;
-        let Some(c) = &self.checkpointing else {
-            return Ok(());
-        };
-        if c.writer.busy() || c.last_started.elapsed() < c.interval {
-            return Ok(());
-        }
-        let id = c.next_id;
-        let base = self.incremental_base();
-        let snapshot = self.snapshot(id, false, base)?;
-        let c = self.checkpointing.as_mut().expect("checked above");
-        c.next_id += 1;
-        c.last_started = Instant::now();
-        c.writer.submit(snapshot)
-    }
-
-    /// Collects the outcome of the checkpoint being written (`wait`: blocks for it). A
-    /// failed checkpoint is logged and the job goes on: its output stays staged and is
-    /// covered by the next checkpoint.
-    fn finish_checkpoint(&mut self, wait: bool) -> Result<()> {
-        let Some(c) = &mut self.checkpointing else {
-            return Ok(());
-        };
-        match c.writer.poll(wait) {
-            None => Ok(()),
-            Some((id, Ok(path))) => {
-                c.last_written = Some(id);
-                c.last_completed = Some(CheckpointStatus {
-                    id,
-                    path,
-                    created_ms: now_millis(),
-                });
-                for sink in self.sinks.all() {
-                    sink.commit()?;
-                }
-                Ok(())
-            }
-            Some((id, Err(e))) => {
-                // Its changes are lost to the next incremental checkpoint: make that full.
-                c.last_written = None;
-                tracing::error!(
-                    "checkpoint {id} failed, the job keeps its last good checkpoint and goes on: {e:#}"
-                );
-                Ok(())
-            }
-        }
-    }
-
-    /// The checkpoint that ends a run, so everything the run produced is committed.
-    fn final_checkpoint(&mut self) -> Result<()> {
-        self.finish_checkpoint(true)?;
-        let Some(c) = &self.checkpointing else {
-            return Ok(());
-        };
-        let id = c.next_id;
-        let snapshot = self.snapshot(id, false, None)?;
-        let c = self.checkpointing.as_mut().expect("checked above");
-        c.next_id += 1;
-        c.last_written = Some(id);
-        let path = c.dir.write(&snapshot).context(
-            "the final checkpoint failed; output since the last checkpoint is not committed",
-        )?;
-        c.last_completed = Some(CheckpointStatus {
-            id,
-            path,
-            created_ms: snapshot.created_ms,
-        });
-        for sink in self.sinks.all() {
-            sink.commit()?;
-        }
         Ok(())
     }
 
     /// Takes a savepoint into `dir` at this batch boundary (also recorded as a checkpoint
     /// when the job checkpoints) and returns the savepoint's file.
     pub fn savepoint(&mut self, dir: &Path) -> Result<PathBuf> {
-        self.finish_checkpoint(true)?;
-        let id = self.checkpointing.as_ref().map_or(1, |c| c.next_id);
-        let snapshot = self.snapshot(id, true, None)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the savepoint directory {}", dir.display()))?;
-        let path = dir.join(checkpoint::SAVEPOINT_FILE);
-        for sink in &snapshot.sinks {
-            sink::make_durable(sink)?;
-        }
-        checkpoint::write_atomic(&path, &checkpoint::encode(&snapshot)?)?;
-        if let Some(c) = &mut self.checkpointing {
-            c.next_id += 1;
-            let written = c.dir.write(&snapshot)?;
-            c.last_written = Some(id);
-            c.last_completed = Some(CheckpointStatus {
-                id,
-                path: written,
-                created_ms: snapshot.created_ms,
-            });
-        }
-        for sink in self.sinks.all() {
-            sink.commit()?;
-        }
-        tracing::info!("savepoint {id} written to {}", path.display());
-        Ok(path)
+        with_components!(self, |coordinator, parts| coordinator.savepoint(dir, parts))
     }
 
     fn refresh_status(&mut self, state: &str) {
@@ -655,10 +551,7 @@ impl Pipeline {
         status.watermark = Some(self.watermarks.current()).filter(|&w| w != MIN_WATERMARK);
         status.metrics = self.metrics;
         status.open_windows = self.metrics.open_windows;
-        status.last_checkpoint = self
-            .checkpointing
-            .as_ref()
-            .and_then(|c| c.last_completed.clone());
+        status.last_checkpoint = self.coordinator.last_completed().cloned();
         status.plugins = self
             .stages
             .iter()

@@ -77,42 +77,23 @@ pub(super) fn find_snapshot(
     }
 }
 
-/// Checks that a snapshot's state fits the pipeline; the error names what does not.
-pub(super) fn check_compatible(snapshot: &Snapshot, pipeline: &Pipeline) -> Result<()> {
-    let source = pipeline.source.describe();
-    if snapshot.source.name != source {
-        bail!(
-            "incompatible state: it was taken reading {}, the pipeline reads {source}",
-            snapshot.source.name
-        );
-    }
-    if snapshot.source.partitions != pipeline.source.partitions() {
-        bail!(
-            "incompatible state: it has {} source partitions, the source now has {}",
-            snapshot.source.partitions,
-            pipeline.source.partitions()
-        );
-    }
-    for plugin in &snapshot.plugins {
-        let present = pipeline.stages.iter().any(|s| s.name() == plugin.name);
-        if !present && !plugin.state.is_empty() {
-            bail!(
-                "incompatible state: it holds keyed state of plugin `{}`, which the pipeline no longer has",
-                plugin.name
-            );
+/// Checks that no state in a snapshot is left without a component to take it: keyed
+/// state of a plugin stage the pipeline no longer has, or window state when it has no
+/// `[window]`. (Each component checks its own section when it restores it.)
+pub(super) fn check_sections(snapshot: &Snapshot, pipeline: &Pipeline) -> Result<()> {
+    for section in snapshot.sections.iter().filter(|s| !s.entries.is_empty()) {
+        if let Some(stage) = section.name.strip_prefix("plugin/") {
+            if !pipeline.stages.iter().any(|s| s.name() == stage) {
+                bail!(
+                    "incompatible state: it holds keyed state of plugin `{stage}`, which the pipeline no longer has"
+                );
+            }
         }
-    }
-    if let Some(window) = snapshot.window.as_ref().filter(|w| !w.windows.is_empty()) {
-        match &pipeline.window_spec {
-            Some(spec) if *spec == window.spec => {}
-            Some(spec) => bail!(
-                "incompatible state: its window state is for [window] {}, the pipeline's [window] is {spec}",
-                window.spec
-            ),
-            None => bail!(
-                "incompatible state: it holds window state for [window] {}, and the pipeline has no [window]",
-                window.spec
-            ),
+        if section.name == crate::window::SECTION && pipeline.window.is_none() {
+            let spec = crate::window::WindowSnapshot::from_section(section)?.spec;
+            bail!(
+                "incompatible state: it holds window state for [window] {spec}, and the pipeline has no [window]"
+            );
         }
     }
     Ok(())

@@ -65,23 +65,11 @@ impl CompiledCache {
     }
 }
 
-/// Writes a compiled component next to its final name, then renames it into place, so a
-/// reader never sees half a file.
+/// Writes a compiled component atomically, so a reader never sees half a file.
 fn store(path: &Path, component: &Component) -> Result<()> {
     let dir = path.parent().context("cache path has no directory")?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique()));
-    std::fs::write(&tmp, component.serialize()?)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(())
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    crate::durable::write_atomic_shared(path, &component.serialize()?)
 }
 
 /// The hex SHA-256 of a plugin's bytes: its identity in status, logs and checkpoints.

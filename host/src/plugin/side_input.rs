@@ -99,6 +99,23 @@ impl SideInputs {
     }
 }
 
+impl crate::checkpoint::Checkpointed for SideInputs {
+    /// Records which version of each table the checkpoint's state was computed with
+    /// (section `side-inputs`; informational: tables are reloaded from their files).
+    fn snapshot(
+        &mut self,
+        _id: u64,
+        _incremental: bool,
+    ) -> anyhow::Result<Option<crate::checkpoint::Section>> {
+        if self.tables.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            crate::checkpoint::Section::new("side-inputs", 1).with_meta(&self.versions())?,
+        ))
+    }
+}
+
 /// How long a table's file must be quiet before it is reloaded, so a file written in
 /// several steps (truncate, then write) is read once, whole.
 const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_millis(100);

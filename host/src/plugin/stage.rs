@@ -6,15 +6,16 @@
 //! re-instantiated for the next batch. Malformed results (indices out of range, columns
 //! that disagree) are treated the same way.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use super::contract::World;
-use super::host_state::KeyedState;
+use super::host_state::{decode_state_key, encode_state_key, KeyedState};
 use super::instance::{PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
-use crate::checkpoint::PluginSnapshot;
+use crate::checkpoint::{Checkpointed, Section};
 use crate::dead_letter::{DeadLetters, DeadValue};
 
 /// Counters of one stage since the run started.
@@ -77,19 +78,6 @@ impl PluginStage {
         self.counters
     }
 
-    /// The stage's identity and keyed state (all of it, or with `incremental` what
-    /// changed since the last snapshot), for a checkpoint.
-    pub fn snapshot(&mut self, incremental: bool) -> PluginSnapshot {
-        let (state, deleted) = self.instance.state_mut().snapshot(incremental);
-        PluginSnapshot {
-            name: self.name().to_owned(),
-            hash: self.hash().to_owned(),
-            config: self.instance.config_pairs().to_vec(),
-            state,
-            deleted,
-        }
-    }
-
     /// Tracks keyed-state changes from now on, for incremental checkpoints.
     pub fn track_changes(&mut self) {
         self.instance.state_mut().track_changes = true;
@@ -100,18 +88,34 @@ impl PluginStage {
         self.instance.state().changes()
     }
 
-    /// Restores the stage's keyed state from a checkpoint (possibly taken with another
-    /// version of the plugin: state belongs to the stage, not the version).
-    pub fn restore(&mut self, snapshot: &PluginSnapshot) {
-        if snapshot.hash != self.hash() {
+    /// The name of this stage's checkpoint section.
+    pub fn section_name(&self) -> String {
+        format!("plugin/{}", self.name())
+    }
+
+    /// Restores the stage's keyed state from its checkpoint section (possibly written by
+    /// another version of the plugin: state belongs to the stage, not the version).
+    pub fn restore(&mut self, section: &Section) -> Result<()> {
+        let meta: PluginSection = section.meta(SECTION_VERSION)?;
+        if meta.hash != self.hash() {
             tracing::info!(
                 "plugin `{}`: resuming state of version {} with version {}",
                 self.name(),
-                &snapshot.hash[..12.min(snapshot.hash.len())],
+                &meta.hash[..12.min(meta.hash.len())],
                 &self.hash()[..12]
             );
         }
-        self.instance.state_mut().restore(&snapshot.state);
+        let entries = section
+            .entries
+            .iter()
+            .map(|(k, v)| {
+                let (key, name) = decode_state_key(k)
+                    .with_context(|| format!("checkpoint section `{}` is corrupt", section.name))?;
+                Ok((key, name, v.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.instance.state_mut().restore(&entries);
+        Ok(())
     }
 
     /// Number of keyed-state entries the plugin holds.
@@ -174,6 +178,43 @@ impl PluginStage {
                 self.instance.restart()
             }
         }
+    }
+}
+
+/// The format version of a plugin stage's checkpoint section.
+const SECTION_VERSION: u32 = 1;
+
+/// The small state of a plugin stage's checkpoint section; its keyed state is the
+/// section's table, keyed by [`encode_state_key`].
+#[derive(Debug, Serialize, Deserialize)]
+struct PluginSection {
+    /// The component's content hash (its version) when the checkpoint was taken.
+    hash: String,
+    /// The stage's config then.
+    config: Vec<(String, String)>,
+}
+
+impl Checkpointed for PluginStage {
+    fn snapshot(&mut self, _id: u64, incremental: bool) -> Result<Option<Section>> {
+        let meta = PluginSection {
+            hash: self.hash().to_owned(),
+            config: self.instance.config_pairs().to_vec(),
+        };
+        let mut section = Section::new(self.section_name(), SECTION_VERSION).with_meta(&meta)?;
+        let (written, deleted) = self.instance.state_mut().snapshot(incremental);
+        section.entries = written
+            .into_iter()
+            .map(|(key, name, value)| (encode_state_key(&key, &name), value))
+            .collect();
+        section.removed = deleted
+            .iter()
+            .map(|(key, name)| encode_state_key(key, name))
+            .collect();
+        Ok(Some(section))
+    }
+
+    fn state_entries(&self) -> usize {
+        self.state_entries()
     }
 }
 

@@ -13,9 +13,33 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use super::{write_lines, Records, Sink};
-use crate::checkpoint::SinkSnapshot;
+use crate::checkpoint::{Checkpointed, Section};
+
+/// The format version of a file sink's checkpoint section (`sink/<role>`).
+const SECTION_VERSION: u32 = 1;
+
+/// How far a transactional file sink has committed, and the staged epochs a checkpoint
+/// covers: recovery makes the sink's file exactly `committed_len` bytes plus those
+/// epochs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSinkState {
+    /// The sink's file.
+    pub path: PathBuf,
+    /// Length of the file before the staged epochs.
+    pub committed_len: u64,
+    /// Staged epochs (checkpoint id, length) covered by the checkpoint, in order.
+    pub epochs: Vec<(u64, u64)>,
+}
+
+impl FileSinkState {
+    /// Reads a file sink's checkpoint section.
+    pub fn from_section(section: &Section) -> Result<Self> {
+        section.meta(SECTION_VERSION)
+    }
+}
 
 /// Writes records as JSON lines to a file.
 #[derive(Debug)]
@@ -55,14 +79,6 @@ fn create_parent(path: &Path) -> Result<()> {
             .with_context(|| format!("cannot create directory {} for the sink", dir.display()))?;
     }
     Ok(())
-}
-
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
 }
 
 /// Epoch files left beside `path`.
@@ -105,7 +121,7 @@ impl FileSink {
 
     /// Opens a transactional file sink in `role`. With `recover`, the file is made exactly
     /// what that checkpoint covers; without, the file starts empty.
-    pub fn transactional(path: &Path, role: &str, recover: Option<&SinkSnapshot>) -> Result<Self> {
+    pub fn transactional(path: &Path, role: &str, recover: Option<&FileSinkState>) -> Result<Self> {
         create_parent(path)?;
         let what = || format!("sink file {}", path.display());
         let committed_len = match recover {
@@ -136,24 +152,8 @@ impl FileSink {
     }
 }
 
-/// Fsyncs the staged epochs a checkpoint covers (and their directory), so that once the
-/// checkpoint is written they survive a crash. Called before writing the checkpoint.
-pub fn make_durable(snapshot: &SinkSnapshot) -> Result<()> {
-    for &(epoch, _) in &snapshot.epochs {
-        let staged = epoch_path(&snapshot.path, epoch);
-        File::open(&staged)
-            .and_then(|f| f.sync_data())
-            .with_context(|| format!("cannot sync staged output {}", staged.display()))?;
-    }
-    if !snapshot.epochs.is_empty() {
-        sync_dir(&snapshot.path)
-            .with_context(|| format!("cannot sync the directory of {}", snapshot.path.display()))?;
-    }
-    Ok(())
-}
-
 /// Makes the file at `path` exactly what `snapshot` covers; returns its length.
-fn restore(path: &Path, snapshot: &SinkSnapshot) -> Result<u64> {
+fn restore(path: &Path, snapshot: &FileSinkState) -> Result<u64> {
     let staged: u64 = snapshot.epochs.iter().map(|e| e.1).sum();
     let target = snapshot.committed_len + staged;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -205,36 +205,53 @@ impl Sink for FileSink {
             .flush()
             .with_context(|| format!("cannot flush sink file {}", self.path.display()))
     }
+}
 
-    fn pre_commit(&mut self, epoch: u64) -> Result<Option<SinkSnapshot>> {
+impl Checkpointed for FileSink {
+    /// Stages everything written since the last checkpoint as epoch `id`; the section
+    /// records the epochs the checkpoint covers and asks the writer to fsync them.
+    fn snapshot(&mut self, id: u64, _incremental: bool) -> Result<Option<Section>> {
         let Some(txn) = &mut self.txn else {
             return Ok(None);
         };
         if txn.pending_len > 0 {
             let what = || format!("cannot stage output of sink file {}", self.path.display());
-            // No fsync here, while the stream waits: `make_durable` does it on the
-            // checkpoint thread before the checkpoint is written.
+            // No fsync here, while the stream waits: the checkpoint writer fsyncs the
+            // section's staged files before it writes the checkpoint.
             self.out.flush().with_context(what)?;
             let pending = pending_path(&self.path);
-            std::fs::rename(&pending, epoch_path(&self.path, epoch)).with_context(what)?;
+            std::fs::rename(&pending, epoch_path(&self.path, id)).with_context(what)?;
             let fresh = File::create(&pending).with_context(what)?;
             self.out = BufWriter::with_capacity(1 << 20, fresh);
-            txn.epochs.push((epoch, txn.pending_len));
+            txn.epochs.push((id, txn.pending_len));
             txn.pending_len = 0;
         }
-        Ok(Some(SinkSnapshot {
-            role: txn.role.clone(),
+        let state = FileSinkState {
             path: self.path.clone(),
             committed_len: txn.committed_len,
             epochs: txn.epochs.clone(),
-        }))
+        };
+        let mut section =
+            Section::new(format!("sink/{}", txn.role), SECTION_VERSION).with_meta(&state)?;
+        section.sync_first = txn
+            .epochs
+            .iter()
+            .map(|&(epoch, _)| epoch_path(&self.path, epoch))
+            .collect();
+        Ok(Some(section))
     }
 
-    fn commit(&mut self) -> Result<()> {
+    /// Appends the epochs up to `id` to the file, in order, and fsyncs it.
+    fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
         let Some(txn) = &mut self.txn else {
             return Ok(());
         };
-        if txn.epochs.is_empty() {
+        let done = txn
+            .epochs
+            .iter()
+            .take_while(|&&(epoch, _)| epoch <= id)
+            .count();
+        if done == 0 {
             return Ok(());
         }
         let what = || format!("cannot commit output to sink file {}", self.path.display());
@@ -242,12 +259,12 @@ impl Sink for FileSink {
             .append(true)
             .open(&self.path)
             .with_context(what)?;
-        for &(epoch, _) in &txn.epochs {
+        for &(epoch, _) in &txn.epochs[..done] {
             let mut staged = File::open(epoch_path(&self.path, epoch)).with_context(what)?;
             std::io::copy(&mut staged, &mut file).with_context(what)?;
         }
         file.sync_data().with_context(what)?;
-        for (epoch, len) in txn.epochs.drain(..) {
+        for (epoch, len) in txn.epochs.drain(..done) {
             txn.committed_len += len;
             std::fs::remove_file(epoch_path(&self.path, epoch)).with_context(what)?;
         }
@@ -281,12 +298,32 @@ mod tests {
         let mut sink = FileSink::transactional(&path, "sink", None).unwrap();
         write(&mut sink, &["a", "b"]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-        let snapshot = sink.pre_commit(1).unwrap().unwrap();
-        assert_eq!(snapshot.epochs, vec![(1, 4)]);
+        let section = sink.snapshot(1, false).unwrap().unwrap();
+        assert_eq!(section.name, "sink/sink");
+        assert_eq!(
+            FileSinkState::from_section(&section).unwrap().epochs,
+            vec![(1, 4)]
+        );
+        assert_eq!(section.sync_first, vec![epoch_path(&path, 1)]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-        sink.commit().unwrap();
+        sink.checkpoint_completed(1).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         assert!(stray_epochs(&path).is_empty());
+    }
+
+    #[test]
+    fn a_completed_checkpoint_commits_only_the_epochs_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut sink = FileSink::transactional(&path, "sink", None).unwrap();
+        write(&mut sink, &["a"]);
+        sink.snapshot(1, false).unwrap();
+        write(&mut sink, &["b"]);
+        sink.snapshot(2, false).unwrap();
+        sink.checkpoint_completed(1).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\n");
+        sink.checkpoint_completed(2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
     }
 
     #[test]
@@ -295,10 +332,11 @@ mod tests {
         let path = dir.path().join("out.jsonl");
         let mut sink = FileSink::transactional(&path, "sink", None).unwrap();
         write(&mut sink, &["a"]);
-        sink.pre_commit(1).unwrap();
-        sink.commit().unwrap();
+        sink.snapshot(1, false).unwrap();
+        sink.checkpoint_completed(1).unwrap();
         write(&mut sink, &["b"]);
-        let checkpoint_2 = sink.pre_commit(2).unwrap().unwrap();
+        let section = sink.snapshot(2, false).unwrap().unwrap();
+        let checkpoint_2 = FileSinkState::from_section(&section).unwrap();
         // Crash before commit: the file has "a" only, epoch 2 is staged.
         write(&mut sink, &["c"]);
         drop(sink);
@@ -310,8 +348,8 @@ mod tests {
         );
         // A file longer than the checkpoint (committed after it) is cut back.
         write(&mut sink, &["d"]);
-        sink.pre_commit(3).unwrap();
-        sink.commit().unwrap();
+        sink.snapshot(3, false).unwrap();
+        sink.checkpoint_completed(3).unwrap();
         drop(sink);
         FileSink::transactional(&path, "sink", Some(&checkpoint_2)).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
@@ -323,8 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         std::fs::write(&path, "").unwrap();
-        let snapshot = SinkSnapshot {
-            role: "sink".into(),
+        let snapshot = FileSinkState {
             path: path.clone(),
             committed_len: 0,
             epochs: vec![(9, 3)],

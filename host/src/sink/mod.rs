@@ -6,105 +6,28 @@ mod stdio;
 
 use anyhow::Result;
 
-use crate::batch::packed_item;
-use crate::checkpoint::SinkSnapshot;
+use crate::checkpoint::Checkpointed;
 use crate::config::SinkConfig;
 
-pub use file::{make_durable, FileSink};
+pub use crate::batch::{RecordBuffer, Records};
+pub use file::{FileSink, FileSinkState};
 pub use null::NullSink;
 pub use stdio::StdioSink;
 
-/// Records for a sink: JSON documents packed back to back, `ends[i]` closing record `i`.
-#[derive(Debug, Clone, Copy)]
-pub struct Records<'a> {
-    /// The records' bytes, back to back.
-    pub bytes: &'a [u8],
-    /// End offset of each record.
-    pub ends: &'a [u32],
-}
-
-impl<'a> Records<'a> {
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Record `i`.
-    pub fn get(&self, i: usize) -> &'a [u8] {
-        packed_item(self.bytes, self.ends, i)
-    }
-
-    /// The records in order.
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
-        (0..self.len()).map(|i| self.get(i))
-    }
-}
-
-/// A growable buffer of records, packed as [`Records`] reads them.
-#[derive(Debug, Default)]
-pub struct RecordBuffer {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
-}
-
-impl RecordBuffer {
-    /// Appends one record, written in place by `write`.
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        write(&mut self.bytes);
-        let end = u32::try_from(self.bytes.len()).expect("records of one batch exceed 4 GiB");
-        self.ends.push(end);
-    }
-
-    /// Number of records held.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The records, for a sink.
-    pub fn records(&self) -> Records<'_> {
-        Records {
-            bytes: &self.bytes,
-            ends: &self.ends,
-        }
-    }
-
-    /// Forgets every record, keeping the buffers.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-    }
-}
-
 /// A destination for records, written a batch at a time as JSON lines.
-pub trait Sink: Send {
+///
+/// A sink takes part in checkpoints ([`Checkpointed`]): a transactional sink stages what
+/// it received since the last checkpoint as that checkpoint's epoch (in its section) and
+/// makes the epoch visible when the checkpoint completes; other sinks have no section.
+pub trait Sink: Checkpointed + Send {
     /// Writes a batch of records, one per line. Records become visible to readers of the
-    /// sink no later than the next [`Sink::flush`].
+    /// sink no later than the next [`Sink::flush`] (a transactional sink: once the
+    /// checkpoint covering them completes).
     fn write(&mut self, records: Records<'_>) -> Result<()>;
 
     /// Makes everything written so far visible to readers (for a transactional sink:
     /// hands it to the operating system, still staged).
     fn flush(&mut self) -> Result<()>;
-
-    /// Stages everything written since the last call as checkpoint `epoch`'s output and
-    /// says what the checkpoint must record; `None` for sinks that are not transactional.
-    fn pre_commit(&mut self, _epoch: u64) -> Result<Option<SinkSnapshot>> {
-        Ok(None)
-    }
-
-    /// Makes staged output visible, once the checkpoint covering it is durable.
-    fn commit(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// How a file sink treats its file.
@@ -117,7 +40,7 @@ pub enum FileMode<'a> {
         /// `sink`, `dead_letter` or `late`.
         role: &'a str,
         /// The checkpoint's record of this sink, when resuming.
-        recover: Option<&'a SinkSnapshot>,
+        recover: Option<&'a FileSinkState>,
     },
 }
 

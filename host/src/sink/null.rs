@@ -11,6 +11,17 @@ pub struct NullSink {
     pub count: u64,
 }
 
+/// Not transactional: it has no checkpoint section.
+impl crate::checkpoint::Checkpointed for NullSink {
+    fn snapshot(
+        &mut self,
+        _id: u64,
+        _incremental: bool,
+    ) -> Result<Option<crate::checkpoint::Section>> {
+        Ok(None)
+    }
+}
+
 impl Sink for NullSink {
     fn write(&mut self, records: Records<'_>) -> Result<()> {
         self.count += records.len() as u64;

@@ -33,6 +33,17 @@ impl StdioSink {
     }
 }
 
+/// Not transactional: it has no checkpoint section.
+impl crate::checkpoint::Checkpointed for StdioSink {
+    fn snapshot(
+        &mut self,
+        _id: u64,
+        _incremental: bool,
+    ) -> Result<Option<crate::checkpoint::Section>> {
+        Ok(None)
+    }
+}
+
 impl Sink for StdioSink {
     fn write(&mut self, records: Records<'_>) -> Result<()> {
         write_lines(&mut self.out, records)

@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Ingest, Source, SourceState};
-use crate::checkpoint::SourcePosition;
+use super::{Ingest, Source, SourcePosition, SourceState};
 
 /// Reads JSON lines from a file; one partition, positions are 1-based line numbers.
 pub struct FileSource {

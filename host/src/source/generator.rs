@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ingest, Source, SourceState};
-use crate::checkpoint::SourcePosition;
+use super::{Ingest, Source, SourcePosition, SourceState};
 use crate::config::GeneratorConfig;
 
 const COUNTRIES: [&str; 8] = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"];

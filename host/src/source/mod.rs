@@ -3,18 +3,24 @@
 //! A source is pulled by the pipeline: [`Source::poll`] appends events to the batch being
 //! gathered, blocking no longer than the deadline the pipeline gives, so the batching
 //! knobs (`max_records`, `max_wait`) work the same for every kind.
+//!
+//! A source owns its state: its identity, partitions and position go into its own
+//! checkpoint section (`source`), which only this module reads back, and it hears when a
+//! checkpoint completes (where a broker source commits its offsets).
 
 mod fields;
 mod file;
 mod generator;
 mod stdin;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{EventBatch, Origin};
-use crate::checkpoint::SourcePosition;
+use crate::checkpoint::{Checkpointed, Section};
+use crate::clock::now_millis;
 use crate::config::{EventFields, SourceConfig};
 use crate::dead_letter::{DeadLetters, DeadValue};
 use crate::watermark::Watermarks;
@@ -33,6 +39,43 @@ pub enum SourceState {
     Exhausted,
 }
 
+/// Where a source is, per kind: what its checkpoint section records to resume it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// A file: the byte offset of the next line and its 1-based number minus one.
+    File {
+        /// Bytes consumed.
+        offset: u64,
+        /// Lines consumed.
+        line: u64,
+    },
+    /// The generator: the next `seq` to emit.
+    Generator {
+        /// The next sequence number.
+        next_seq: u64,
+    },
+    /// A source that cannot be replayed (stdin).
+    #[default]
+    Unreplayable,
+}
+
+/// The name of a source's checkpoint section.
+pub const SECTION: &str = "source";
+/// The format version of the source section this Eddy writes.
+const SECTION_VERSION: u32 = 1;
+
+/// What a source's checkpoint section holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceSection {
+    /// The source as [`Source::describe`] names it.
+    name: String,
+    /// Its number of partitions.
+    partitions: u32,
+    /// Its position.
+    position: SourcePosition,
+}
+
 /// A source of events, pulled a batch at a time.
 pub trait Source: Send {
     /// Names the source in dead letters and logs, e.g. `file:payments.jsonl`.
@@ -48,6 +91,12 @@ pub trait Source: Send {
 
     /// Moves the source to a position a checkpoint recorded.
     fn seek(&mut self, position: &SourcePosition) -> Result<()>;
+
+    /// Checkpoint `id`, which covers everything read so far up to its cut, is durable
+    /// (a broker source commits its offsets here).
+    fn checkpoint_completed(&mut self, _id: u64) -> Result<()> {
+        Ok(())
+    }
 
     /// Appends up to `max` records (events or dead letters) to `ingest`. Returns once
     /// `max` are appended, the source is exhausted, or `deadline` has passed; never blocks
@@ -67,6 +116,44 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>> {
         SourceConfig::Stdin(_) => Box::new(StdinSource::spawn()),
         SourceConfig::Generator(g) => Box::new(Generator::new(g.clone())),
     })
+}
+
+impl Checkpointed for Box<dyn Source> {
+    fn snapshot(&mut self, _id: u64, _incremental: bool) -> Result<Option<Section>> {
+        let state = SourceSection {
+            name: self.describe(),
+            partitions: self.partitions(),
+            position: self.position(),
+        };
+        Ok(Some(
+            Section::new(SECTION, SECTION_VERSION).with_meta(&state)?,
+        ))
+    }
+
+    fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
+        Source::checkpoint_completed(self.as_mut(), id)
+    }
+}
+
+/// Resumes `source` from its checkpoint section, after checking the section was written
+/// by the same source with the same partitions.
+pub fn restore(source: &mut dyn Source, section: &Section) -> Result<()> {
+    let state: SourceSection = section.meta(SECTION_VERSION)?;
+    let name = source.describe();
+    if state.name != name {
+        bail!(
+            "incompatible state: it was taken reading {}, the pipeline reads {name}",
+            state.name
+        );
+    }
+    if state.partitions != source.partitions() {
+        bail!(
+            "incompatible state: it has {} source partitions, the source now has {}",
+            state.partitions,
+            source.partitions()
+        );
+    }
+    source.seek(&state.position)
 }
 
 /// Where a source puts what it reads: the batch being gathered, and dead letters for
@@ -165,11 +252,4 @@ impl<'a> Ingest<'a> {
     pub fn unparseable(&self) -> u64 {
         self.unparseable
     }
-}
-
-/// The wall clock in ms since the Unix epoch: event time for sources without a time field.
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

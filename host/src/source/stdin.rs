@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{Ingest, Source, SourceState};
-use crate::checkpoint::SourcePosition;
+use super::{Ingest, Source, SourcePosition, SourceState};
 
 /// Lines read together: bytes back to back, with each line's end.
 struct Chunk {

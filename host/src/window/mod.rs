@@ -2,10 +2,12 @@
 
 mod aggregate;
 mod assigner;
+mod checkpoint;
 mod operator;
 
 pub use aggregate::{write_number, Acc, Aggregator, Builtin};
 pub use assigner::{window_start, Assigner, TimeWindow};
+pub use checkpoint::{WindowSnapshot, SECTION};
 pub use operator::{WindowCounters, WindowOperator};
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ use anyhow::Result;
 
 use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
+use super::checkpoint::WindowSnapshot;
 use crate::batch::EventBatch;
-use crate::checkpoint::WindowSnapshot;
+use crate::batch::RecordBuffer;
 use crate::dead_letter::DeadLetters;
 use crate::json_text::write_str;
-use crate::sink::RecordBuffer;
 use crate::watermark::MIN_WATERMARK;
 
 /// Counters of the window operator.
@@ -126,6 +126,8 @@ pub struct WindowOperator {
     /// Whether changes are tracked at all (only a checkpointing job needs them; untracked,
     /// closed windows would pile up in `removed`).
     track_changes: bool,
+    /// The window's definition (see [`WindowOperator::spec`]).
+    spec: String,
 }
 
 impl WindowOperator {
@@ -150,6 +152,7 @@ impl WindowOperator {
             dirty_slots: Vec::new(),
             removed: Vec::new(),
             track_changes: false,
+            spec: String::new(),
         }
     }
 
@@ -158,9 +161,21 @@ impl WindowOperator {
         self.counters
     }
 
-    /// The window state a checkpoint records (`spec` names the window definition): all
-    /// of it, or with `incremental` only what changed since the last snapshot.
-    pub fn snapshot(&mut self, spec: &str, incremental: bool) -> WindowSnapshot {
+    /// The window's definition, as checkpoints record it: window state restores only
+    /// into the same definition.
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// Names the window's definition (see [`WindowOperator::spec`]).
+    pub fn with_spec(mut self, spec: String) -> Self {
+        self.spec = spec;
+        self
+    }
+
+    /// The window state a checkpoint records: all of it, or with `incremental` only what
+    /// changed since the last snapshot.
+    pub fn state(&mut self, incremental: bool) -> WindowSnapshot {
         let windows = if incremental {
             self.dirty_slots
                 .iter()
@@ -179,7 +194,7 @@ impl WindowOperator {
         }
         let c = self.counters;
         WindowSnapshot {
-            spec: spec.to_owned(),
+            spec: self.spec.clone(),
             watermark: self.watermark,
             windows,
             removed: if incremental { removed } else { Vec::new() },
@@ -222,7 +237,7 @@ impl WindowOperator {
     /// Restores checkpointed window state into this (empty) operator; timers are
     /// registered again for the windows' ends the watermark has not passed. The restored
     /// state counts as unchanged (the next incremental checkpoint builds on it).
-    pub fn restore(&mut self, snapshot: &WindowSnapshot) {
+    pub fn restore_state(&mut self, snapshot: &WindowSnapshot) {
         self.watermark = snapshot.watermark;
         let [firings, late_accepted, late_rejected, unaggregatable] = snapshot.counters;
         self.counters = WindowCounters {
@@ -314,7 +329,12 @@ impl WindowOperator {
                     "late: event time {timestamp} is past its window [{}, {}) plus the allowed lateness of {} ms at watermark {}",
                     missed.start, missed.end, self.lateness, self.watermark
                 );
-                late.push_late(&reason, batch.origins[i], missed, batch.value(i));
+                late.push_late(
+                    &reason,
+                    batch.origins[i],
+                    (missed.start, missed.end),
+                    batch.value(i),
+                );
             }
             self.keys.release_if_unused(key);
         }

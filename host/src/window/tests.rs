@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::batch::EventBatch;
+use crate::batch::RecordBuffer;
 use crate::config::{AggregateKind, EventFields};
 use crate::dead_letter::DeadLetters;
-use crate::sink::RecordBuffer;
 use crate::source::Ingest;
 use crate::watermark::Watermarks;
 
@@ -59,7 +59,7 @@ impl Run {
     }
 }
 
-fn records(records: crate::sink::Records<'_>) -> Vec<Value> {
+fn records(records: crate::batch::Records<'_>) -> Vec<Value> {
     records
         .iter()
         .map(|r| serde_json::from_slice(r).unwrap())
@@ -494,6 +494,7 @@ fn the_end_of_input_fires_every_open_window() {
 #[test]
 fn incremental_snapshots_rebuild_the_full_state() {
     use crate::checkpoint::{flatten, Snapshot};
+    use crate::window::WindowSnapshot;
     let events: Vec<Ev> = (0..400)
         .map(|i: i64| {
             (
@@ -505,6 +506,11 @@ fn incremental_snapshots_rebuild_the_full_state() {
         .collect();
     for (assigner, lateness) in [(TUMBLING_10, 5), (Assigner::Session { gap: 7 }, 3)] {
         let mut h = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None);
+        h.op = std::mem::replace(
+            &mut h.op,
+            Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None).op,
+        )
+        .with_spec("spec".into());
         h.op.track_changes();
         let mut chain = Vec::new();
         for (n, chunk) in events.chunks(37).enumerate() {
@@ -513,7 +519,7 @@ fn incremental_snapshots_rebuild_the_full_state() {
             chain.push(Snapshot {
                 id: n as u64 + 1,
                 base: incremental.then_some(n as u64),
-                window: Some(h.op.snapshot("spec", incremental)),
+                sections: vec![h.op.state(incremental).into_section().unwrap()],
                 ..Snapshot::default()
             });
         }
@@ -521,20 +527,22 @@ fn incremental_snapshots_rebuild_the_full_state() {
             chain
                 .iter()
                 .skip(1)
-                .any(|s| !s.window.as_ref().unwrap().removed.is_empty()),
+                .any(|s| !s.sections[0].removed.is_empty()),
             "some windows closed"
         );
         let full = flatten(chain).unwrap();
-        let mut restored = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None).op;
-        restored.restore(full.window.as_ref().unwrap());
-        let sorted = |mut s: crate::checkpoint::WindowSnapshot| {
+        let mut restored = Harness::new(assigner, lateness, AggregateKind::Sum, 1, 20, None)
+            .op
+            .with_spec("spec".into());
+        restored.restore(full.section("window").unwrap()).unwrap();
+        let sorted = |mut s: WindowSnapshot| {
             s.windows
                 .sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
             s.windows
         };
         assert_eq!(
-            sorted(restored.snapshot("spec", false)),
-            sorted(h.op.snapshot("spec", false)),
+            sorted(restored.state(false)),
+            sorted(h.op.state(false)),
             "{assigner:?}"
         );
         assert!(h.op.open_windows() > 0);

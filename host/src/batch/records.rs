@@ -1,0 +1,74 @@
+//! Records on their way to a sink: JSON documents packed back to back, as the window
+//! operator, dead letters and sinks exchange them.
+
+use super::{end_offset, packed_item};
+
+/// Records for a sink: JSON documents packed back to back, `ends[i]` closing record `i`.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    /// The records' bytes, back to back.
+    pub bytes: &'a [u8],
+    /// End offset of each record.
+    pub ends: &'a [u32],
+}
+
+impl<'a> Records<'a> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Record `i`.
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        packed_item(self.bytes, self.ends, i)
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// A growable buffer of records, packed as [`Records`] reads them.
+#[derive(Debug, Default)]
+pub struct RecordBuffer {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl RecordBuffer {
+    /// Appends one record, written in place by `write`.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        self.ends.push(end_offset(self.bytes.len()));
+    }
+
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The records, for a sink.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            bytes: &self.bytes,
+            ends: &self.ends,
+        }
+    }
+
+    /// Forgets every record, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}

@@ -1,0 +1,176 @@
+//! A section of a checkpoint: one component's state, named and versioned by that
+//! component. The checkpoint store knows sections, never what is inside them.
+//!
+//! A section has two parts:
+//! - `meta`: the component's own encoding of its small state (positions, counters, a
+//!   definition), replaced whole by every checkpoint;
+//! - a keyed table (`entries`, `removed`): large keyed state (window accumulators, keyed
+//!   plugin state). A full checkpoint holds every entry; an incremental one only the
+//!   entries written since its base and the keys removed. Folding a chain of checkpoints
+//!   ([`Section::fold`]) needs no knowledge of the component.
+//!
+//! Invariant: a component reads back only its own sections, and refuses a section whose
+//! `version` is newer than it knows, naming the section and both versions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// One component's state in a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Section {
+    /// Which component: `source`, `watermarks`, `plugin/<stage>`, `window`,
+    /// `sink/<role>`, `side-inputs`, `metrics`.
+    pub name: String,
+    /// The format version of this section, owned by the component that writes it.
+    pub version: u32,
+    /// The component's small state, in its own encoding.
+    pub meta: Vec<u8>,
+    /// Keyed entries: all of them, or in an incremental checkpoint those written since its
+    /// base.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// In an incremental checkpoint, the keys removed since its base.
+    pub removed: Vec<Vec<u8>>,
+    /// Files the checkpoint writer fsyncs (with their directories) before it writes the
+    /// checkpoint, off the stream: output a sink staged for this checkpoint. Not stored.
+    #[serde(skip)]
+    pub sync_first: Vec<PathBuf>,
+}
+
+impl Section {
+    /// An empty section `name` of format `version`.
+    pub fn new(name: impl Into<String>, version: u32) -> Self {
+        Self {
+            name: name.into(),
+            version,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the section's small state, encoded with bincode.
+    pub fn with_meta<T: Serialize>(mut self, meta: &T) -> Result<Self> {
+        self.meta = bincode::serde::encode_to_vec(meta, bincode::config::standard())
+            .with_context(|| format!("cannot encode checkpoint section `{}`", self.name))?;
+        Ok(self)
+    }
+
+    /// Reads the section's small state, after checking its version is at most `known`.
+    pub fn meta<T: DeserializeOwned>(&self, known: u32) -> Result<T> {
+        self.check_version(known)?;
+        let (meta, _) = bincode::serde::decode_from_slice(&self.meta, bincode::config::standard())
+            .with_context(|| {
+                format!(
+                    "checkpoint section `{}` (version {}) cannot be read",
+                    self.name, self.version
+                )
+            })?;
+        Ok(meta)
+    }
+
+    /// Refuses a section written by a newer format than `known`.
+    pub fn check_version(&self, known: u32) -> Result<()> {
+        if self.version > known {
+            bail!(
+                "checkpoint section `{}` has format version {}, and this Eddy reads up to version {known}; \
+                 resume it with the Eddy that wrote it, or a newer one",
+                self.name,
+                self.version
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies the section of the next checkpoint of a chain (incremental on this one):
+    /// its `meta` and version replace this one's, its removed keys are dropped and its
+    /// entries written.
+    pub fn fold(&mut self, delta: &Section) {
+        if !delta.removed.is_empty() || !delta.entries.is_empty() {
+            let mut table: HashMap<Vec<u8>, Vec<u8>> = self.entries.drain(..).collect();
+            for key in &delta.removed {
+                table.remove(key);
+            }
+            for (k, v) in &delta.entries {
+                table.insert(k.clone(), v.clone());
+            }
+            self.entries = table.into_iter().collect();
+            self.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        self.version = delta.version;
+        self.meta = delta.meta.clone();
+        self.removed.clear();
+    }
+
+    /// Size of the section's content in bytes (for `eddy inspect`).
+    pub fn size(&self) -> usize {
+        self.meta.len()
+            + self
+                .entries
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// What takes part in checkpoints: every source, plugin stage, window operator, sink and
+/// the job's counters. The checkpoint coordinator asks each for its section at a batch
+/// boundary and calls each back once a checkpoint covering it is durable.
+pub trait Checkpointed {
+    /// This component's section of checkpoint `id` (with `incremental`, only what changed
+    /// since its last section); `None` when it has no state to keep.
+    fn snapshot(&mut self, id: u64, incremental: bool) -> Result<Option<Section>>;
+
+    /// Checkpoint `id` and every one before it are durable: output staged for them may
+    /// be made visible, offsets committed.
+    fn checkpoint_completed(&mut self, _id: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Entries of keyed state held (decides when checkpoints become incremental).
+    fn state_entries(&self) -> usize {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_applies_removals_then_writes_and_takes_the_newer_meta() {
+        let mut base = Section::new("window", 1).with_meta(&1u32).unwrap();
+        base.entries = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ];
+        let mut delta = Section::new("window", 2).with_meta(&7u32).unwrap();
+        delta.removed = vec![b"a".to_vec()];
+        delta.entries = vec![
+            (b"b".to_vec(), b"3".to_vec()),
+            (b"c".to_vec(), b"4".to_vec()),
+        ];
+        base.fold(&delta);
+        assert_eq!(
+            base.entries,
+            vec![
+                (b"b".to_vec(), b"3".to_vec()),
+                (b"c".to_vec(), b"4".to_vec())
+            ]
+        );
+        assert_eq!((base.version, base.meta::<u32>(2).unwrap()), (2, 7));
+    }
+
+    #[test]
+    fn a_newer_section_version_is_refused_naming_both() {
+        let section = Section::new("plugin/fraud", 3).with_meta(&0u8).unwrap();
+        let err = section.meta::<u8>(2).unwrap_err().to_string();
+        assert!(
+            err.contains("`plugin/fraud`")
+                && err.contains("version 3")
+                && err.contains("version 2"),
+            "{err}"
+        );
+    }
+}
