@@ -6,6 +6,9 @@
 //! through the host's real plugin stage (copying the packed batch into the guest, the
 //! call, validating the result).
 
+// criterion's macros generate undocumented public items.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

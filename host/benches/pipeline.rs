@@ -1,6 +1,9 @@
 //! End-to-end events/s of whole pipelines on one core: generator → Wasm filter → null
 //! sink, and the quickstart (generator → filter → enrich → file).
 
+// criterion's macros generate undocumented public items.
+#![allow(missing_docs)]
+
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 

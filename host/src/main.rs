@@ -240,8 +240,8 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
 /// and a busy port only warns; an address given in the pipeline file must be free.
 async fn start_admin(
     config: &PipelineConfig,
-    status: eddy::pipeline::StatusBoard,
-    control: std::sync::mpsc::Sender<eddy::pipeline::Control>,
+    status: pipeline::StatusBoard,
+    control: std::sync::mpsc::Sender<pipeline::Control>,
 ) -> Result<
     Option<(
         tokio::sync::oneshot::Sender<()>,

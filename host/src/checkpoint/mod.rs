@@ -14,6 +14,7 @@
 //! format needs a migration (see `tests/golden/`).
 
 mod coordinator;
+mod legacy;
 mod section;
 mod store;
 mod writer;
@@ -22,7 +23,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use coordinator::{CheckpointStatus, Coordinator};
-pub use section::{Checkpointed, Section};
+pub use section::{
+    parse_state_key, parse_window_key, state_key, window_key, Checkpointed, Section,
+};
 pub use store::{
     read_snapshot, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN, SAVEPOINT_FILE,
 };
@@ -129,8 +132,11 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
         bail!("not an Eddy checkpoint (bad header)");
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into()?);
-    if version != FORMAT_VERSION {
-        bail!("checkpoint format version {version}; this Eddy reads version {FORMAT_VERSION}");
+    if version != FORMAT_VERSION && version != legacy::FORMAT_VERSION {
+        bail!(
+            "checkpoint format version {version}; this Eddy reads versions {} and {FORMAT_VERSION}",
+            legacy::FORMAT_VERSION
+        );
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into()?) as usize;
     let crc = u32::from_le_bytes(bytes[20..24].try_into()?);
@@ -140,6 +146,9 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot> {
     }
     if crc32fast::hash(payload) != crc {
         bail!("corrupt: the checksum does not match");
+    }
+    if version == legacy::FORMAT_VERSION {
+        return legacy::upgrade(payload);
     }
     let (snapshot, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())?;
     Ok(snapshot)

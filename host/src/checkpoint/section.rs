@@ -114,6 +114,57 @@ impl Section {
     }
 }
 
+/// The table key of a keyed-state entry (plugin sections): the key's length (4 bytes,
+/// little-endian), the key, then the state name. The key layouts live here, beside the
+/// section type, so that the store's migrations of older formats can write them.
+pub fn state_key(key: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len() + name.len());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// Reads back what [`state_key`] wrote: (key, state name).
+pub fn parse_state_key(bytes: &[u8]) -> Result<(Vec<u8>, String)> {
+    let (len, rest) = bytes
+        .split_first_chunk::<4>()
+        .context("a keyed-state entry is shorter than its header")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        bail!("a keyed-state entry's key is cut short");
+    }
+    let (key, name) = rest.split_at(len);
+    let name = String::from_utf8(name.to_vec())
+        .map_err(|_| anyhow::anyhow!("a keyed-state entry's name is not UTF-8"))?;
+    Ok((key.to_vec(), name))
+}
+
+/// The table key of a window (window sections): start and end (8 bytes each,
+/// big-endian), then the key.
+pub fn window_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + key.len());
+    out.extend_from_slice(&start.to_be_bytes());
+    out.extend_from_slice(&end.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Reads back what [`window_key`] wrote: (key, start, end).
+pub fn parse_window_key(bytes: &[u8]) -> Result<(Vec<u8>, i64, i64)> {
+    let (start, rest) = bytes
+        .split_first_chunk::<8>()
+        .context("a window entry is shorter than its bounds")?;
+    let (end, key) = rest
+        .split_first_chunk::<8>()
+        .context("a window entry is shorter than its bounds")?;
+    Ok((
+        key.to_vec(),
+        i64::from_be_bytes(*start),
+        i64::from_be_bytes(*end),
+    ))
+}
+
 /// What takes part in checkpoints: every source, plugin stage, window operator, sink and
 /// the job's counters. The checkpoint coordinator asks each for its section at a batch
 /// boundary and calls each back once a checkpoint covering it is durable.
@@ -160,6 +211,29 @@ mod tests {
             ]
         );
         assert_eq!((base.version, base.meta::<u32>(2).unwrap()), (2, 7));
+    }
+
+    #[test]
+    fn table_keys_round_trip_and_bad_ones_are_errors() {
+        for (key, name) in [
+            (&b""[..], ""),
+            (b"user-1", "spend"),
+            (b"\x00\xff", "n\u{e9}"),
+        ] {
+            let encoded = state_key(key, name);
+            assert_eq!(
+                parse_state_key(&encoded).unwrap(),
+                (key.to_vec(), name.to_owned())
+            );
+        }
+        assert!(parse_state_key(b"\x01").is_err());
+        assert!(parse_state_key(b"\x09\x00\x00\x00ab").is_err());
+        let encoded = window_key(b"k", -5, i64::MAX);
+        assert_eq!(
+            parse_window_key(&encoded).unwrap(),
+            (b"k".to_vec(), -5, i64::MAX)
+        );
+        assert!(parse_window_key(&encoded[..10]).is_err());
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub struct CheckpointConfig {
     #[serde(default = "default_retain")]
     pub retain: usize,
     /// From this many entries of state (open windows plus plugin keyed state) on, a
-    /// checkpoint writes only what changed since the one before, when less than half did.
+    /// checkpoint writes only what changed since the one before; the checkpoint thread
+    /// folds a chain into a full checkpoint every `MAX_CHAIN` checkpoints.
     #[serde(default = "default_incremental_above")]
     pub incremental_above: usize,
 }

@@ -16,31 +16,6 @@ pub type StateEntry = (Vec<u8>, String, Vec<u8>);
 /// A keyed-state entry's identity: (key, state name).
 pub type StateKey = (Vec<u8>, String);
 
-/// A keyed-state entry's identity as one byte string, for a checkpoint section's table:
-/// the key's length (4 bytes, little-endian), the key, then the state name.
-pub fn encode_state_key(key: &[u8], name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + key.len() + name.len());
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(name.as_bytes());
-    out
-}
-
-/// Reads back what [`encode_state_key`] wrote.
-pub fn decode_state_key(bytes: &[u8]) -> anyhow::Result<(Vec<u8>, String)> {
-    let (len, rest) = bytes
-        .split_first_chunk::<4>()
-        .ok_or_else(|| anyhow::anyhow!("a keyed-state entry is shorter than its header"))?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if rest.len() < len {
-        anyhow::bail!("a keyed-state entry's key is cut short");
-    }
-    let (key, name) = rest.split_at(len);
-    let name = String::from_utf8(name.to_vec())
-        .map_err(|_| anyhow::anyhow!("a keyed-state entry's name is not UTF-8"))?;
-    Ok((key.to_vec(), name))
-}
-
 /// A plugin's keyed state, owned by the host. Writes made during a batch stay pending
 /// until the batch succeeds, so a batch that fails (and is dead-lettered) leaves no trace.
 #[derive(Debug, Default)]
@@ -376,23 +351,6 @@ impl ResourceLimiter for StoreData {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_keys_round_trip_and_bad_ones_are_errors() {
-        for (key, name) in [
-            (&b""[..], ""),
-            (b"user-1", "spend"),
-            (b"\x00\xff", "n\u{e9}"),
-        ] {
-            let encoded = encode_state_key(key, name);
-            assert_eq!(
-                decode_state_key(&encoded).unwrap(),
-                (key.to_vec(), name.to_owned())
-            );
-        }
-        assert!(decode_state_key(b"\x01").is_err());
-        assert!(decode_state_key(b"\x09\x00\x00\x00ab").is_err());
-    }
 
     /// Two events' values, packed.
     fn packed(a: &str, b: &str) -> (Vec<u8>, Vec<u32>) {

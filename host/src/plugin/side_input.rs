@@ -106,7 +106,7 @@ impl crate::checkpoint::Checkpointed for SideInputs {
         &mut self,
         _id: u64,
         _incremental: bool,
-    ) -> anyhow::Result<Option<crate::checkpoint::Section>> {
+    ) -> Result<Option<crate::checkpoint::Section>> {
         if self.tables.is_empty() {
             return Ok(None);
         }

@@ -10,12 +10,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::contract::World;
-use super::host_state::{decode_state_key, encode_state_key, KeyedState};
+use super::host_state::KeyedState;
 use super::instance::{PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
-use crate::checkpoint::{Checkpointed, Section};
+use crate::checkpoint::{parse_state_key, state_key, Checkpointed, Section};
 use crate::dead_letter::{DeadLetters, DeadValue};
 
 /// Counters of one stage since the run started.
@@ -109,7 +109,7 @@ impl PluginStage {
             .entries
             .iter()
             .map(|(k, v)| {
-                let (key, name) = decode_state_key(k)
+                let (key, name) = parse_state_key(k)
                     .with_context(|| format!("checkpoint section `{}` is corrupt", section.name))?;
                 Ok((key, name, v.clone()))
             })
@@ -185,7 +185,7 @@ impl PluginStage {
 const SECTION_VERSION: u32 = 1;
 
 /// The small state of a plugin stage's checkpoint section; its keyed state is the
-/// section's table, keyed by [`encode_state_key`].
+/// section's table, keyed by [`state_key`].
 #[derive(Debug, Serialize, Deserialize)]
 struct PluginSection {
     /// The component's content hash (its version) when the checkpoint was taken.
@@ -204,11 +204,11 @@ impl Checkpointed for PluginStage {
         let (written, deleted) = self.instance.state_mut().snapshot(incremental);
         section.entries = written
             .into_iter()
-            .map(|(key, name, value)| (encode_state_key(&key, &name), value))
+            .map(|(key, name, value)| (state_key(&key, &name), value))
             .collect();
         section.removed = deleted
             .iter()
-            .map(|(key, name)| encode_state_key(key, name))
+            .map(|(key, name)| state_key(key, name))
             .collect();
         Ok(Some(section))
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::Acc;
 use super::operator::WindowOperator;
-use crate::checkpoint::{Checkpointed, Section};
+use crate::checkpoint::{parse_window_key, window_key, Checkpointed, Section};
 
 /// The name of the window operator's checkpoint section.
 pub const SECTION: &str = "window";
@@ -42,30 +42,6 @@ struct WindowMeta {
     counters: [u64; 4],
 }
 
-/// A window's identity as one table key: start and end (8 bytes each, big-endian), then
-/// the key.
-fn entry_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + key.len());
-    out.extend_from_slice(&start.to_be_bytes());
-    out.extend_from_slice(&end.to_be_bytes());
-    out.extend_from_slice(key);
-    out
-}
-
-fn parse_entry_key(bytes: &[u8]) -> Result<(Vec<u8>, i64, i64)> {
-    let (start, rest) = bytes
-        .split_first_chunk::<8>()
-        .context("a window entry is shorter than its bounds")?;
-    let (end, key) = rest
-        .split_first_chunk::<8>()
-        .context("a window entry is shorter than its bounds")?;
-    Ok((
-        key.to_vec(),
-        i64::from_be_bytes(*start),
-        i64::from_be_bytes(*end),
-    ))
-}
-
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
@@ -84,7 +60,7 @@ impl WindowSnapshot {
             .iter()
             .map(|(key, start, end, acc)| {
                 Ok((
-                    entry_key(key, *start, *end),
+                    window_key(key, *start, *end),
                     bincode::serde::encode_to_vec(acc, bincode_config())?,
                 ))
             })
@@ -92,7 +68,7 @@ impl WindowSnapshot {
         section.removed = self
             .removed
             .iter()
-            .map(|(key, start, end)| entry_key(key, *start, *end))
+            .map(|(key, start, end)| window_key(key, *start, *end))
             .collect();
         Ok(section)
     }
@@ -105,7 +81,7 @@ impl WindowSnapshot {
             .entries
             .iter()
             .map(|(k, v)| {
-                let (key, start, end) = parse_entry_key(k).with_context(corrupt)?;
+                let (key, start, end) = parse_window_key(k).with_context(corrupt)?;
                 let (acc, _) =
                     bincode::serde::decode_from_slice(v, bincode_config()).with_context(corrupt)?;
                 Ok((key, start, end, acc))
