@@ -28,6 +28,9 @@ pub struct PartitionClock {
     pub idle: bool,
     /// Position of the partition's last event (for status).
     pub position: Option<u64>,
+    /// Whether the source holds the partition now; a revoked partition (moved to another
+    /// worker or process) no longer holds the watermark back.
+    pub assigned: bool,
     last_seen: Instant,
 }
 
@@ -37,6 +40,7 @@ impl PartitionClock {
             max_timestamp: None,
             idle: false,
             position: None,
+            assigned: true,
             last_seen: now,
         }
     }
@@ -105,6 +109,29 @@ impl Watermarks {
         before
     }
 
+    /// The source gained `partition` (a partition assignment): it holds the watermark
+    /// back from its first event on, never moving it back.
+    pub fn assign(&mut self, partition: u32, now: Instant) {
+        let index = partition as usize;
+        if index >= self.partitions.len() {
+            let mut unassigned = PartitionClock::new(now);
+            unassigned.assigned = false;
+            self.partitions.resize(index + 1, unassigned);
+        }
+        let clock = &mut self.partitions[index];
+        if !clock.assigned {
+            *clock = PartitionClock::new(now);
+        }
+    }
+
+    /// The source lost `partition`: it no longer holds the watermark back.
+    pub fn revoke(&mut self, partition: u32) {
+        if let Some(clock) = self.partitions.get_mut(partition as usize) {
+            clock.assigned = false;
+            self.recompute();
+        }
+    }
+
     /// Records the position of a partition's latest event (after [`Watermarks::observe`]).
     pub fn record_position(&mut self, partition: u32, position: u64) {
         if let Some(clock) = self.partitions.get_mut(partition as usize) {
@@ -161,7 +188,7 @@ impl Watermarks {
         let active = self
             .partitions
             .iter()
-            .filter(|p| !p.idle)
+            .filter(|p| p.assigned && !p.idle)
             .map(|p| self.partition_watermark(p))
             .min();
         // All partitions idle: nothing to go by, the watermark stays where it is.
@@ -220,6 +247,29 @@ mod tests {
         assert_eq!(w.current(), 94);
         w.observe(0, 110, now);
         assert_eq!(w.current(), 104);
+    }
+
+    #[test]
+    fn assigned_partitions_hold_it_back_and_revoked_ones_release_it_never_moving_it_back() {
+        let now = Instant::now();
+        let mut w = Watermarks::new(1, ms(0), None);
+        w.observe(0, 100, now);
+        assert_eq!(w.current(), 99);
+        // Partition 3 arrives (a rebalance): it holds the watermark from now on, but
+        // does not move it back.
+        w.assign(3, now);
+        assert_eq!(w.partitions().len(), 4);
+        w.observe(0, 200, now);
+        assert_eq!(w.current(), 99, "partition 3 has seen nothing yet");
+        w.observe(3, 150, now);
+        assert_eq!(w.current(), 149);
+        // Partitions 1 and 2 were never assigned: they do not hold it back.
+        w.revoke(3);
+        assert_eq!(w.current(), 199, "only partition 0 is left");
+        // Assigned again, it starts afresh.
+        w.assign(3, now);
+        assert_eq!(w.partitions()[3].max_timestamp, None);
+        assert_eq!(w.current(), 199);
     }
 
     #[test]

@@ -92,6 +92,28 @@ impl EventBatch {
         self.origins.push(origin);
     }
 
+    /// Gives the event just appended these headers (name, value); the headers column is
+    /// created on the first event that has any (earlier events get none).
+    pub fn attach_headers(&mut self, headers: &[(&[u8], &[u8])]) {
+        if headers.is_empty() {
+            return;
+        }
+        let n = self.len();
+        let h = self.columns.headers.get_or_insert_with(|| Headers {
+            header_ends: vec![0; n],
+            ..Headers::default()
+        });
+        for (name, value) in headers {
+            h.names.extend_from_slice(name);
+            h.name_ends.push(end_offset(h.names.len()));
+            h.values.extend_from_slice(value);
+            h.value_ends.push(end_offset(h.values.len()));
+        }
+        if let Some(last) = h.header_ends.last_mut() {
+            *last = end_offset(h.name_ends.len());
+        }
+    }
+
     /// Event `i`'s value.
     pub fn value(&self, i: usize) -> &[u8] {
         packed_item(&self.columns.values, &self.columns.value_ends, i)
@@ -246,6 +268,27 @@ mod tests {
         assert_eq!(check_columns(&b.columns), Ok(2));
         b.retain(&[]);
         assert!(b.is_empty() && b.columns.values.is_empty());
+    }
+
+    #[test]
+    fn headers_attach_to_their_event_and_earlier_events_get_none() {
+        let mut b = batch(&["a"]);
+        b.push(origin(1), b"k", 1, b"b");
+        b.attach_headers(&[(b"trace", b"t1"), (b"src", b"x")]);
+        b.push(origin(2), b"k", 2, b"c");
+        b.push(origin(3), b"k", 3, b"d");
+        b.attach_headers(&[(b"trace", b"t3")]);
+        let h = b.columns.headers.as_ref().unwrap();
+        assert_eq!(h.header_ends, vec![0, 2, 2, 3]);
+        assert_eq!(
+            (h.names.as_slice(), h.values.as_slice()),
+            (&b"tracesrctrace"[..], &b"t1xt3"[..])
+        );
+        assert_eq!(check_columns(&b.columns), Ok(4));
+        b.retain(&[1, 3]);
+        let h = b.columns.headers.as_ref().unwrap();
+        assert_eq!(h.header_ends, vec![2, 3]);
+        assert_eq!(check_columns(&b.columns), Ok(2));
     }
 
     #[test]

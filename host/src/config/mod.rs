@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+pub use crate::sink::{FileSinkConfig, NullSinkConfig, StdioSinkConfig};
+pub use crate::source::{FileSourceConfig, GeneratorConfig, StdinSourceConfig};
 pub use duration::ConfigDuration;
 
 /// A whole pipeline file.
@@ -104,28 +106,6 @@ pub enum SourceConfig {
     Generator(GeneratorConfig),
 }
 
-/// `[source] kind = "file"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSourceConfig {
-    /// The file, one JSON object per line.
-    pub path: PathBuf,
-    /// The event-time field (see [`EventFields::time_field`]).
-    pub time_field: Option<String>,
-    /// The key field (see [`EventFields::key_field`]).
-    pub key_field: Option<String>,
-}
-
-/// `[source] kind = "stdin"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdinSourceConfig {
-    /// The event-time field (see [`EventFields::time_field`]).
-    pub time_field: Option<String>,
-    /// The key field (see [`EventFields::key_field`]).
-    pub key_field: Option<String>,
-}
-
 /// Which fields of a JSON event carry its event time and its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFields {
@@ -134,43 +114,6 @@ pub struct EventFields {
     pub time_field: Option<String>,
     /// The key that keyed state and windows use. Absent: events have no key.
     pub key_field: Option<String>,
-}
-
-/// `[source] kind = "generator"`: a seeded, synthetic payments stream.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeneratorConfig {
-    /// Number of events; absent: endless.
-    pub count: Option<u64>,
-    /// Events per second; absent: as fast as the pipeline takes them.
-    pub rate: Option<f64>,
-    /// Distinct users.
-    pub keys: u64,
-    /// Source partitions (event `seq` goes to partition `seq % partitions`).
-    pub partitions: u32,
-    /// Event-time disorder bound: an event's time is up to this much before its place.
-    pub max_disorder: ConfigDuration,
-    /// Seed; the same seed gives the same stream.
-    pub seed: u64,
-    /// Event time of the first event, ms since the Unix epoch.
-    pub start_ts: i64,
-    /// The key field (`user` or `card`).
-    pub key_field: String,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        Self {
-            count: None,
-            rate: None,
-            keys: 1000,
-            partitions: 1,
-            max_disorder: ConfigDuration::default(),
-            seed: 0,
-            start_ts: 1_700_000_000_000,
-            key_field: "user".into(),
-        }
-    }
 }
 
 /// `[[plugin]]`: one plugin stage.
@@ -258,16 +201,23 @@ pub struct SideInputConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkConfig {
     /// A file of JSON lines.
-    File {
-        /// The file; created or truncated when the run starts.
-        path: PathBuf,
-    },
+    File(FileSinkConfig),
     /// JSON lines on standard output.
-    Stdout {},
+    Stdout(StdioSinkConfig),
     /// JSON lines on standard error.
-    Stderr {},
+    Stderr(StdioSinkConfig),
     /// Counts and drops everything (for benchmarks).
-    Null {},
+    Null(NullSinkConfig),
+}
+
+impl SinkConfig {
+    /// The file a sink writes, if it writes one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SinkConfig::File(f) => Some(&f.path),
+            _ => None,
+        }
+    }
 }
 
 /// `[watermark]`: bounded out-of-orderness and idleness.
@@ -425,18 +375,9 @@ impl SourceConfig {
     /// The fields that carry event time and key, for sources that read JSON.
     pub fn event_fields(&self) -> EventFields {
         match self {
-            SourceConfig::File(f) => EventFields {
-                time_field: f.time_field.clone(),
-                key_field: f.key_field.clone(),
-            },
-            SourceConfig::Stdin(s) => EventFields {
-                time_field: s.time_field.clone(),
-                key_field: s.key_field.clone(),
-            },
-            SourceConfig::Generator(g) => EventFields {
-                time_field: Some("ts".into()),
-                key_field: Some(g.key_field.clone()),
-            },
+            SourceConfig::File(f) => f.event_fields(),
+            SourceConfig::Stdin(s) => s.event_fields(),
+            SourceConfig::Generator(g) => g.event_fields(),
         }
     }
 }
@@ -531,7 +472,7 @@ impl PipelineConfig {
             self.late.as_mut(),
         ];
         for sink in sinks.into_iter().flatten() {
-            if let SinkConfig::File { path } = sink {
+            if let SinkConfig::File(FileSinkConfig { path }) = sink {
                 resolve(path);
             }
         }
@@ -597,16 +538,19 @@ mod tests {
         );
         assert_eq!(
             config.sink,
-            SinkConfig::File {
+            SinkConfig::File(FileSinkConfig {
                 path: "/p/out.jsonl".into()
-            }
+            })
         );
-        assert_eq!(config.dead_letter, Some(SinkConfig::Stdout {}));
+        assert_eq!(
+            config.dead_letter,
+            Some(SinkConfig::Stdout(StdioSinkConfig {}))
+        );
         assert_eq!(
             config.late,
-            Some(SinkConfig::File {
+            Some(SinkConfig::File(FileSinkConfig {
                 path: "/p/late.jsonl".into()
-            })
+            }))
         );
         assert_eq!(config.batch.max_records, 64);
         assert_eq!(config.batch.max_wait.as_millis(), 5000);

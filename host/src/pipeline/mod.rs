@@ -137,7 +137,7 @@ impl Sinks {
                 return Ok(None);
             };
             let state = FileSinkState::from_section(section)?;
-            Ok(matches!(sink, SinkConfig::File { path } if *path == state.path).then_some(state))
+            Ok((sink.file() == Some(state.path.as_path())).then_some(state))
         };
         let states = [
             recovered("sink", &config.sink)?,
@@ -163,7 +163,10 @@ impl Sinks {
                 recover: states[index].as_ref(),
             }
         };
-        let dead_config = config.dead_letter.clone().unwrap_or(SinkConfig::Stderr {});
+        let dead_config = config
+            .dead_letter
+            .clone()
+            .unwrap_or(SinkConfig::Stderr(Default::default()));
         Ok(Self {
             main: sink::build(&config.sink, mode("sink", 0)).context("cannot open the [sink]")?,
             dead: sink::build(&dead_config, mode("dead_letter", 1))
@@ -443,6 +446,10 @@ impl Pipeline {
     ) -> Result<(SourceState, u64)> {
         let max = self.batch.max_records;
         let deadline = Instant::now() + self.batch.max_wait.0;
+        let changes = self.source.assignment_changes();
+        if !changes.is_empty() {
+            source::apply_assignment(&changes, &mut self.watermarks, Instant::now());
+        }
         let mut ingest = Ingest::new(batch, dead, &self.fields, &mut self.watermarks);
         loop {
             let remaining = max - ingest.len();
@@ -579,7 +586,7 @@ fn refuse_to_overwrite(config: &PipelineConfig) -> Result<()> {
         config.late.as_ref(),
     ];
     for sink in sinks.into_iter().flatten() {
-        if let SinkConfig::File { path } = sink {
+        if let Some(path) = sink.file() {
             if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
                 bail!(
                     "sink file {} already has output but there is no checkpoint to resume from; \

@@ -10,9 +10,9 @@ use crate::checkpoint::Checkpointed;
 use crate::config::SinkConfig;
 
 pub use crate::batch::{RecordBuffer, Records};
-pub use file::{FileSink, FileSinkState};
-pub use null::NullSink;
-pub use stdio::StdioSink;
+pub use file::{FileSink, FileSinkConfig, FileSinkState};
+pub use null::{NullSink, NullSinkConfig};
+pub use stdio::{StdioSink, StdioSinkConfig};
 
 /// A destination for records, written a batch at a time as JSON lines.
 ///
@@ -47,15 +47,15 @@ pub enum FileMode<'a> {
 /// Builds the sink a `[sink]`, `[dead_letter]` or `[late]` section describes.
 pub fn build(config: &SinkConfig, mode: FileMode<'_>) -> Result<Box<dyn Sink>> {
     Ok(match config {
-        SinkConfig::File { path } => Box::new(match mode {
+        SinkConfig::File(FileSinkConfig { path }) => Box::new(match mode {
             FileMode::Direct => FileSink::create(path)?,
             FileMode::Transactional { role, recover } => {
                 FileSink::transactional(path, role, recover)?
             }
         }),
-        SinkConfig::Stdout {} => Box::new(StdioSink::stdout()),
-        SinkConfig::Stderr {} => Box::new(StdioSink::stderr()),
-        SinkConfig::Null {} => Box::new(NullSink::default()),
+        SinkConfig::Stdout(_) => Box::new(StdioSink::stdout()),
+        SinkConfig::Stderr(_) => Box::new(StdioSink::stderr()),
+        SinkConfig::Null(_) => Box::new(NullSink::default()),
     })
 }
 

@@ -26,9 +26,9 @@ use crate::dead_letter::{DeadLetters, DeadValue};
 use crate::watermark::Watermarks;
 
 pub use fields::{extract, Extracted};
-pub use file::FileSource;
-pub use generator::Generator;
-pub use stdin::StdinSource;
+pub use file::{FileSource, FileSourceConfig};
+pub use generator::{Generator, GeneratorConfig};
+pub use stdin::{StdinSource, StdinSourceConfig};
 
 /// Whether a source may produce more events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,13 @@ pub trait Source: Send {
 
     /// Moves the source to a position a checkpoint recorded.
     fn seek(&mut self, position: &SourcePosition) -> Result<()>;
+
+    /// Partitions gained or lost since the last call (a consumer-group rebalance); the
+    /// pipeline applies them before gathering the next batch. Sources with fixed
+    /// partitions have none.
+    fn assignment_changes(&mut self) -> Vec<AssignmentChange> {
+        Vec::new()
+    }
 
     /// Checkpoint `id`, which covers everything read so far up to its cut, is durable
     /// (a broker source commits its offsets here).
@@ -156,6 +163,41 @@ pub fn restore(source: &mut dyn Source, section: &Section) -> Result<()> {
     source.seek(&state.position)
 }
 
+/// One record as a source reads it: its value (a JSON object), and the key, timestamp and
+/// headers a broker record carries besides.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceRecord<'a> {
+    /// The value: a JSON object, UTF-8.
+    pub value: &'a [u8],
+    /// The record's key, used when the source has no `key_field`.
+    pub key: Option<&'a [u8]>,
+    /// The record's timestamp (ms since the Unix epoch), used when the source has no
+    /// `time_field`.
+    pub timestamp: Option<i64>,
+    /// The record's headers (name, value), passed to plugins.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+}
+
+/// A change to the partitions a source holds (a consumer-group rebalance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignmentChange {
+    /// The source now reads this partition.
+    Assigned(u32),
+    /// The source no longer reads this partition.
+    Revoked(u32),
+}
+
+/// Applies a source's assignment changes to the watermarks: a gained partition holds the
+/// job's watermark back from its first event, a lost one no longer does.
+pub fn apply_assignment(changes: &[AssignmentChange], watermarks: &mut Watermarks, now: Instant) {
+    for change in changes {
+        match *change {
+            AssignmentChange::Assigned(p) => watermarks.assign(p, now),
+            AssignmentChange::Revoked(p) => watermarks.revoke(p),
+        }
+    }
+}
+
 /// Where a source puts what it reads: the batch being gathered, and dead letters for
 /// input that is not a valid event.
 pub struct Ingest<'a> {
@@ -194,12 +236,34 @@ impl<'a> Ingest<'a> {
         if line.is_empty() {
             return false;
         }
+        self.push_record(
+            partition,
+            position,
+            SourceRecord {
+                value: line,
+                ..SourceRecord::default()
+            },
+        );
+        true
+    }
+
+    /// Appends one record as a broker delivers it (value, and maybe key, timestamp and
+    /// headers) read at `position` of `partition`. The value must be a JSON object. The
+    /// event's time is the source's `time_field` when it has one, else the record's
+    /// timestamp, else the time it was read; its key likewise the `key_field`, else the
+    /// record's key. A record that is not a valid event becomes a dead letter.
+    pub fn push_record(&mut self, partition: u32, position: u64, record: SourceRecord<'_>) {
+        let line = record.value;
         match extract(line, self.fields) {
             Ok(found) => {
-                let timestamp = found.timestamp.unwrap_or_else(now_millis);
-                let key = found.key.as_deref().unwrap_or_default();
+                let timestamp = found
+                    .timestamp
+                    .or(record.timestamp)
+                    .unwrap_or_else(now_millis);
+                let key = found.key.as_deref().or(record.key).unwrap_or_default();
                 self.batch.values_mut().extend_from_slice(line);
                 self.push_written(partition, position, key, timestamp);
+                self.batch.attach_headers(record.headers);
             }
             Err(reason) => {
                 self.unparseable += 1;
@@ -211,7 +275,6 @@ impl<'a> Ingest<'a> {
                 self.dead.push(&reason, origin, None, DeadValue::Raw(line));
             }
         }
-        true
     }
 
     /// The values column, for a source that writes an event's value in place (the
@@ -251,5 +314,87 @@ impl<'a> Ingest<'a> {
     /// Lines that were not valid events.
     pub fn unparseable(&self) -> u64 {
         self.unparseable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest_into(
+        fields: EventFields,
+        records: &[(u32, SourceRecord<'_>)],
+    ) -> (EventBatch, DeadLetters, Watermarks) {
+        let mut batch = EventBatch::default();
+        let mut dead = DeadLetters::new("test");
+        let mut watermarks = Watermarks::new(2, std::time::Duration::ZERO, None);
+        let mut ingest = Ingest::new(&mut batch, &mut dead, &fields, &mut watermarks);
+        for (i, (partition, record)) in records.iter().enumerate() {
+            ingest.push_record(*partition, i as u64, *record);
+        }
+        (batch, dead, watermarks)
+    }
+
+    #[test]
+    fn records_bring_their_key_timestamp_and_headers_when_no_field_says_otherwise() {
+        let headers: &[(&[u8], &[u8])] = &[(b"trace", b"abc")];
+        let record = SourceRecord {
+            value: br#"{"user":"u1","ts":5}"#,
+            key: Some(b"record-key"),
+            timestamp: Some(1_000),
+            headers,
+        };
+        let (batch, dead, _) = ingest_into(EventFields::default(), &[(0, record)]);
+        assert_eq!((batch.len(), dead.len()), (1, 0));
+        assert_eq!(batch.key(0), b"record-key");
+        assert_eq!(batch.columns.timestamps, vec![1_000]);
+        let h = batch.columns.headers.as_ref().unwrap();
+        assert_eq!(
+            (h.names.as_slice(), h.values.as_slice()),
+            (&b"trace"[..], &b"abc"[..])
+        );
+
+        // With fields configured, the fields win.
+        let fields = EventFields {
+            time_field: Some("ts".into()),
+            key_field: Some("user".into()),
+        };
+        let (batch, _, _) = ingest_into(fields, &[(0, record)]);
+        assert_eq!((batch.key(0), batch.columns.timestamps[0]), (&b"u1"[..], 5));
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_event_is_a_dead_letter() {
+        let record = SourceRecord {
+            value: b"not json",
+            ..SourceRecord::default()
+        };
+        let (batch, dead, _) = ingest_into(EventFields::default(), &[(1, record)]);
+        assert_eq!((batch.len(), dead.len()), (0, 1));
+    }
+
+    #[test]
+    fn assignment_changes_reach_the_watermarks() {
+        let record = |ts| SourceRecord {
+            value: b"{}",
+            timestamp: Some(ts),
+            ..SourceRecord::default()
+        };
+        let (_, _, mut watermarks) =
+            ingest_into(EventFields::default(), &[(0, record(100)), (1, record(50))]);
+        assert_eq!(watermarks.current(), 49);
+        apply_assignment(
+            &[AssignmentChange::Revoked(1)],
+            &mut watermarks,
+            Instant::now(),
+        );
+        assert_eq!(watermarks.current(), 99);
+        apply_assignment(
+            &[AssignmentChange::Assigned(4)],
+            &mut watermarks,
+            Instant::now(),
+        );
+        assert!(watermarks.partitions()[4].assigned);
+        assert_eq!(watermarks.current(), 99);
     }
 }

@@ -1,5 +1,9 @@
 //! The stdout and stderr sinks: JSON lines on the process's standard streams.
 
+mod config;
+
+pub use config::StdioSinkConfig;
+
 use std::io::Write;
 
 use anyhow::{Context, Result};

@@ -3,6 +3,10 @@
 //! A reader thread does the blocking reads and hands over chunks of lines, so the pipeline
 //! can wait for input with a deadline (and close a batch after `max_wait`).
 
+mod config;
+
+pub use config::StdinSourceConfig;
+
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Instant;

@@ -1,5 +1,9 @@
 //! The file source: one JSON object per line, read once from start to end.
 
+mod config;
+
+pub use config::FileSourceConfig;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -7,12 +7,15 @@
 //! Event time advances 1 ms per event (or `1000 / rate` ms with a rate) and each event's
 //! time is moved back by up to `max_disorder`.
 
+mod config;
+
+pub use config::GeneratorConfig;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::{Ingest, Source, SourcePosition, SourceState};
-use crate::config::GeneratorConfig;
 
 const COUNTRIES: [&str; 8] = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"];
 

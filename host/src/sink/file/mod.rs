@@ -8,6 +8,10 @@
 //! checkpoints, and recovery makes it exactly what the checkpoint covers: longer files are
 //! truncated, epochs a crash left unappended are appended again.
 
+mod config;
+
+pub use config::FileSinkConfig;
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

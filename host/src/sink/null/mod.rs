@@ -1,5 +1,9 @@
 //! The null sink: counts records and drops them, for benchmarks.
 
+mod config;
+
+pub use config::NullSinkConfig;
+
 use anyhow::Result;
 
 use super::{Records, Sink};
