@@ -319,6 +319,17 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
         "{status}"
     );
 
+    // The same counters, for Prometheus.
+    let metrics = http_get(&admin, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let records_in: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_records_in_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no eddy_records_in_total in {metrics}"));
+    assert!(records_in > 0);
+    assert!(metrics.contains("eddy_watermark_ms "), "{metrics}");
+
     let taken = eddy(
         &[
             "savepoint",

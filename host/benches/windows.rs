@@ -51,7 +51,7 @@ fn main() {
         let mut peak_windows = 0;
         let started = Instant::now();
         let summary = pipeline
-            .run(&AtomicBool::new(false), None, |m| peak_windows = peak_windows.max(m.open_windows))
+            .run(&AtomicBool::new(false), None, |m| peak_windows = peak_windows.max(m.open_windows.get().max(0) as u64))
             .unwrap();
         let elapsed = started.elapsed().as_secs_f64();
         let peak_rss = status_kib("VmHWM:");

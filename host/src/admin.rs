@@ -5,6 +5,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /status` | the job's [`Status`] as JSON |
+//! | `GET /metrics` | the job's metrics in the Prometheus text format |
 //! | `POST /savepoint` with `{"dir": "..."}` | `{"savepoint": "<file>"}` |
 //! | `POST /stop` with `{"savepoint": "..."}` (optional) | `{"stopped": true, "savepoint": ...}` |
 //!
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::metrics::MetricsRegistry;
 use crate::pipeline::{Control, StatusBoard};
 
 /// How long a client waits for the job to answer (a savepoint of a large state takes time).
@@ -33,6 +35,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 struct Shared {
     status: StatusBoard,
     control: Sender<Control>,
+    metrics: MetricsRegistry,
 }
 
 #[derive(Deserialize)]
@@ -47,13 +50,30 @@ struct StopRequest {
 
 type Answer = (StatusCode, Json<Value>);
 
-/// The admin routes over a pipeline's status board and control channel.
-pub fn router(status: StatusBoard, control: Sender<Control>) -> Router {
+/// The admin routes over a pipeline's status board, metrics and control channel.
+pub fn router(status: StatusBoard, metrics: MetricsRegistry, control: Sender<Control>) -> Router {
     Router::new()
         .route("/status", get(status_handler))
+        .route("/metrics", get(metrics_handler))
         .route("/savepoint", post(savepoint_handler))
         .route("/stop", post(stop_handler))
-        .with_state(Shared { status, control })
+        .with_state(Shared {
+            status,
+            control,
+            metrics,
+        })
+}
+
+async fn metrics_handler(
+    State(shared): State<Shared>,
+) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
 }
 
 async fn status_handler(State(shared): State<Shared>) -> Answer {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod durable;
 mod json_text;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod sink;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use eddy::config::{PipelineConfig, DEFAULT_ADMIN};
-use eddy::pipeline::{self, Metrics, Pipeline, RunOptions, RunSummary};
+use eddy::metrics::JobMetrics;
+use eddy::pipeline::{self, Pipeline, RunOptions, RunSummary};
 use eddy::plugin::{CompiledCache, PluginRuntime};
 use eddy::{admin, checkpoint};
 
@@ -207,7 +208,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
         .context("cannot start the async runtime")?;
     let summary = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
-        let admin = start_admin(&config, pipeline.status(), control).await?;
+        let admin = start_admin(&config, pipeline.status(), pipeline.metrics(), control).await?;
         let worker_stop = stop.clone();
         let mut worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
@@ -241,6 +242,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
 async fn start_admin(
     config: &PipelineConfig,
     status: pipeline::StatusBoard,
+    metrics: eddy::metrics::MetricsRegistry,
     control: std::sync::mpsc::Sender<pipeline::Control>,
 ) -> Result<
     Option<(
@@ -264,7 +266,7 @@ async fn start_admin(
     };
     tracing::info!("admin endpoint on http://{}", listener.local_addr()?);
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let app = admin::router(status, control);
+    let app = admin::router(status, metrics, control);
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = signal.await;
@@ -311,12 +313,13 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, m: &Metrics) {
+    fn update(&mut self, metrics: &JobMetrics) {
         let Some(bar) = &self.bar else { return };
         if self.last.elapsed() < Duration::from_millis(200) {
             return;
         }
         self.last = Instant::now();
+        let m = metrics.values();
         let rate = m.records_in as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
             "{} in · {} out · {} rejected · {} dead letters · {:.0} records/s",

@@ -1,54 +1,10 @@
-//! The counters of a run and its closing summary.
+//! A run's closing summary, read from the job's metrics registry.
 
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::checkpoint::{Checkpointed, Section};
+use crate::metrics::Metrics;
 use crate::plugin::StageCounters;
-
-/// The name of the job counters' checkpoint section.
-pub const SECTION: &str = "metrics";
-/// The format version of that section.
-pub const SECTION_VERSION: u32 = 1;
-
-impl Checkpointed for Metrics {
-    fn snapshot(&mut self, _id: u64, _incremental: bool) -> anyhow::Result<Option<Section>> {
-        Ok(Some(
-            Section::new(SECTION, SECTION_VERSION).with_meta(self)?,
-        ))
-    }
-}
-
-/// Counters of a run (carried across restarts by checkpoints).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Records read from the source (including unparseable ones).
-    pub records_in: u64,
-    /// Records written to the sink.
-    pub records_out: u64,
-    /// Records that were not valid events (malformed JSON, missing time or key).
-    pub unparseable: u64,
-    /// Events rejected by plugins.
-    pub rejected: u64,
-    /// Events dead-lettered because a plugin failed on their batch.
-    pub failed: u64,
-    /// Records written to the dead-letter sink.
-    pub dead_letters: u64,
-    /// Batches processed.
-    pub batches: u64,
-    /// Window results emitted.
-    pub firings: u64,
-    /// Events that arrived after their window fired, within the allowed lateness.
-    pub late_accepted: u64,
-    /// Events past the allowed lateness, sent to the late sink.
-    pub late_rejected: u64,
-    /// The job's event-time watermark.
-    pub watermark: i64,
-    /// Open (key, window) pairs held by the window operator.
-    pub open_windows: u64,
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]

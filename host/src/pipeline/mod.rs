@@ -18,10 +18,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+pub use crate::metrics::Metrics;
 pub use control::{
     CheckpointStatus, Control, PartitionStatus, PluginStatus, SourceStatus, Status, StatusBoard,
 };
-pub use metrics::{Metrics, RunSummary};
+pub use metrics::RunSummary;
 
 use crate::batch::EventBatch;
 use crate::checkpoint::{CheckpointDir, Checkpointed, Coordinator, Snapshot};
@@ -29,6 +30,7 @@ use crate::config::{
     AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
 };
 use crate::dead_letter::DeadLetters;
+use crate::metrics::{set_total, JobMetrics, MetricsRegistry};
 use crate::plugin::{LoadedPlugin, PluginRuntime, PluginStage, SideInputs, WasmAggregate};
 use crate::sink::{self, FileMode, FileSinkState, RecordBuffer, Records, Sink};
 use crate::source::{self, Ingest, Source, SourceState};
@@ -217,7 +219,8 @@ pub struct Pipeline {
     batch: BatchConfig,
     side_inputs: SideInputs,
     coordinator: Coordinator,
-    metrics: Metrics,
+    metrics: JobMetrics,
+    registry: MetricsRegistry,
     status: StatusBoard,
     /// When the status board was last refreshed; it is refreshed a few times a second,
     /// not per batch (building it allocates).
@@ -297,7 +300,8 @@ impl Pipeline {
             batch: config.batch,
             side_inputs,
             coordinator: Coordinator::savepoints_only(),
-            metrics: Metrics::default(),
+            metrics: JobMetrics::default(),
+            registry: MetricsRegistry::new(&JobMetrics::default(), []),
             status: StatusBoard::default(),
             status_refreshed: Instant::now(),
         };
@@ -321,6 +325,10 @@ impl Pipeline {
             pipeline.coordinator =
                 Coordinator::periodic(dir, c.interval.0, c.incremental_above, resumed);
         }
+        pipeline.registry = MetricsRegistry::new(
+            &pipeline.metrics,
+            pipeline.stages.iter().map(|s| (s.name(), s.metrics())),
+        );
         pipeline.refresh_status("starting");
         Ok(pipeline)
     }
@@ -330,6 +338,11 @@ impl Pipeline {
         self.status.clone()
     }
 
+    /// The job's metrics registry, which the admin endpoint serves to Prometheus.
+    pub fn metrics(&self) -> MetricsRegistry {
+        self.registry.clone()
+    }
+
     /// Runs until the source is exhausted, `stop` is set or a `Stop` request arrives,
     /// calling `on_batch` with the counters after every batch. With checkpoints, the run
     /// ends with a final checkpoint, so all output is committed.
@@ -337,10 +350,10 @@ impl Pipeline {
         &mut self,
         stop: &AtomicBool,
         control: Option<&Receiver<Control>>,
-        mut on_batch: impl FnMut(&Metrics),
+        mut on_batch: impl FnMut(&JobMetrics),
     ) -> Result<RunSummary> {
         let started = Instant::now();
-        let at_start = self.metrics;
+        let at_start = self.metrics.values();
         let mut batch = EventBatch::default();
         let mut dead = DeadLetters::new(self.source.describe());
         let mut late = DeadLetters::new(self.source.describe());
@@ -358,8 +371,10 @@ impl Pipeline {
             if exhausted {
                 self.watermarks.finish();
             }
-            self.metrics.records_in += batch.len() as u64 + unparseable;
-            self.metrics.unparseable += unparseable;
+            self.metrics
+                .records_in
+                .inc_by(batch.len() as u64 + unparseable);
+            self.metrics.unparseable.inc_by(unparseable);
             for stage in &mut self.stages {
                 stage.run(&mut batch, &mut dead)?;
             }
@@ -379,7 +394,7 @@ impl Pipeline {
                     ends: &batch.columns.value_ends,
                 },
             };
-            self.metrics.records_out += records.len() as u64;
+            self.metrics.records_out.inc_by(records.len() as u64);
             self.sinks.main.write(records)?;
             self.sinks.main.flush()?;
             if !dead.is_empty() {
@@ -391,8 +406,8 @@ impl Pipeline {
                 late_sink.write(late.records())?;
                 late_sink.flush()?;
             }
-            self.metrics.dead_letters += dead.len() as u64;
-            self.metrics.batches += 1;
+            self.metrics.dead_letters.inc_by(dead.len() as u64);
+            self.metrics.batches.inc();
             self.count_operator_outcomes();
             with_components!(self, |coordinator, parts| coordinator
                 .at_batch_boundary(parts))?;
@@ -423,8 +438,8 @@ impl Pipeline {
             let _ = reply.send(final_savepoint);
         }
         Ok(RunSummary {
-            metrics: self.metrics,
-            records_this_run: self.metrics.records_in - at_start.records_in,
+            metrics: self.metrics.values(),
+            records_this_run: self.metrics.records_in.get() - at_start.records_in,
             elapsed: started.elapsed(),
             stages: self
                 .stages
@@ -472,8 +487,8 @@ impl Pipeline {
             .iter()
             .map(|s| s.counters())
             .fold((0, 0), |(r, f), c| (r + c.rejected, f + c.failed));
-        self.metrics.rejected = rejected;
-        self.metrics.failed = failed;
+        set_total(&self.metrics.rejected, rejected);
+        set_total(&self.metrics.failed, failed);
         if let Some(window) = &self.window {
             let WindowCounters {
                 firings,
@@ -481,12 +496,12 @@ impl Pipeline {
                 late_rejected,
                 unaggregatable: _,
             } = window.counters();
-            self.metrics.firings = firings;
-            self.metrics.late_accepted = late_accepted;
-            self.metrics.late_rejected = late_rejected;
-            self.metrics.open_windows = window.open_windows() as u64;
+            set_total(&self.metrics.firings, firings);
+            set_total(&self.metrics.late_accepted, late_accepted);
+            set_total(&self.metrics.late_rejected, late_rejected);
+            self.metrics.open_windows.set(window.open_windows() as i64);
         }
-        self.metrics.watermark = self.watermarks.current();
+        self.metrics.watermark.set(self.watermarks.current());
     }
 
     /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards
@@ -511,7 +526,8 @@ impl Pipeline {
         {
             window.restore(section)?;
         }
-        self.metrics = required(metrics::SECTION)?.meta(metrics::SECTION_VERSION)?;
+        self.metrics
+            .restore_section(required(crate::metrics::SECTION)?)?;
         tracing::info!(
             "resumed from {} {} at {:?}",
             if snapshot.savepoint {
@@ -556,8 +572,8 @@ impl Pipeline {
             })
             .collect();
         status.watermark = Some(self.watermarks.current()).filter(|&w| w != MIN_WATERMARK);
-        status.metrics = self.metrics;
-        status.open_windows = self.metrics.open_windows;
+        status.metrics = self.metrics.values();
+        status.open_windows = status.metrics.open_windows;
         status.last_checkpoint = self.coordinator.last_completed().cloned();
         status.plugins = self
             .stages

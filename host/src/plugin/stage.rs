@@ -17,8 +17,9 @@ use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
 use crate::checkpoint::{parse_state_key, state_key, Checkpointed, Section};
 use crate::dead_letter::{DeadLetters, DeadValue};
+use crate::metrics::StageMetrics;
 
-/// Counters of one stage since the run started.
+/// One stage's counters since the run started, as read at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageCounters {
     /// Events passed to the plugin.
@@ -36,7 +37,7 @@ pub struct StageCounters {
 /// A plugin stage, instantiated and initialised.
 pub struct PluginStage {
     instance: PluginInstance,
-    counters: StageCounters,
+    counters: StageMetrics,
     origins_scratch: Vec<Origin>,
 }
 
@@ -58,7 +59,7 @@ impl PluginStage {
             PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
         Ok(Self {
             instance,
-            counters: StageCounters::default(),
+            counters: StageMetrics::default(),
             origins_scratch: Vec::new(),
         })
     }
@@ -73,9 +74,21 @@ impl PluginStage {
         &self.instance.plugin().hash
     }
 
-    /// The stage's counters.
+    /// The stage's counters now.
     pub fn counters(&self) -> StageCounters {
-        self.counters
+        let c = &self.counters;
+        StageCounters {
+            events_in: c.events_in.get(),
+            events_out: c.events_out.get(),
+            rejected: c.rejected.get(),
+            failed: c.failed.get(),
+            failed_batches: c.failed_batches.get(),
+        }
+    }
+
+    /// Handles to the stage's counters, for the metrics registry.
+    pub fn metrics(&self) -> &StageMetrics {
+        &self.counters
     }
 
     /// Tracks keyed-state changes from now on, for incremental checkpoints.
@@ -131,7 +144,7 @@ impl PluginStage {
         if batch.is_empty() {
             return Ok(());
         }
-        self.counters.events_in += batch.len() as u64;
+        self.counters.events_in.inc_by(batch.len() as u64);
         let name = self.instance.shared_name().clone();
         let scratch = &mut self.origins_scratch;
         let outcome = self
@@ -154,8 +167,8 @@ impl PluginStage {
         match outcome {
             Ok(rejected) => {
                 self.instance.state_mut().commit();
-                self.counters.rejected += rejected;
-                self.counters.events_out += batch.len() as u64;
+                self.counters.rejected.inc_by(rejected);
+                self.counters.events_out.inc_by(batch.len() as u64);
                 Ok(())
             }
             Err(reason) => {
@@ -172,8 +185,8 @@ impl PluginStage {
                         DeadValue::Json(batch.value(i)),
                     );
                 }
-                self.counters.failed += batch.len() as u64;
-                self.counters.failed_batches += 1;
+                self.counters.failed.inc_by(batch.len() as u64);
+                self.counters.failed_batches.inc();
                 batch.clear();
                 self.instance.restart()
             }
