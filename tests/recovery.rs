@@ -294,11 +294,19 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
     let file = s.write("pipeline.toml", &running);
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(&admin);
-    std::thread::sleep(Duration::from_millis(300));
 
-    let status = eddy(&["status", "--admin", &admin], None);
-    assert_success(&status);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // The status board is refreshed a few times a second: wait until it shows every
+    // partition under way (a loaded machine may take a while).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = eddy(&["status", "--admin", &admin], None);
+        assert_success(&status);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if status["partitions"][2]["position"].is_u64() || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status["state"], "running");
     assert_eq!(status["partitions"].as_array().unwrap().len(), 3);
     assert!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use eddy::clock::now_millis;
 use eddy::config::{PipelineConfig, DEFAULT_ADMIN};
 use eddy::metrics::JobMetrics;
 use eddy::pipeline::{self, Pipeline, RunOptions, RunSummary};
@@ -126,12 +127,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
 }
 
 fn savepoint(admin: &str, dir: Option<PathBuf>) -> Result<()> {
-    let dir = dir.unwrap_or_else(|| {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        PathBuf::from(format!("savepoint-{ms}"))
-    });
+    let dir = dir.unwrap_or_else(|| PathBuf::from(format!("savepoint-{}", now_millis())));
     let answer = admin::request(
         admin,
         "POST",

@@ -170,8 +170,10 @@ pub fn parse_window_key(bytes: &[u8]) -> Result<(Vec<u8>, i64, i64)> {
 /// boundary and calls each back once a checkpoint covering it is durable.
 pub trait Checkpointed {
     /// This component's section of checkpoint `id` (with `incremental`, only what changed
-    /// since its last section); `None` when it has no state to keep.
-    fn snapshot(&mut self, id: u64, incremental: bool) -> Result<Option<Section>>;
+    /// since its last section); `None` (the default) when it has no state to keep.
+    fn snapshot(&mut self, _id: u64, _incremental: bool) -> Result<Option<Section>> {
+        Ok(None)
+    }
 
     /// Checkpoint `id` and every one before it are durable: output staged for them may
     /// be made visible, offsets committed.

@@ -16,15 +16,7 @@ pub struct NullSink {
 }
 
 /// Not transactional: it has no checkpoint section.
-impl crate::checkpoint::Checkpointed for NullSink {
-    fn snapshot(
-        &mut self,
-        _id: u64,
-        _incremental: bool,
-    ) -> Result<Option<crate::checkpoint::Section>> {
-        Ok(None)
-    }
-}
+impl crate::checkpoint::Checkpointed for NullSink {}
 
 impl Sink for NullSink {
     fn write(&mut self, records: Records<'_>) -> Result<()> {

@@ -38,15 +38,7 @@ impl StdioSink {
 }
 
 /// Not transactional: it has no checkpoint section.
-impl crate::checkpoint::Checkpointed for StdioSink {
-    fn snapshot(
-        &mut self,
-        _id: u64,
-        _incremental: bool,
-    ) -> Result<Option<crate::checkpoint::Section>> {
-        Ok(None)
-    }
-}
+impl crate::checkpoint::Checkpointed for StdioSink {}
 
 impl Sink for StdioSink {
     fn write(&mut self, records: Records<'_>) -> Result<()> {
