@@ -61,6 +61,7 @@ pub mod {module} {{
     );
     out += &part("transform", "transform", &shared_both);
     out += &part("aggregate", "aggregate", &shared_both);
+    out += &part("state", "state", &shared_both);
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guest_bindings.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use eddy_example_artifacts::{FILTER_COMPONENT, FRAUD_COMPONENT};
+use eddy_example_artifacts::{FILTER_COMPONENT, FRAUD_COMPONENT, NUMBERING_COMPONENT};
 
 /// A bounded, rate-limited generator (about 2.7 s uninterrupted) with disorder over three
 /// partitions, checkpointing every 30 ms.
@@ -63,6 +63,16 @@ fn stateful() -> String {
     )
 }
 
+/// The `numbering` plugin: a running number kept in the plugin's own memory and carried
+/// through checkpoints by its `state` interface, so a restore that lost it would number
+/// from 0 again.
+fn numbered() -> String {
+    format!(
+        "[[plugin]]\nname = \"numbering\"\npath = \"{NUMBERING_COMPONENT}\"\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+    )
+}
+
 /// A small seeded generator of pauses, so a failing run can be repeated.
 struct Lcg(u64);
 
@@ -98,6 +108,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         ("windowed", format!("{SOURCE}{WINDOWED}")),
         ("passthrough", format!("{SOURCE}{}", passthrough())),
         ("stateful", format!("{SOURCE}{}", stateful())),
+        ("own state", format!("{SOURCE}{}", numbered())),
         (
             "incremental windowed",
             incremental(WINDOWED.replace("size = \"100ms\"", "size = \"1s\"")),
@@ -151,6 +162,17 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             got == expected,
             "{name}: after {kills} kills the output differs from an uninterrupted run"
         );
+        if name == "own state" {
+            let numbers: Vec<u64> = s
+                .lines("out.jsonl")
+                .iter()
+                .map(|v| v["n"].as_u64().unwrap())
+                .collect();
+            assert!(
+                numbers.iter().enumerate().all(|(i, &n)| n == i as u64),
+                "{name}: numbered 0, 1, 2, … without a gap or a restart"
+            );
+        }
         if name == "passthrough" {
             let seqs: Vec<u64> = s
                 .lines("out.jsonl")

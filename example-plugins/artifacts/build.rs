@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("fraud", "eddy-example-fraud"),
     ("chaos", "eddy-example-chaos"),
     ("distinct", "eddy-example-distinct"),
+    ("numbering", "eddy-example-numbering"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

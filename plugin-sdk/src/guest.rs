@@ -5,7 +5,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::{
-    Aggregate, Config, Filter, Output, PackedBatch, PackedHeaders, Plugin, Selection, Transform,
+    Aggregate, Config, Filter, Output, PackedBatch, PackedHeaders, Plugin, Selection, Stateful,
+    Transform,
 };
 
 // The bindings, one module per exported interface (`lifecycle`, `filter`, `transform`,
@@ -69,6 +70,54 @@ pub fn process<T: Transform>(batch: WitBatch) -> ProcessResult {
         origins,
         rejected.into_iter().map(rejection).collect(),
     )
+}
+
+/// The `state-version` export of the `state` interface.
+pub fn state_version<S: Stateful>() -> u32 {
+    S::STATE_VERSION
+}
+
+/// The `snapshot` export of the `state` interface.
+pub fn snapshot<S: Stateful>() -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    with_plugin(|s: &mut S| s.snapshot(&mut out))?;
+    Ok(out)
+}
+
+/// The `restore` export of the `state` interface.
+pub fn restore<S: Stateful>(version: u32, bytes: Vec<u8>) -> Result<(), String> {
+    with_plugin(|s: &mut S| s.restore(version, &bytes))
+}
+
+/// The `migrate` export of the `state` interface: one answer per entry.
+pub fn migrate<S: Stateful>(
+    from_version: u32,
+    keys: WitPacked,
+    names: Vec<String>,
+    values: WitPacked,
+) -> Result<Vec<Option<Vec<u8>>>, String> {
+    if keys.ends.len() != names.len() || values.ends.len() != names.len() {
+        return Err("migrate: keys, names and values differ in number".into());
+    }
+    let item = |p: &WitPacked, i: usize| -> Result<Vec<u8>, String> {
+        let start = if i == 0 { 0 } else { p.ends[i - 1] as usize };
+        p.bytes
+            .get(start..p.ends[i] as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| "migrate: offsets past their bytes".to_owned())
+    };
+    with_plugin(|s: &mut S| {
+        (0..names.len())
+            .map(|i| {
+                s.migrate(
+                    from_version,
+                    &item(&keys, i)?,
+                    &names[i],
+                    &item(&values, i)?,
+                )
+            })
+            .collect()
+    })
 }
 
 /// The `create` export of the `aggregate` world.

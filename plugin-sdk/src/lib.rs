@@ -77,6 +77,63 @@ pub trait Transform: Plugin {
     fn process(&mut self, batch: &Batch<'_>, out: &mut Output);
 }
 
+/// A filter or transform with in-memory state of its own (the `state` interface), which
+/// the host keeps in checkpoints and hands to the next version at a hot swap. Export it
+/// with [`export_state!`] beside the plugin's own export macro.
+///
+/// Keyed state (`host::state_set`) needs none of this: the host owns it. This is for state
+/// the plugin keeps in its own memory: counters, caches, models.
+///
+/// ```
+/// use eddy_plugin_sdk::{Config, Plugin, Stateful};
+///
+/// /// Counts the events it has seen, across restarts.
+/// pub struct Counter { seen: u64 }
+/// impl Plugin for Counter {
+///     fn init(_: &Config) -> Result<Self, String> { Ok(Self { seen: 0 }) }
+/// }
+/// impl Stateful for Counter {
+///     const STATE_VERSION: u32 = 1;
+///     fn snapshot(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+///         out.extend_from_slice(&self.seen.to_le_bytes());
+///         Ok(())
+///     }
+///     fn restore(&mut self, _version: u32, bytes: &[u8]) -> Result<(), String> {
+///         let bytes = bytes.try_into().map_err(|_| "a count is 8 bytes")?;
+///         self.seen = u64::from_le_bytes(bytes);
+///         Ok(())
+///     }
+/// }
+/// eddy_plugin_sdk::export_state!(Counter);
+/// ```
+pub trait Stateful: Plugin {
+    /// The format version of the state this build writes (the author's own numbering,
+    /// from 1): bump it when [`Stateful::snapshot`]'s bytes or the keyed state the plugin
+    /// stores change shape.
+    const STATE_VERSION: u32;
+
+    /// Writes the plugin's in-memory state (at checkpoints, and on the old version at a
+    /// hot swap).
+    fn snapshot(&mut self, out: &mut Vec<u8>) -> Result<(), String>;
+
+    /// Restores state written by `snapshot` of a build whose `STATE_VERSION` was `version`
+    /// (maybe older than this build's). An error refuses this build.
+    fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String>;
+
+    /// Rewrites one entry of keyed state written by a build whose `STATE_VERSION` was
+    /// `from_version` (older than this build's): the new value, or `None` to delete the
+    /// entry. By default entries are kept as they are.
+    fn migrate(
+        &mut self,
+        _from_version: u32,
+        _key: &[u8],
+        _name: &str,
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.to_vec()))
+    }
+}
+
 /// A user-defined window aggregate (the `aggregate` world): the host keeps one
 /// accumulator per key and window, as bytes it checkpoints, and calls the plugin to fold
 /// events into it, merge two of them (sessions) and turn one into the result.
@@ -229,6 +286,45 @@ macro_rules! export_aggregate {
             }
     $crate::guest::lifecycle::export!(EddyExport with_types_in $crate::guest::lifecycle);
     $crate::guest::aggregate::export!(EddyExport with_types_in $crate::guest::aggregate);
+        };
+    };
+}
+
+/// Exports a [`Stateful`] plugin's `state` interface, beside its [`export_filter!`] or
+/// [`export_transform!`] (the component then has the `stateful-filter-plugin` or
+/// `stateful-transform-plugin` world). Use once per crate.
+#[macro_export]
+macro_rules! export_state {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct EddyStateExport;
+            impl $crate::guest::state::exports::eddy::plugin::state::Guest for EddyStateExport {
+                fn state_version() -> u32 {
+                    $crate::guest::state_version::<$plugin>()
+                }
+                fn snapshot() -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    $crate::guest::snapshot::<$plugin>()
+                }
+                fn restore(
+                    version: u32,
+                    bytes: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::guest::restore::<$plugin>(version, bytes)
+                }
+                fn migrate(
+                    from_version: u32,
+                    keys: $crate::guest::WitPacked,
+                    names: ::std::vec::Vec<::std::string::String>,
+                    values: $crate::guest::WitPacked,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<::std::option::Option<::std::vec::Vec<u8>>>,
+                    ::std::string::String,
+                > {
+                    $crate::guest::migrate::<$plugin>(from_version, keys, names, values)
+                }
+            }
+    $crate::guest::state::export!(EddyStateExport with_types_in $crate::guest::state);
         };
     };
 }

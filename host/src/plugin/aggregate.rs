@@ -74,12 +74,14 @@ impl WasmAggregate {
         batch: Option<&Columns>,
         f: impl FnOnce(&aggregate::Guest, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R> {
-        let result = self.instance.call(batch, |role, store| match role {
-            Role::Aggregate(a) => f(a, store),
-            _ => Err(wasmtime::format_err!(
-                "the plugin is not a window aggregate"
-            )),
-        });
+        let result = self
+            .instance
+            .call(batch, |exports, store| match &exports.role {
+                Role::Aggregate(a) => f(a, store),
+                _ => Err(wasmtime::format_err!(
+                    "the plugin is not a window aggregate"
+                )),
+            });
         let name = self.instance.name();
         match result {
             Ok(Ok(value)) => Ok(value),

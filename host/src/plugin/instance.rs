@@ -24,7 +24,6 @@ use crate::config::PluginConfig;
 pub(super) struct Exports {
     pub(super) role: Role,
     /// The optional `state` interface (used by checkpoints and hot swaps).
-    #[allow(dead_code)]
     pub(super) state: Option<state::Guest>,
 }
 
@@ -44,6 +43,18 @@ pub struct PluginInstance {
     engine: wasmtime::Engine,
     store: Store<StoreData>,
     exports: Exports,
+    /// The plugin's own state as last snapshotted or restored (`state` interface): what
+    /// a restarted instance starts from.
+    own_state: Option<OwnState>,
+}
+
+/// A plugin's own in-memory state (the `state` interface) and its format version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnState {
+    /// The plugin's `state-version` when it wrote the bytes.
+    pub version: u32,
+    /// What its `snapshot` returned.
+    pub bytes: Vec<u8>,
 }
 
 impl PluginInstance {
@@ -67,6 +78,7 @@ impl PluginInstance {
             engine: engine.clone(),
             store,
             exports,
+            own_state: None,
         })
     }
 
@@ -107,7 +119,7 @@ impl PluginInstance {
     pub(super) fn call<R>(
         &mut self,
         batch: Option<&Columns>,
-        f: impl FnOnce(&Role, &mut Store<StoreData>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Exports, &mut Store<StoreData>) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
         self.store
             .set_epoch_deadline(timeout_ticks(&self.plugin.config));
@@ -119,7 +131,7 @@ impl PluginInstance {
             }
             None => self.store.data_mut().begin_batch(&[], &[], &[], &[]),
         }
-        let result = f(&self.exports.role, &mut self.store);
+        let result = f(&self.exports, &mut self.store);
         self.store.data_mut().end_batch();
         result.map_err(|e| self.describe_failure(e))
     }
@@ -145,6 +157,49 @@ impl PluginInstance {
         })?;
         self.store = store;
         self.exports = exports;
+        if let Some(own) = self.own_state.clone() {
+            self.restore_own_state(own).map_err(|e| {
+                anyhow!(
+                    "plugin `{}` could not be restarted after a failed call: it refused its own state: {e}",
+                    self.name
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the plugin exports the `state` interface.
+    pub fn is_stateful(&self) -> bool {
+        self.exports.state.is_some()
+    }
+
+    /// The plugin's own in-memory state now (`state-version` and `snapshot`), for a
+    /// checkpoint; `None` for a plugin without the `state` interface.
+    pub fn snapshot_own_state(&mut self) -> Result<Option<OwnState>, String> {
+        if !self.is_stateful() {
+            return Ok(None);
+        }
+        let own = self.call(None, |exports, store| {
+            let state = exports.state.as_ref().expect("checked above");
+            let version = state.call_state_version(&mut *store)?;
+            Ok(state
+                .call_snapshot(store)?
+                .map(|bytes| OwnState { version, bytes }))
+        })??;
+        self.own_state = Some(own.clone());
+        Ok(Some(own))
+    }
+
+    /// Hands the plugin its own state as a checkpoint (or an older version) left it.
+    pub fn restore_own_state(&mut self, own: OwnState) -> Result<(), String> {
+        if !self.is_stateful() {
+            return Err("it exports no `state` interface".into());
+        }
+        self.call(None, |exports, store| {
+            let state = exports.state.as_ref().expect("checked above");
+            state.call_restore(store, own.version, &own.bytes)
+        })??;
+        self.own_state = Some(own);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::contract::World;
 use super::host_state::KeyedState;
-use super::instance::{PluginInstance, Role};
+use super::instance::{OwnState, PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
@@ -107,9 +107,19 @@ impl PluginStage {
     }
 
     /// Restores the stage's keyed state from its checkpoint section (possibly written by
-    /// another version of the plugin: state belongs to the stage, not the version).
+    /// another version of the plugin: state belongs to the stage, not the version), and
+    /// the plugin's own state when it keeps one (the `state` interface).
     pub fn restore(&mut self, section: &Section) -> Result<()> {
-        let meta: PluginSection = section.meta(SECTION_VERSION)?;
+        let meta: PluginSection = if section.version == 1 {
+            let (hash, config) = section.meta(1)?;
+            PluginSection {
+                hash,
+                config,
+                own_state: None,
+            }
+        } else {
+            section.meta(SECTION_VERSION)?
+        };
         if meta.hash != self.hash() {
             tracing::info!(
                 "plugin `{}`: resuming state of version {} with version {}",
@@ -128,6 +138,22 @@ impl PluginStage {
             })
             .collect::<Result<Vec<_>>>()?;
         self.instance.state_mut().restore(&entries);
+        match meta.own_state {
+            Some(own) if self.instance.is_stateful() => {
+                let version = own.version;
+                self.instance.restore_own_state(own).map_err(|e| {
+                    anyhow::anyhow!(
+                        "plugin `{}` refused its own state from the checkpoint (state version {version}): {e}",
+                        self.name()
+                    )
+                })?;
+            }
+            Some(_) => tracing::warn!(
+                "plugin `{}`: the checkpoint holds state of the plugin's own, and this version exports no `state` interface to take it; it starts without",
+                self.name()
+            ),
+            None => {}
+        }
         Ok(())
     }
 
@@ -149,7 +175,7 @@ impl PluginStage {
         let scratch = &mut self.origins_scratch;
         let outcome = self
             .instance
-            .call(Some(&batch.columns), |role, store| match role {
+            .call(Some(&batch.columns), |exports, store| match &exports.role {
                 Role::Filter(f) => f.call_select(store, &batch.columns).map(Answer::Selected),
                 Role::Transform(t) => t.call_process(store, &batch.columns).map(Answer::Processed),
                 Role::Aggregate(_) => Err(wasmtime::format_err!(
@@ -194,8 +220,9 @@ impl PluginStage {
     }
 }
 
-/// The format version of a plugin stage's checkpoint section.
-const SECTION_VERSION: u32 = 1;
+/// The format version of a plugin stage's checkpoint section. Version 1 had no
+/// `own_state` (and is still read).
+const SECTION_VERSION: u32 = 2;
 
 /// The small state of a plugin stage's checkpoint section; its keyed state is the
 /// section's table, keyed by [`state_key`].
@@ -205,13 +232,22 @@ struct PluginSection {
     hash: String,
     /// The stage's config then.
     config: Vec<(String, String)>,
+    /// The plugin's own in-memory state, for a plugin with the `state` interface.
+    own_state: Option<OwnState>,
 }
 
 impl Checkpointed for PluginStage {
     fn snapshot(&mut self, _id: u64, incremental: bool) -> Result<Option<Section>> {
+        let own_state = self.instance.snapshot_own_state().map_err(|e| {
+            anyhow::anyhow!(
+                "plugin `{}` failed to snapshot its own state for a checkpoint: {e}",
+                self.name()
+            )
+        })?;
         let meta = PluginSection {
             hash: self.hash().to_owned(),
             config: self.instance.config_pairs().to_vec(),
+            own_state,
         };
         let mut section = Section::new(self.section_name(), SECTION_VERSION).with_meta(&meta)?;
         let (written, deleted) = self.instance.state_mut().snapshot(incremental);
