@@ -615,3 +615,58 @@ fn operator_commands_name_what_is_missing() {
         &["garbage.eddy is unusable", "not an Eddy checkpoint"],
     );
 }
+
+#[test]
+fn a_busy_admin_port_refuses_the_run_before_any_sink_is_touched() {
+    let s = Scratch::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    s.write("out.jsonl", "{\"earlier\":\"output\"}\n");
+    let pipeline = format!(
+        "{GENERATOR}[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[admin]\nlisten = \"{addr}\"\n"
+    );
+    let output = s.eddy("run", &pipeline);
+    assert_failure_says(
+        &output,
+        &["cannot listen on [admin] listen", &addr.to_string()],
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        "{\"earlier\":\"output\"}\n",
+        "the previous output is untouched"
+    );
+}
+
+#[test]
+fn paths_that_name_the_same_file_are_refused_before_anything_is_touched() {
+    let s = Scratch::new();
+    let input = "{\"user\":\"u1\",\"ts\":1}\n{\"user\":\"u2\",\"ts\":2}\n";
+    s.write("in.jsonl", input);
+    std::fs::create_dir(s.path("sub")).unwrap();
+    let source = "[source]\nkind = \"file\"\npath = \"in.jsonl\"\n";
+    for (sinks, says) in [
+        // The sink is the source, by another name.
+        (
+            "[sink]\nkind = \"file\"\npath = \"sub/../in.jsonl\"\n",
+            "[sink] path",
+        ),
+        // Dead letters and results in one file.
+        (
+            "[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[dead_letter]\nkind = \"file\"\npath = \"./out.jsonl\"\n",
+            "[dead_letter] path",
+        ),
+        // The checkpoint directory is the source.
+        (
+            "[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"in.jsonl\"\n",
+            "[checkpoint] dir",
+        ),
+    ] {
+        let pipeline = format!("{source}{sinks}");
+        for command in ["run", "validate"] {
+            let output = s.eddy(command, &pipeline);
+            assert_failure_says(&output, &[says, "is the same file as", "change one of them"]);
+        }
+        assert_eq!(std::fs::read_to_string(s.path("in.jsonl")).unwrap(), input);
+        assert!(!s.path("out.jsonl").exists());
+    }
+}

@@ -384,7 +384,11 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
         None,
     );
     assert_success(&stopped);
-    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "stopped by `eddy stop`, not finished"
+    );
     let before = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
     assert!(!before.is_empty() && before.len() < expected.len());
 
@@ -441,30 +445,62 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
 }
 
 #[test]
-fn ctrl_c_stops_after_a_final_checkpoint_and_the_next_run_continues() {
+fn sigint_and_sigterm_stop_after_a_final_checkpoint_and_the_next_run_continues() {
+    let pipeline = format!("{SOURCE}{WINDOWED}");
+    let expected = reference(&pipeline);
+    // The exit code says which signal stopped the run: 128 + the signal's number.
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let s = Scratch::new();
+        let file = s.write("pipeline.toml", &pipeline);
+        let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+        std::thread::sleep(Duration::from_millis(800));
+        let signalled = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{signal}: a clean stop, not a finished run"
+        );
+        let partial = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+        assert!(
+            !partial.is_empty() && partial.len() < expected.len() && expected.starts_with(&partial),
+            "{signal}"
+        );
+        let staged = std::fs::metadata(s.path("out.jsonl.eddy-pending"))
+            .unwrap()
+            .len();
+        assert_eq!(
+            staged, 0,
+            "{signal}: everything produced before the stop was committed"
+        );
+        assert_success(&s.eddy("run", &pipeline));
+        assert!(std::fs::read_to_string(s.path("out.jsonl")).unwrap() == expected);
+    }
+}
+
+#[test]
+fn a_second_job_on_the_same_checkpoint_directory_is_refused_and_the_first_goes_on() {
     let pipeline = format!("{SOURCE}{WINDOWED}");
     let expected = reference(&pipeline);
     let s = Scratch::new();
     let file = s.write("pipeline.toml", &pipeline);
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    std::thread::sleep(Duration::from_millis(800));
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    assert!(child.wait().unwrap().success(), "Ctrl-C is a clean stop");
-    let partial = std::fs::read_to_string(s.path("out.jsonl")).unwrap();
+    let mut first = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = s.eddy("run", &pipeline);
+    assert_failure_says(
+        &second,
+        &[
+            "is in use by another running job",
+            &format!("pid {}", first.id()),
+        ],
+    );
+    assert!(first.wait().unwrap().success());
     assert!(
-        !partial.is_empty() && partial.len() < expected.len() && expected.starts_with(&partial)
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap() == expected,
+        "the first job's output is whole"
     );
-    let staged = std::fs::metadata(s.path("out.jsonl.eddy-pending"))
-        .unwrap()
-        .len();
-    assert_eq!(
-        staged, 0,
-        "everything produced before the stop was committed"
-    );
-    assert_success(&s.eddy("run", &pipeline));
-    assert!(std::fs::read_to_string(s.path("out.jsonl")).unwrap() == expected);
 }

@@ -100,15 +100,18 @@ fn main() -> ExitCode {
                 from_savepoint,
             },
             quiet,
-        ),
-        Command::Validate { pipeline } => validate(&pipeline),
-        Command::Status { admin } => print_json(admin::request(&admin, "GET", "/status", None)),
-        Command::Savepoint { admin, dir } => savepoint(&admin, dir),
-        Command::Stop { admin, savepoint } => stop(&admin, savepoint),
-        Command::Inspect { path } => inspect(&path),
+        )
+        .map(RunEnd::exit_code),
+        Command::Validate { pipeline } => validate(&pipeline).map(|()| ExitCode::SUCCESS),
+        Command::Status { admin } => {
+            print_json(admin::request(&admin, "GET", "/status", None)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Savepoint { admin, dir } => savepoint(&admin, dir).map(|()| ExitCode::SUCCESS),
+        Command::Stop { admin, savepoint } => stop(&admin, savepoint).map(|()| ExitCode::SUCCESS),
+        Command::Inspect { path } => inspect(&path).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -193,18 +196,50 @@ fn validate(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
+/// How a run ended, as its exit code says (documented in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// The source was exhausted and everything is committed: 0.
+    Finished,
+    /// Stopped by `eddy stop` (after a final checkpoint or savepoint): 3.
+    Stopped,
+    /// Stopped by SIGINT (Ctrl-C), after a final checkpoint: 130.
+    Interrupted,
+    /// Stopped by SIGTERM (a service manager), after a final checkpoint: 143.
+    Terminated,
+}
+
+impl RunEnd {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            RunEnd::Finished => 0,
+            RunEnd::Stopped => 3,
+            RunEnd::Interrupted => 130,
+            RunEnd::Terminated => 143,
+        })
+    }
+}
+
+fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let config = PipelineConfig::load(path)?;
     let runtime = PluginRuntime::new(CompiledCache::from_env())?;
-    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
-    let stop = Arc::new(AtomicBool::new(false));
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let summary = tokio.block_on(async {
+    // Everything that can refuse to start comes before the pipeline is built, since
+    // building it opens (and may truncate) the sinks.
+    let (listener, mut terminate) = tokio.block_on(async {
+        let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        anyhow::Ok((bind_admin(&config).await?, terminate))
+    })?;
+    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (summary, signal) = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
-        let admin = start_admin(&config, pipeline.status(), pipeline.metrics(), control).await?;
+        let admin =
+            listener.map(|l| serve_admin(l, pipeline.status(), pipeline.metrics(), control));
         let worker_stop = stop.clone();
         let mut worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
@@ -212,55 +247,69 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<()> {
             progress.finish();
             summary
         });
-        let summary = tokio::select! {
-            done = &mut worker => done,
+        let (summary, signal) = tokio::select! {
+            done = &mut worker => (done, None),
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("eddy: stopping after the current batch (Ctrl-C)");
+                eprintln!("eddy: stopping after the current batch (SIGINT)");
                 stop.store(true, Ordering::Relaxed);
-                worker.await
+                (worker.await, Some(RunEnd::Interrupted))
+            }
+            _ = terminate.recv() => {
+                eprintln!("eddy: stopping after the current batch (SIGTERM)");
+                stop.store(true, Ordering::Relaxed);
+                (worker.await, Some(RunEnd::Terminated))
             }
         };
         if let Some((shutdown, server)) = admin {
             let _ = shutdown.send(());
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
-        anyhow::Ok(summary??)
+        anyhow::Ok((summary??, signal))
     })?;
     if !quiet {
         eprintln!("eddy: {summary}");
         print_stages(&summary);
     }
-    Ok(())
+    Ok(match (summary.stopped, signal) {
+        (false, _) => RunEnd::Finished,
+        (true, Some(signal)) => signal,
+        (true, None) => RunEnd::Stopped,
+    })
 }
 
-/// Serves the admin endpoint. Without an [admin] section the default address is tried
-/// and a busy port only warns; an address given in the pipeline file must be free.
-async fn start_admin(
-    config: &PipelineConfig,
-    status: pipeline::StatusBoard,
-    metrics: eddy::metrics::MetricsRegistry,
-    control: std::sync::mpsc::Sender<pipeline::Control>,
-) -> Result<
-    Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
-> {
+/// Binds the admin endpoint's address. Without an [admin] section the default address
+/// is tried and a busy port only warns; an address given in the pipeline file must be
+/// free.
+async fn bind_admin(config: &PipelineConfig) -> Result<Option<tokio::net::TcpListener>> {
     let (addr, required) = match &config.admin {
         Some(admin) => (admin.listen.as_str(), true),
         None => (DEFAULT_ADMIN, false),
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
         Err(e) if !required => {
             tracing::warn!("admin endpoint not started: cannot listen on {addr} ({e}); set [admin] listen to another address");
-            return Ok(None);
+            Ok(None)
         }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot listen on [admin] listen = {addr:?}"))
-        }
-    };
-    tracing::info!("admin endpoint on http://{}", listener.local_addr()?);
+        Err(e) => Err(e).with_context(|| {
+            format!("cannot listen on [admin] listen = {addr:?}; is another job using it?")
+        }),
+    }
+}
+
+/// Serves the admin endpoint on a bound listener; returns its shutdown switch and task.
+fn serve_admin(
+    listener: tokio::net::TcpListener,
+    status: pipeline::StatusBoard,
+    metrics: eddy::metrics::MetricsRegistry,
+    control: std::sync::mpsc::Sender<pipeline::Control>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("admin endpoint on http://{addr}");
+    }
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let app = admin::router(status, metrics, control);
     let server = tokio::spawn(async move {
@@ -271,7 +320,7 @@ async fn start_admin(
             tracing::warn!("admin endpoint failed: {e}");
         }
     });
-    Ok(Some((shutdown, server)))
+    (shutdown, server)
 }
 
 fn print_stages(summary: &RunSummary) {

@@ -2,6 +2,7 @@
 //! checkpoint after a crash.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,14 @@ pub struct CheckpointFile {
     pub path: PathBuf,
 }
 
+/// An exclusive claim on a checkpoint directory, held while a job runs. It is an OS file
+/// lock on `<dir>/LOCK`, so the operating system releases it when the process ends,
+/// however it ends (a SIGKILL leaves no stale lock); the file names the holder's pid.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
 /// What recovery found in a checkpoint directory.
 #[derive(Debug, Default)]
 pub struct Recovery {
@@ -59,6 +68,41 @@ impl CheckpointDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Claims the directory for this job; refuses, naming the holder's pid, when another
+    /// running job holds it (two jobs on one directory would corrupt each other's output
+    /// and checkpoints).
+    pub fn lock(&self) -> Result<DirLock> {
+        let path = self.dir.join("LOCK");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let claim = (|| {
+                    file.set_len(0)?;
+                    writeln!(file, "{}", std::process::id())
+                })();
+                claim.with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(DirLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                bail!(
+                    "checkpoint directory {} is in use by another running job (pid {});                      stop that job first, or give this pipeline its own [checkpoint] dir",
+                    self.dir.display(),
+                    holder.trim()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 
     /// Writes a checkpoint atomically and removes the checkpoints no longer needed. The
@@ -394,6 +438,27 @@ mod tests {
         assert!(err.contains("No space left on device"), "{err}");
         assert_eq!(store.recover().unwrap().newest.unwrap().0.id, 1);
         assert!(!dir.path().join(format!("ckpt-{:020}.eddy", 2)).exists());
+    }
+
+    #[test]
+    fn one_job_at_a_time_holds_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 3).unwrap();
+        let held = store.lock().unwrap();
+        let err = store.lock().unwrap_err().to_string();
+        assert!(
+            err.contains("in use by another running job")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        store.lock().unwrap();
+        store.write(&snapshot(1)).unwrap();
+        assert_eq!(
+            store.checkpoints().unwrap().len(),
+            1,
+            "LOCK is not a checkpoint"
+        );
     }
 
     #[test]

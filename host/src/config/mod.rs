@@ -4,6 +4,7 @@
 //! relative to the pipeline file's own directory.
 
 mod duration;
+mod paths;
 
 use std::path::{Path, PathBuf};
 
@@ -392,6 +393,9 @@ impl PipelineConfig {
             .with_context(|| format!("invalid pipeline file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        config
+            .check_paths()
+            .with_context(|| format!("invalid pipeline file {}", path.display()))?;
         Ok(config)
     }
 

@@ -25,7 +25,7 @@ pub use control::{
 pub use metrics::RunSummary;
 
 use crate::batch::EventBatch;
-use crate::checkpoint::{CheckpointDir, Checkpointed, Coordinator, Snapshot};
+use crate::checkpoint::{CheckpointDir, Checkpointed, Coordinator, DirLock, Snapshot};
 use crate::config::{
     AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
 };
@@ -219,6 +219,8 @@ pub struct Pipeline {
     batch: BatchConfig,
     side_inputs: SideInputs,
     coordinator: Coordinator,
+    /// The claim on the checkpoint directory, held while the pipeline lives.
+    _checkpoint_lock: Option<DirLock>,
     metrics: JobMetrics,
     registry: MetricsRegistry,
     status: StatusBoard,
@@ -285,6 +287,11 @@ impl Pipeline {
             .as_ref()
             .map(|c| CheckpointDir::open(&c.dir, c.retain))
             .transpose()?;
+        // Claimed before anything in it or any sink is touched.
+        let checkpoint_lock = checkpoint_dir
+            .as_ref()
+            .map(CheckpointDir::lock)
+            .transpose()?;
         let resume = restore::find_snapshot(config, checkpoint_dir.as_ref(), options)?;
         let mut pipeline = Self {
             source,
@@ -300,6 +307,7 @@ impl Pipeline {
             batch: config.batch,
             side_inputs,
             coordinator: Coordinator::savepoints_only(),
+            _checkpoint_lock: checkpoint_lock,
             metrics: JobMetrics::default(),
             registry: MetricsRegistry::new(&JobMetrics::default(), []),
             status: StatusBoard::default(),
