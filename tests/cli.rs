@@ -670,3 +670,73 @@ fn paths_that_name_the_same_file_are_refused_before_anything_is_touched() {
         assert!(!s.path("out.jsonl").exists());
     }
 }
+
+#[test]
+fn a_sliding_window_of_too_many_windows_per_event_is_refused_at_validate() {
+    let s = Scratch::new();
+    let window =
+        "[window]\nkind = \"sliding\"\nsize = \"1d\"\nslide = \"1ms\"\naggregate = \"count\"\n";
+    let pipeline = format!("{GENERATOR}{window}[sink]\nkind = \"null\"\n");
+    let output = s.eddy("validate", &pipeline);
+    assert_failure_says(
+        &output,
+        &[
+            "puts every event in 86400000 windows",
+            "max_windows_per_event = 10000",
+        ],
+    );
+    let raised = pipeline.replace("aggregate", "max_windows_per_event = 100000000\naggregate");
+    assert_success(&s.eddy("validate", &raised));
+}
+
+#[test]
+fn a_directory_as_the_source_is_refused_before_any_sink_is_touched() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("in")).unwrap();
+    s.write("out.jsonl", "{\"earlier\":\"output\"}\n");
+    let pipeline =
+        "[source]\nkind = \"file\"\npath = \"in\"\n[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n";
+    assert_failure_says(
+        &s.eddy("run", pipeline),
+        &["is a directory", "[source] path"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        "{\"earlier\":\"output\"}\n"
+    );
+}
+
+#[test]
+fn invalid_utf8_and_far_future_events_are_dead_letters_and_the_rest_goes_on() {
+    let s = Scratch::new();
+    let mut input = b"{\"user\":\"u1\",\"ts\":1000}\n{\"user\":\"u\xff\",\"ts\":1001}\n".to_vec();
+    // The year 3000: past the default max_future of a day.
+    input.extend_from_slice(
+        b"{\"user\":\"u2\",\"ts\":32503680000000}\n{\"user\":\"u3\",\"ts\":1002}\n",
+    );
+    std::fs::write(s.path("in.jsonl"), &input).unwrap();
+    let pipeline = "[source]\nkind = \"file\"\npath = \"in.jsonl\"\ntime_field = \"ts\"\n\
+                    [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n\
+                    [dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n";
+    assert_success(&s.eddy("run", pipeline));
+    let users: Vec<Value> = s
+        .lines("out.jsonl")
+        .iter()
+        .map(|v| v["user"].clone())
+        .collect();
+    assert_eq!(users, ["u1", "u3"]);
+    let dead = s.lines("dead.jsonl");
+    assert_eq!(dead.len(), 2);
+    assert!(dead[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not valid UTF-8 (at byte 10)"));
+    assert_eq!(dead[0]["position"], 2);
+    assert!(dead[1]["reason"].as_str().unwrap().contains("max_future"));
+    assert_eq!(dead[1]["position"], 3);
+
+    // `max_future = "0s"` turns the bound off.
+    let unbounded = format!("{pipeline}[watermark]\nmax_future = \"0s\"\n");
+    assert_success(&s.eddy("run", &unbounded));
+    assert_eq!(s.lines("out.jsonl").len(), 3);
+}

@@ -67,6 +67,10 @@ pub struct CheckpointConfig {
     pub incremental_above: usize,
 }
 
+fn default_max_windows_per_event() -> u64 {
+    10_000
+}
+
 fn default_incremental_above() -> usize {
     100_000
 }
@@ -115,6 +119,9 @@ pub struct EventFields {
     pub time_field: Option<String>,
     /// The key that keyed state and windows use. Absent: events have no key.
     pub key_field: Option<String>,
+    /// Events whose time is more than this many ms ahead of the wall clock are dead
+    /// letters (they would make every later event late); `None`: no bound.
+    pub max_future_ms: Option<i64>,
 }
 
 /// `[[plugin]]`: one plugin stage.
@@ -222,7 +229,7 @@ impl SinkConfig {
 }
 
 /// `[watermark]`: bounded out-of-orderness and idleness.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatermarkConfig {
     /// How far behind the highest event time seen an event may be and still be on time.
@@ -230,6 +237,19 @@ pub struct WatermarkConfig {
     /// A partition with no data this long stops holding the watermark back; never when
     /// absent.
     pub idle_timeout: Option<ConfigDuration>,
+    /// How far ahead of the wall clock an event's time may be; later events go to the
+    /// dead-letter sink instead of advancing the watermark. `"0s"` turns the bound off.
+    pub max_future: ConfigDuration,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        Self {
+            max_delay: ConfigDuration::default(),
+            idle_timeout: None,
+            max_future: ConfigDuration(std::time::Duration::from_secs(24 * 3600)),
+        }
+    }
 }
 
 /// Which windows an event belongs to.
@@ -291,6 +311,11 @@ pub struct WindowConfig {
     /// Shifts window starts away from multiples of the size (tumbling, sliding).
     #[serde(default)]
     pub offset: ConfigDuration,
+    /// The most windows one event may belong to (a sliding window's `size / slide`): a
+    /// bound on the work and memory one event can cause, so a typo such as
+    /// `slide = "1ms"` is refused instead of exhausting memory.
+    #[serde(default = "default_max_windows_per_event")]
+    pub max_windows_per_event: u64,
     /// How long after a window fires late events still update it (and fire it again).
     #[serde(default)]
     pub allowed_lateness: ConfigDuration,
@@ -328,9 +353,20 @@ impl WindowConfig {
                 refuse("gap", self.gap)?;
             }
             WindowKind::Sliding => {
-                positive("size", self.size)?;
-                positive("slide", self.slide)?;
+                let size = positive("size", self.size)?;
+                let slide = positive("slide", self.slide)?;
                 refuse("gap", self.gap)?;
+                let per_event = (size as u64).div_ceil(slide as u64);
+                if per_event > self.max_windows_per_event {
+                    bail!(
+                        "[window] a sliding window of size {} and slide {} puts every event in {per_event} windows, \
+                         more than max_windows_per_event = {}; check size and slide, or raise \
+                         max_windows_per_event if you mean it",
+                        self.size.expect("checked above"),
+                        self.slide.expect("checked above"),
+                        self.max_windows_per_event
+                    );
+                }
             }
             WindowKind::Session => {
                 positive("gap", self.gap)?;

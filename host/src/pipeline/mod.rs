@@ -295,7 +295,10 @@ impl Pipeline {
         let resume = restore::find_snapshot(config, checkpoint_dir.as_ref(), options)?;
         let mut pipeline = Self {
             source,
-            fields: config.source.event_fields(),
+            fields: EventFields {
+                max_future_ms: Some(config.watermark.max_future.as_millis()).filter(|&ms| ms > 0),
+                ..config.source.event_fields()
+            },
             watermarks,
             stages,
             window,

@@ -212,6 +212,7 @@ mod tests {
         EventFields {
             time_field: time.map(Into::into),
             key_field: key.map(Into::into),
+            ..EventFields::default()
         }
     }
 

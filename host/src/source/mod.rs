@@ -206,6 +206,8 @@ pub struct Ingest<'a> {
     fields: &'a EventFields,
     watermarks: &'a mut Watermarks,
     now: Instant,
+    /// The wall clock when the batch began gathering (ms), for `max_future`.
+    wall_ms: i64,
     unparseable: u64,
 }
 
@@ -224,6 +226,7 @@ impl<'a> Ingest<'a> {
             fields,
             watermarks,
             now: Instant::now(),
+            wall_ms: now_millis(),
             unparseable: 0,
         }
     }
@@ -254,12 +257,27 @@ impl<'a> Ingest<'a> {
     /// record's key. A record that is not a valid event becomes a dead letter.
     pub fn push_record(&mut self, partition: u32, position: u64, record: SourceRecord<'_>) {
         let line = record.value;
-        match extract(line, self.fields) {
-            Ok(found) => {
-                let timestamp = found
-                    .timestamp
-                    .or(record.timestamp)
-                    .unwrap_or_else(now_millis);
+        let checked = std::str::from_utf8(line)
+            .map_err(|e| {
+                format!(
+                    "not valid UTF-8 (at byte {}); events are UTF-8 JSON",
+                    e.valid_up_to()
+                )
+            })
+            .and_then(|_| extract(line, self.fields))
+            .and_then(|found| {
+                let timestamp = found.timestamp.or(record.timestamp);
+                match (timestamp, self.fields.max_future_ms) {
+                    (Some(ts), Some(max)) if ts > self.wall_ms.saturating_add(max) => Err(format!(
+                        "event time {ts} is more than {max} ms ahead of the wall clock \
+                         ([watermark] max_future); it would make every later event late"
+                    )),
+                    _ => Ok((found, timestamp)),
+                }
+            });
+        match checked {
+            Ok((found, timestamp)) => {
+                let timestamp = timestamp.unwrap_or_else(now_millis);
                 let key = found.key.as_deref().or(record.key).unwrap_or_default();
                 self.batch.values_mut().extend_from_slice(line);
                 self.push_written(partition, position, key, timestamp);
@@ -358,6 +376,7 @@ mod tests {
         let fields = EventFields {
             time_field: Some("ts".into()),
             key_field: Some("user".into()),
+            ..EventFields::default()
         };
         let (batch, _, _) = ingest_into(fields, &[(0, record)]);
         assert_eq!((batch.key(0), batch.columns.timestamps[0]), (&b"u1"[..], 5));

@@ -136,6 +136,7 @@ impl Harness {
         let fields = EventFields {
             time_field: Some("ts".into()),
             key_field: Some("k".into()),
+            ..EventFields::default()
         };
         let mut batch = EventBatch::default();
         let mut ingest = Ingest::new(&mut batch, &mut self.dead, &fields, &mut self.watermarks);

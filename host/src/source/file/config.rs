@@ -24,6 +24,7 @@ impl FileSourceConfig {
         EventFields {
             time_field: self.time_field.clone(),
             key_field: self.key_field.clone(),
+            max_future_ms: None,
         }
     }
 }

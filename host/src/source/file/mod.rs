@@ -31,6 +31,12 @@ impl FileSource {
                 path.display()
             )
         })?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            bail!(
+                "source file {} is a directory; [source] path must name a file of JSON lines",
+                path.display()
+            );
+        }
         Ok(Self {
             path: path.to_owned(),
             reader: BufReader::with_capacity(1 << 20, file),

@@ -47,6 +47,7 @@ impl GeneratorConfig {
         EventFields {
             time_field: Some("ts".into()),
             key_field: Some(self.key_field.clone()),
+            max_future_ms: None,
         }
     }
 }

@@ -20,6 +20,7 @@ impl StdinSourceConfig {
         EventFields {
             time_field: self.time_field.clone(),
             key_field: self.key_field.clone(),
+            max_future_ms: None,
         }
     }
 }
