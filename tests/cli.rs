@@ -306,7 +306,7 @@ max_records = 2
 }
 
 #[test]
-fn a_misbehaving_plugin_fails_only_its_batch() {
+fn a_misbehaving_plugin_fails_only_the_event_it_fails_on() {
     let cases = [
         ("trap", "", "unreachable"),
         (
@@ -334,20 +334,24 @@ fn a_misbehaving_plugin_fails_only_its_batch() {
             .iter()
             .map(|v| v["n"].clone())
             .collect();
-        assert_eq!(kept, vec![1, 2, 5, 6], "mode {mode}");
+        // Event 3 is poisoned; event 4, in its batch, is innocent and goes on.
+        assert_eq!(kept, vec![1, 2, 4, 5, 6], "mode {mode}");
         let dead = s.lines("dead.jsonl");
         let dead_n: Vec<Value> = dead.iter().map(|v| v["value"]["n"].clone()).collect();
-        assert_eq!(dead_n, vec![3, 4], "mode {mode}");
+        assert_eq!(dead_n, vec![3], "mode {mode}");
         for d in &dead {
             let why = d["reason"].as_str().unwrap();
             assert!(
-                why.contains("plugin `chaos` failed on this batch") && why.contains(reason),
+                why.contains("plugin `chaos` (version ")
+                    && why.contains("failed on this event")
+                    && why.contains(reason),
                 "mode {mode}: {why}"
             );
             assert_eq!(d["plugin"], "chaos");
+            assert_eq!(d["position"], 3);
         }
         assert!(
-            stderr(&output).contains("2 failed"),
+            stderr(&output).contains("1 failed in 1 failed batches"),
             "mode {mode}: {}",
             stderr(&output)
         );
@@ -739,4 +743,30 @@ fn invalid_utf8_and_far_future_events_are_dead_letters_and_the_rest_goes_on() {
     let unbounded = format!("{pipeline}[watermark]\nmax_future = \"0s\"\n");
     assert_success(&s.eddy("run", &unbounded));
     assert_eq!(s.lines("out.jsonl").len(), 3);
+}
+
+#[test]
+fn failure_policies_fail_or_retry_stop_the_job_with_the_plugins_error() {
+    let (s, output) = chaos_run("trap", "failure = \"fail\"");
+    assert_failure_says(
+        &output,
+        &[
+            "plugin `chaos` failed on a batch",
+            "failure policy is \"fail\"",
+            "unreachable",
+        ],
+    );
+    let kept: Vec<Value> = s
+        .lines("out.jsonl")
+        .iter()
+        .map(|v| v["n"].clone())
+        .collect();
+    assert_eq!(kept, vec![1, 2], "the batches before the failure went on");
+
+    let (_, output) = chaos_run("trap", "failure = \"retry\"\nretries = 2");
+    assert_failure_says(&output, &["failed on a batch 3 times", "retries = 2"]);
+    assert_stderr_contains(&output, "retrying in 200ms");
+
+    let (_, output) = chaos_run("trap", "failure = \"skip\"");
+    assert_failure_says(&output, &["unknown variant `skip`", "dead-letter", "retry"]);
 }

@@ -114,6 +114,46 @@ impl EventBatch {
         }
     }
 
+    /// The headers (name, value) of event `i`.
+    pub fn headers(&self, i: usize) -> Vec<(&[u8], &[u8])> {
+        let Some(h) = &self.columns.headers else {
+            return Vec::new();
+        };
+        let first = if i == 0 {
+            0
+        } else {
+            h.header_ends[i - 1] as usize
+        };
+        (first..h.header_ends[i] as usize)
+            .map(|j| {
+                (
+                    packed_item(&h.names, &h.name_ends, j),
+                    packed_item(&h.values, &h.value_ends, j),
+                )
+            })
+            .collect()
+    }
+
+    /// Appends events `range` of `other`, in order.
+    pub fn extend_from(&mut self, other: &EventBatch, range: std::ops::Range<usize>) {
+        for i in range {
+            self.push(
+                other.origins[i],
+                other.key(i),
+                other.columns.timestamps[i],
+                other.value(i),
+            );
+            self.attach_headers(&other.headers(i));
+        }
+    }
+
+    /// Events `range` of this batch, as a batch of their own.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> EventBatch {
+        let mut piece = EventBatch::default();
+        piece.extend_from(self, range);
+        piece
+    }
+
     /// Event `i`'s value.
     pub fn value(&self, i: usize) -> &[u8] {
         packed_item(&self.columns.values, &self.columns.value_ends, i)
@@ -289,6 +329,22 @@ mod tests {
         let h = b.columns.headers.as_ref().unwrap();
         assert_eq!(h.header_ends, vec![2, 3]);
         assert_eq!(check_columns(&b.columns), Ok(2));
+    }
+
+    #[test]
+    fn slices_and_appends_keep_every_column() {
+        let mut b = batch(&["a", "bb", "ccc"]);
+        b.push(origin(3), b"k3", 3, b"dddd");
+        b.attach_headers(&[(b"h", b"v")]);
+        let right = b.slice(2..4);
+        assert_eq!(check_columns(&right.columns), Ok(2));
+        assert_eq!((right.value(1), right.key(1)), (&b"dddd"[..], &b"k3"[..]));
+        assert_eq!(right.headers(1), vec![(&b"h"[..], &b"v"[..])]);
+        assert!(right.headers(0).is_empty());
+        let mut whole = b.slice(0..2);
+        whole.extend_from(&right, 0..2);
+        assert_eq!(whole.columns, b.columns);
+        assert_eq!(whole.origins, b.origins);
     }
 
     #[test]

@@ -67,6 +67,25 @@ pub struct CheckpointConfig {
     pub incremental_above: usize,
 }
 
+fn default_retries() -> u32 {
+    3
+}
+
+/// `[[plugin]] failure`: what a stage does when its plugin fails on a batch.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Find the events the plugin fails on (by bisecting the batch on fresh instances),
+    /// send exactly those to the dead-letter sink, and the rest on, in order.
+    #[default]
+    DeadLetter,
+    /// Stop the job with the plugin's error; its last checkpoint stays intact.
+    Fail,
+    /// Call the batch again, `retries` times with a growing pause (for plugins whose
+    /// failures pass), then stop as with `fail`.
+    Retry,
+}
+
 fn default_max_windows_per_event() -> u64 {
     10_000
 }
@@ -144,6 +163,12 @@ pub struct PluginConfig {
     /// What the plugin may reach through WASI beyond computing (nothing by default).
     #[serde(default)]
     pub grant: Grants,
+    /// What a batch call that fails (trap, timeout, memory limit, malformed result) does.
+    #[serde(default)]
+    pub failure: FailurePolicy,
+    /// How often `failure = "retry"` calls a failed batch again (with backoff).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
 }
 
 fn default_plugin_timeout() -> ConfigDuration {

@@ -1,10 +1,18 @@
 //! One running plugin stage: its instance, its store, and the call it makes per batch.
 //!
-//! A batch call that traps, runs past the stage's timeout, or exceeds its memory limit
-//! fails only that batch: its events go to the dead-letter sink with the reason, the
-//! stage's keyed-state writes from that batch are rolled back, and the stage is
-//! re-instantiated for the next batch. Malformed results (indices out of range, columns
-//! that disagree) are treated the same way.
+//! A batch call that traps, runs past the stage's timeout, exceeds its memory limit or
+//! returns a malformed result (indices out of range, columns that disagree) fails: its
+//! keyed-state writes are rolled back and the plugin is re-instantiated. Then the stage's
+//! `failure` policy decides: `dead-letter` (the default) bisects the batch on fresh
+//! instances until it has the events the plugin fails on, sends exactly those to the
+//! dead-letter sink and the rest on, in order; `fail` stops the job; `retry` calls the
+//! batch again a few times with a growing pause, then stops the job.
+//!
+//! Invariant: every event of a batch is either in the plugin's successful output (once),
+//! rejected by it, or dead-lettered as one the plugin fails on; keyed-state writes of
+//! successful calls are kept, in event order.
+
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +24,7 @@ use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
 use crate::checkpoint::{parse_state_key, state_key, Checkpointed, Section};
+use crate::config::FailurePolicy;
 use crate::dead_letter::{DeadLetters, DeadValue};
 use crate::metrics::StageMetrics;
 
@@ -171,6 +180,97 @@ impl PluginStage {
             return Ok(());
         }
         self.counters.events_in.inc_by(batch.len() as u64);
+        let Err(reason) = self.call(batch, dead) else {
+            return Ok(());
+        };
+        self.counters.failed_batches.inc();
+        self.instance.restart()?;
+        let config = &self.instance.plugin().config;
+        let name = self.name().to_owned();
+        match config.failure {
+            FailurePolicy::Fail => bail!(
+                "plugin `{name}` failed on a batch and its failure policy is \"fail\": {reason}; \
+                 the job stops, its last checkpoint intact"
+            ),
+            FailurePolicy::Retry => {
+                let retries = config.retries;
+                let mut reason = reason;
+                for attempt in 0..retries {
+                    let pause = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(10)));
+                    tracing::warn!(
+                        "plugin `{name}` failed on a batch ({reason}); retrying in {pause:?}"
+                    );
+                    std::thread::sleep(pause);
+                    match self.call(batch, dead) {
+                        Ok(()) => return Ok(()),
+                        Err(again) => {
+                            reason = again;
+                            self.instance.restart()?;
+                        }
+                    }
+                }
+                bail!(
+                    "plugin `{name}` failed on a batch {} times (failure = \"retry\", retries = {retries}): {reason}; \
+                     the job stops, its last checkpoint intact",
+                    retries + 1
+                )
+            }
+            FailurePolicy::DeadLetter => {
+                tracing::warn!(
+                    "plugin `{name}` failed on a batch of {} events ({reason}); finding the events it fails on",
+                    batch.len()
+                );
+                let failed = std::mem::take(batch);
+                self.isolate(failed, reason, batch, dead)
+            }
+        }
+    }
+
+    /// Finds the events of `failed` (a batch the plugin failed on with `reason`) that the
+    /// plugin fails on, by calling it on each half on a fresh instance, recursively: those
+    /// go to `dead`, and what the plugin makes of the rest is appended to `out`, in order.
+    /// Keyed-state writes of every successful call are kept, of every failed one undone.
+    fn isolate(
+        &mut self,
+        failed: EventBatch,
+        reason: String,
+        out: &mut EventBatch,
+        dead: &mut DeadLetters,
+    ) -> Result<()> {
+        if failed.len() == 1 {
+            let plugin = self.instance.plugin();
+            let why = format!(
+                "plugin `{}` (version {}) failed on this event: {reason}",
+                plugin.config.name,
+                &plugin.hash[..12.min(plugin.hash.len())]
+            );
+            dead.push(
+                &why,
+                failed.origins[0],
+                Some(self.name()),
+                DeadValue::Json(failed.value(0)),
+            );
+            self.counters.failed.inc();
+            return Ok(());
+        }
+        let middle = failed.len() / 2;
+        for range in [0..middle, middle..failed.len()] {
+            let mut piece = failed.slice(range);
+            match self.call(&mut piece, dead) {
+                Ok(()) => out.extend_from(&piece, 0..piece.len()),
+                Err(reason) => {
+                    self.instance.restart()?;
+                    self.isolate(piece, reason, out, dead)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls the plugin once on `batch`, leaving in it what the plugin kept or emitted
+    /// and committing its keyed-state writes; on failure `batch` and the state are as
+    /// they were (the instance must be restarted) and the reason is returned.
+    fn call(&mut self, batch: &mut EventBatch, dead: &mut DeadLetters) -> Result<(), String> {
         let name = self.instance.shared_name().clone();
         let scratch = &mut self.origins_scratch;
         let outcome = self
@@ -190,33 +290,11 @@ impl PluginStage {
                     apply_output(batch, out, &origins, &rejected, &name, dead, scratch)
                 }
             });
-        match outcome {
-            Ok(rejected) => {
-                self.instance.state_mut().commit();
-                self.counters.rejected.inc_by(rejected);
-                self.counters.events_out.inc_by(batch.len() as u64);
-                Ok(())
-            }
-            Err(reason) => {
-                let reason = format!("plugin `{name}` failed on this batch: {reason}");
-                tracing::warn!(
-                    "{reason}; its {} events go to the dead-letter sink",
-                    batch.len()
-                );
-                for i in 0..batch.len() {
-                    dead.push(
-                        &reason,
-                        batch.origins[i],
-                        Some(&name),
-                        DeadValue::Json(batch.value(i)),
-                    );
-                }
-                self.counters.failed.inc_by(batch.len() as u64);
-                self.counters.failed_batches.inc();
-                batch.clear();
-                self.instance.restart()
-            }
-        }
+        let rejected = outcome?;
+        self.instance.state_mut().commit();
+        self.counters.rejected.inc_by(rejected);
+        self.counters.events_out.inc_by(batch.len() as u64);
+        Ok(())
     }
 }
 
@@ -360,4 +438,66 @@ fn apply_output(
     std::mem::swap(&mut batch.origins, scratch);
     batch.columns = out;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Origin;
+    use crate::config::PipelineConfig;
+    use crate::plugin::CompiledCache;
+
+    fn chaos_stage(mode: &str) -> PluginStage {
+        let pipeline = PipelineConfig::parse(&format!(
+            "[source]\nkind = \"generator\"\n[sink]\nkind = \"null\"\n[[plugin]]\nname = \"chaos\"\n\
+             path = \"{}\"\nconfig = {{ mode = \"{mode}\" }}\n",
+            eddy_example_artifacts::CHAOS_COMPONENT
+        ))
+        .unwrap();
+        let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
+        let plugin = runtime.load(&pipeline.plugins[0]).unwrap();
+        PluginStage::start(&runtime, plugin, SideInputs::default()).unwrap()
+    }
+
+    /// Events `n` = 1..=count keyed `k<n>`, the ones in `poisoned` marked for the plugin to
+    /// fail on.
+    fn events(count: u64, poisoned: &[u64]) -> EventBatch {
+        let mut batch = EventBatch::default();
+        for n in 1..=count {
+            let value = format!(r#"{{"n":{n},"poison":{}}}"#, poisoned.contains(&n));
+            let origin = Origin {
+                partition: 0,
+                position: n,
+                watermark: 0,
+            };
+            batch.push(origin, format!("k{n}").as_bytes(), n as i64, value.as_bytes());
+        }
+        batch
+    }
+
+    #[test]
+    fn a_failed_batch_is_bisected_to_the_events_the_plugin_fails_on() {
+        let mut stage = chaos_stage("trap");
+        let mut batch = events(37, &[3, 20, 21, 37]);
+        let mut dead = DeadLetters::new("test");
+        stage.run(&mut batch, &mut dead).unwrap();
+        let kept: Vec<u64> = batch.origins.iter().map(|o| o.position).collect();
+        let expected: Vec<u64> = (1..=37).filter(|n| ![3, 20, 21, 37].contains(n)).collect();
+        assert_eq!(kept, expected, "the innocent events, once each, in order");
+        assert_eq!(dead.len(), 4);
+        let c = stage.counters();
+        assert_eq!((c.failed, c.failed_batches, c.events_out), (4, 1, 33));
+        // Every innocent event's keyed-state write was kept once; the poisoned events'
+        // were undone with their failed calls.
+        let seen: Vec<(Vec<u8>, usize)> = stage
+            .instance
+            .state()
+            .entries()
+            .into_iter()
+            .map(|(key, _, value)| (key, value.len()))
+            .collect();
+        assert_eq!(seen.len(), 33);
+        assert!(seen.iter().all(|(_, count)| *count == 1), "{seen:?}");
+        assert!(!seen.iter().any(|(key, _)| key == b"k20"));
+    }
 }
