@@ -470,11 +470,8 @@ fn sigint_and_sigterm_stop_after_a_final_checkpoint_and_the_next_run_continues()
             !partial.is_empty() && partial.len() < expected.len() && expected.starts_with(&partial),
             "{signal}"
         );
-        let staged = std::fs::metadata(s.path("out.jsonl.eddy-pending"))
-            .unwrap()
-            .len();
-        assert_eq!(
-            staged, 0,
+        assert!(
+            !s.path("out.jsonl.eddy-pending").exists(),
             "{signal}: everything produced before the stop was committed"
         );
         assert_success(&s.eddy("run", &pipeline));

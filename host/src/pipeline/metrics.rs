@@ -31,16 +31,25 @@ impl RunSummary {
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.metrics;
+        let timing = format!(
+            "in {:.2} s ({:.0} records/s)",
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        );
+        write!(f, "{}: ", if self.stopped { "stopped" } else { "done" })?;
+        let resumed = self.records_this_run != m.records_in;
+        if resumed {
+            // This run's part first, then the job's totals, each said for what it is.
+            write!(
+                f,
+                "{} in this run {timing}; since the job started: ",
+                self.records_this_run
+            )?;
+        }
         write!(
             f,
-            "{}: {} in, {} out, {} rejected, {} unparseable, {} failed, {} dead letters",
-            if self.stopped { "stopped" } else { "done" },
-            m.records_in,
-            m.records_out,
-            m.rejected,
-            m.unparseable,
-            m.failed,
-            m.dead_letters,
+            "{} in, {} out, {} rejected, {} unparseable, {} failed, {} dead letters",
+            m.records_in, m.records_out, m.rejected, m.unparseable, m.failed, m.dead_letters,
         )?;
         if m.firings > 0 || m.late_accepted > 0 || m.late_rejected > 0 {
             write!(
@@ -49,11 +58,41 @@ impl fmt::Display for RunSummary {
                 m.firings, m.late_accepted, m.late_rejected
             )?;
         }
-        write!(
-            f,
-            " in {:.2} s ({:.0} records/s)",
-            self.elapsed.as_secs_f64(),
-            self.rate()
-        )
+        if !resumed {
+            write!(f, " {timing}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(records_this_run: u64) -> RunSummary {
+        RunSummary {
+            metrics: Metrics {
+                records_in: 1000,
+                records_out: 40,
+                ..Metrics::default()
+            },
+            records_this_run,
+            elapsed: Duration::from_millis(500),
+            stages: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_says_which_counts_are_its_own_and_which_the_jobs() {
+        assert_eq!(
+            summary(1000).to_string(),
+            "done: 1000 in, 40 out, 0 rejected, 0 unparseable, 0 failed, 0 dead letters in 0.50 s (2000 records/s)"
+        );
+        assert_eq!(
+            summary(300).to_string(),
+            "done: 300 in this run in 0.50 s (600 records/s); since the job started: \
+             1000 in, 40 out, 0 rejected, 0 unparseable, 0 failed, 0 dead letters"
+        );
     }
 }

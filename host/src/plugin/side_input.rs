@@ -229,6 +229,20 @@ fn csv_rows(text: &[u8], key_field: &str) -> Result<Rows> {
     let mut rows = Rows::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("CSV record {} is malformed", i + 1))?;
+        // A side-input table has one row per line: a value spanning lines is almost
+        // always an unterminated quote that swallowed the rows after it.
+        if let Some((column, _)) = headers
+            .iter()
+            .zip(record.iter())
+            .find(|(_, v)| v.contains('\n'))
+        {
+            let line = record.position().map_or(0, |p| p.line());
+            bail!(
+                "CSV record {} (line {line}): the value of `{column}` spans lines; \
+                 is a quote left open? (side-input values are one line each)",
+                i + 1
+            );
+        }
         let row: serde_json::Map<String, serde_json::Value> = headers
             .iter()
             .zip(record.iter())
@@ -255,6 +269,22 @@ mod tests {
             path: dir.join(file),
             key_field: "user".into(),
         }
+    }
+
+    #[test]
+    fn a_csv_value_left_open_by_a_quote_is_an_error_naming_the_row() {
+        let text = b"user,tier\nu1,\"gold\nu2,silver\nu3,bronze\n";
+        let err = format!("{:#}", csv_rows(text, "user").unwrap_err());
+        assert!(
+            err.contains("CSV record 1 (line 2)") && err.contains("`tier` spans lines"),
+            "{err}"
+        );
+        assert_eq!(
+            csv_rows(b"user,tier\nu1,\"gold, plus\"\n", "user")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

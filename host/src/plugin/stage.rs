@@ -470,7 +470,12 @@ mod tests {
                 position: n,
                 watermark: 0,
             };
-            batch.push(origin, format!("k{n}").as_bytes(), n as i64, value.as_bytes());
+            batch.push(
+                origin,
+                format!("k{n}").as_bytes(),
+                n as i64,
+                value.as_bytes(),
+            );
         }
         batch
     }

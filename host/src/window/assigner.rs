@@ -60,12 +60,15 @@ pub enum Assigner {
 /// Flink's `TimeWindow.getWindowStartWithOffset`: the start of the window of length
 /// `size` (aligned to `offset`) that holds `timestamp`, for negative times too.
 pub fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
-    let remainder = (timestamp - offset) % size;
-    if remainder < 0 {
-        timestamp - (remainder + size)
-    } else {
-        timestamp - remainder
-    }
+    // Times near the ends of i64 neither overflow nor wrap: a start before i64::MIN is
+    // clamped to it (the i128 path is taken only there, off the common path).
+    let Some(shifted) = timestamp.checked_sub(offset) else {
+        let remainder = (i128::from(timestamp) - i128::from(offset)).rem_euclid(i128::from(size));
+        return i64::try_from(i128::from(timestamp) - remainder).unwrap_or(i64::MIN);
+    };
+    timestamp
+        .checked_sub(shifted.rem_euclid(size))
+        .unwrap_or(i64::MIN)
 }
 
 impl Assigner {
@@ -100,7 +103,7 @@ impl Assigner {
                 let start = window_start(timestamp, offset, size);
                 out.push(TimeWindow {
                     start,
-                    end: start + size,
+                    end: start.saturating_add(size),
                 });
             }
             Assigner::Sliding {
@@ -109,17 +112,21 @@ impl Assigner {
                 offset,
             } => {
                 let mut start = window_start(timestamp, offset, slide);
-                while start > timestamp - size {
+                let earliest = timestamp.saturating_sub(size);
+                while start > earliest {
                     out.push(TimeWindow {
                         start,
-                        end: start + size,
+                        end: start.saturating_add(size),
                     });
-                    start -= slide;
+                    match start.checked_sub(slide) {
+                        Some(next) => start = next,
+                        None => break,
+                    }
                 }
             }
             Assigner::Session { gap } => out.push(TimeWindow {
                 start: timestamp,
-                end: timestamp + gap,
+                end: timestamp.saturating_add(gap),
             }),
         }
     }
@@ -133,6 +140,32 @@ mod tests {
         let mut out = Vec::new();
         a.assign(ts, &mut out);
         out.into_iter().map(|w| (w.start, w.end)).collect()
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_neither_overflow_nor_wrap() {
+        let assigners = [
+            Assigner::Tumbling {
+                size: 60_000,
+                offset: 7,
+            },
+            Assigner::Sliding {
+                size: 60_000,
+                slide: 10_000,
+                offset: 0,
+            },
+            Assigner::Session { gap: 30_000 },
+        ];
+        for a in assigners {
+            for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+                for (start, end) in assign(a, ts) {
+                    assert!(
+                        start <= ts && ts < end || end == i64::MAX,
+                        "{a:?} at {ts}: [{start}, {end})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

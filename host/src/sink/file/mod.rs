@@ -211,6 +211,18 @@ impl Sink for FileSink {
     }
 }
 
+/// A transactional sink whose staging file is empty when it closes (everything
+/// committed) removes it, so a finished run leaves no `*.eddy-pending` behind. A staging
+/// file with output in it stays: the next run's recovery decides about it.
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        if self.txn.as_ref().is_some_and(|t| t.pending_len == 0) {
+            let _ = self.out.flush();
+            let _ = std::fs::remove_file(pending_path(&self.path));
+        }
+    }
+}
+
 impl Checkpointed for FileSink {
     /// Stages everything written since the last checkpoint as epoch `id`; the section
     /// records the epochs the checkpoint covers and asks the writer to fsync them.
@@ -313,6 +325,11 @@ mod tests {
         sink.checkpoint_completed(1).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         assert!(stray_epochs(&path).is_empty());
+        drop(sink);
+        assert!(
+            !pending_path(&path).exists(),
+            "no empty staging file is left behind"
+        );
     }
 
     #[test]
