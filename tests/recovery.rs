@@ -501,3 +501,61 @@ fn a_second_job_on_the_same_checkpoint_directory_is_refused_and_the_first_goes_o
         "the first job's output is whole"
     );
 }
+
+#[test]
+fn with_a_token_only_the_operator_takes_savepoints_and_stops_the_job() {
+    let pipeline = format!("{SOURCE}{WINDOWED}").replace("count = 40000", "count = 400000");
+    let s = Scratch::new();
+    s.write("token", "s3cret\n");
+    let admin = free_admin_address();
+    let running = format!("{pipeline}[admin]\nlisten = \"{admin}\"\ntoken_file = \"token\"\n");
+    let file = s.write("pipeline.toml", &running);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+
+    // Reading needs no token.
+    assert_success(&eddy(&["status", "--admin", &admin], None));
+    // Changing the job does.
+    let sp = s.path("sp");
+    let refused = eddy(
+        &["savepoint", "--admin", &admin, sp.to_str().unwrap()],
+        None,
+    );
+    assert_failure_says(&refused, &["401", "needs its token", "--token-file"]);
+    s.write("wrong", "guess");
+    let wrong = eddy(
+        &[
+            "savepoint",
+            "--admin",
+            &admin,
+            "--token-file",
+            s.path("wrong").to_str().unwrap(),
+            sp.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failure_says(&wrong, &["401"]);
+    assert!(!sp.exists());
+    let token = s.path("token");
+    let taken = eddy(
+        &[
+            "savepoint",
+            "--admin",
+            &admin,
+            "--token-file",
+            token.to_str().unwrap(),
+            sp.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&taken);
+    assert!(sp.join("savepoint.eddy").exists());
+    // The token file may also come from the environment.
+    let stopped = eddy_command()
+        .args(["stop", "--admin", &admin])
+        .env("EDDY_ADMIN_TOKEN_FILE", &token)
+        .output()
+        .unwrap();
+    assert_success(&stopped);
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+}

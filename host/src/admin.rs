@@ -9,17 +9,20 @@
 //! | `POST /savepoint` with `{"dir": "..."}` | `{"savepoint": "<file>"}` |
 //! | `POST /stop` with `{"savepoint": "..."}` (optional) | `{"stopped": true, "savepoint": ...}` |
 //!
-//! It binds to loopback by default; anyone who can reach it can stop the job.
+//! It binds to loopback by default. With `[admin] token_file`, requests that change the
+//! job (savepoint, stop) must carry `Authorization: Bearer <token>`; reading status and
+//! metrics needs none. A `listen` address other than loopback requires a token.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -36,6 +39,7 @@ struct Shared {
     status: StatusBoard,
     control: Sender<Control>,
     metrics: MetricsRegistry,
+    token: Option<Arc<str>>,
 }
 
 #[derive(Deserialize)]
@@ -50,8 +54,14 @@ struct StopRequest {
 
 type Answer = (StatusCode, Json<Value>);
 
-/// The admin routes over a pipeline's status board, metrics and control channel.
-pub fn router(status: StatusBoard, metrics: MetricsRegistry, control: Sender<Control>) -> Router {
+/// The admin routes over a pipeline's status board, metrics and control channel;
+/// requests that change the job need `token` when there is one.
+pub fn router(
+    status: StatusBoard,
+    metrics: MetricsRegistry,
+    control: Sender<Control>,
+    token: Option<String>,
+) -> Router {
     Router::new()
         .route("/status", get(status_handler))
         .route("/metrics", get(metrics_handler))
@@ -61,7 +71,48 @@ pub fn router(status: StatusBoard, metrics: MetricsRegistry, control: Sender<Con
             status,
             control,
             metrics,
+            token: token.map(Arc::from),
         })
+}
+
+/// Reads an admin token from its file (surrounding whitespace ignored).
+pub fn read_token(path: &Path) -> Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("the admin token file {} is empty", path.display());
+    }
+    Ok(token.to_owned())
+}
+
+/// Refuses a request that changes the job without the job's token.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
+    let Some(token) = &shared.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared without an early exit, so the time taken says nothing about the token.
+    let matches = given.is_some_and(|given| {
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    });
+    if matches {
+        return Ok(());
+    }
+    Err((
+        StatusCode::UNAUTHORIZED,
+        Json(
+            json!({ "error": "this job's admin endpoint needs its token to take a savepoint or stop the job: pass --token-file FILE (or set EDDY_ADMIN_TOKEN_FILE)" }),
+        ),
+    ))
 }
 
 async fn metrics_handler(
@@ -107,8 +158,12 @@ fn failure(message: String) -> Answer {
 
 async fn savepoint_handler(
     State(shared): State<Shared>,
+    headers: HeaderMap,
     Json(request): Json<SavepointRequest>,
 ) -> Answer {
+    if let Err(refused) = authorize(&shared, &headers) {
+        return refused;
+    }
     match ask(&shared, |reply| Control::Savepoint {
         dir: request.dir,
         reply,
@@ -120,7 +175,14 @@ async fn savepoint_handler(
     }
 }
 
-async fn stop_handler(State(shared): State<Shared>, request: Option<Json<StopRequest>>) -> Answer {
+async fn stop_handler(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    request: Option<Json<StopRequest>>,
+) -> Answer {
+    if let Err(refused) = authorize(&shared, &headers) {
+        return refused;
+    }
     let savepoint = request.map(|Json(r)| r).unwrap_or_default().savepoint;
     match ask(&shared, |reply| Control::Stop { savepoint, reply }).await {
         Ok(path) => (
@@ -131,17 +193,26 @@ async fn stop_handler(State(shared): State<Shared>, request: Option<Json<StopReq
     }
 }
 
-/// Sends one request to a job's admin endpoint and returns the JSON answer; an error
-/// answer becomes an error with the job's message.
-pub fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+/// Sends one request to a job's admin endpoint (with its bearer `token`, if given) and
+/// returns the JSON answer; an error answer becomes an error with the job's message.
+pub fn request(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
     let mut stream = TcpStream::connect(addr).with_context(|| {
         format!("cannot reach a running job's admin endpoint at {addr}; is `eddy run` running, and is this its [admin] listen address?")
     })?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();

@@ -49,23 +49,20 @@ enum Command {
     },
     /// Prints the running job's status as JSON.
     Status {
-        /// The job's admin endpoint.
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Takes a savepoint of the running job and prints where it is.
     Savepoint {
-        /// The job's admin endpoint.
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// The savepoint directory (default: ./savepoint-<time>).
         dir: Option<PathBuf>,
     },
     /// Stops the running job cleanly after its current batch.
     Stop {
-        /// The job's admin endpoint.
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Take a final savepoint into this directory first.
         #[arg(long, value_name = "DIR")]
         savepoint: Option<PathBuf>,
@@ -105,7 +102,7 @@ fn main() -> ExitCode {
         .map(RunEnd::exit_code),
         Command::Validate { pipeline } => validate(&pipeline).map(|()| ExitCode::SUCCESS),
         Command::Status { admin } => {
-            print_json(admin::request(&admin, "GET", "/status", None)).map(|()| ExitCode::SUCCESS)
+            print_json(admin.request("GET", "/status", None)).map(|()| ExitCode::SUCCESS)
         }
         Command::Savepoint { admin, dir } => savepoint(&admin, dir).map(|()| ExitCode::SUCCESS),
         Command::Stop { admin, savepoint } => stop(&admin, savepoint).map(|()| ExitCode::SUCCESS),
@@ -130,10 +127,36 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
     std::path::absolute(&path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-fn savepoint(admin: &str, dir: Option<PathBuf>) -> Result<()> {
+/// How the operator commands reach a job's admin endpoint.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The job's admin endpoint.
+    #[arg(long, default_value = DEFAULT_ADMIN)]
+    admin: String,
+    /// The file holding the job's admin token, for a job with `[admin] token_file`.
+    #[arg(long, env = "EDDY_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let token = self
+            .token_file
+            .as_deref()
+            .map(admin::read_token)
+            .transpose()?;
+        admin::request(&self.admin, token.as_deref(), method, path, body)
+    }
+}
+
+fn savepoint(admin: &AdminArgs, dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| PathBuf::from(format!("savepoint-{}", now_millis())));
-    let answer = admin::request(
-        admin,
+    let answer = admin.request(
         "POST",
         "/savepoint",
         Some(&serde_json::json!({ "dir": absolute(dir)? })),
@@ -142,10 +165,9 @@ fn savepoint(admin: &str, dir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn stop(admin: &str, savepoint: Option<PathBuf>) -> Result<()> {
+fn stop(admin: &AdminArgs, savepoint: Option<PathBuf>) -> Result<()> {
     let savepoint = savepoint.map(absolute).transpose()?;
-    let answer = admin::request(
-        admin,
+    let answer = admin.request(
         "POST",
         "/stop",
         Some(&serde_json::json!({ "savepoint": savepoint })),
@@ -230,6 +252,12 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         .context("cannot start the async runtime")?;
     // Everything that can refuse to start comes before the pipeline is built, since
     // building it opens (and may truncate) the sinks.
+    let token = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.token_file.as_deref())
+        .map(admin::read_token)
+        .transpose()?;
     let (listener, mut terminate) = tokio.block_on(async {
         let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
@@ -240,7 +268,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let (summary, signal) = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
         let admin =
-            listener.map(|l| serve_admin(l, pipeline.status(), pipeline.metrics(), control));
+            listener.map(|l| serve_admin(l, pipeline.status(), pipeline.metrics(), control, token));
         let worker_stop = stop.clone();
         let mut worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
@@ -304,6 +332,7 @@ fn serve_admin(
     status: pipeline::StatusBoard,
     metrics: eddy::metrics::MetricsRegistry,
     control: std::sync::mpsc::Sender<pipeline::Control>,
+    token: Option<String>,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -312,7 +341,7 @@ fn serve_admin(
         tracing::info!("admin endpoint on http://{addr}");
     }
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let app = admin::router(status, metrics, control);
+    let app = admin::router(status, metrics, control, token);
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = signal.await;

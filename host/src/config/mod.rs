@@ -106,9 +106,34 @@ fn default_retain() -> usize {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to listen on; loopback by default. Anyone who can reach it can stop the job.
+    /// Address to listen on; loopback by default. An address other than loopback needs a
+    /// `token_file`.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// A file holding a bearer token: requests that change the job (savepoint, stop) must
+    /// carry it (`eddy savepoint|stop --token-file`).
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// Refuses an endpoint others could reach without a token.
+    fn check(&self) -> Result<()> {
+        let loopback = match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(addr) => addr.ip().is_loopback(),
+            Err(_) => self
+                .listen
+                .rsplit_once(':')
+                .is_some_and(|(host, _)| host == "localhost"),
+        };
+        if !loopback && self.token_file.is_none() {
+            bail!(
+                "[admin] listen = {:?} is not a loopback address, so others could stop the job: \
+                 set [admin] token_file to a file holding a secret token, or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The admin endpoint's default address.
@@ -485,6 +510,9 @@ impl PipelineConfig {
         if let Some(window) = &self.window {
             window.check()?;
         }
+        if let Some(admin) = &self.admin {
+            admin.check()?;
+        }
         let mut names = std::collections::HashSet::new();
         for plugin in self
             .plugins
@@ -523,6 +551,9 @@ impl PipelineConfig {
         if let Some(checkpoint) = &mut self.checkpoint {
             resolve(&mut checkpoint.dir);
         }
+        if let Some(token) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
+            resolve(token);
+        }
         let window_plugin = self.window.as_mut().and_then(|w| w.plugin.as_mut());
         for plugin in self.plugins.iter_mut().chain(window_plugin) {
             resolve(&mut plugin.path);
@@ -549,6 +580,24 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "[source]\nkind = \"generator\"\ncount = 10\n[sink]\nkind = \"null\"\n";
+
+    #[test]
+    fn an_admin_endpoint_others_can_reach_needs_a_token() {
+        let with = |admin: &str| {
+            PipelineConfig::parse(&format!(
+                "[source]\nkind = \"generator\"\n[sink]\nkind = \"null\"\n[admin]\n{admin}\n"
+            ))
+        };
+        let err = format!("{:#}", with("listen = \"0.0.0.0:9464\"").unwrap_err());
+        assert!(
+            err.contains("not a loopback address") && err.contains("token_file"),
+            "{err}"
+        );
+        assert!(with("listen = \"0.0.0.0:9464\"\ntoken_file = \"token\"").is_ok());
+        assert!(with("listen = \"[::1]:9464\"").is_ok());
+        assert!(with("listen = \"localhost:9464\"").is_ok());
+        assert!(with("listen = \"example.org:9464\"").is_err());
+    }
 
     #[test]
     fn parses_a_full_pipeline() {
