@@ -770,3 +770,26 @@ fn failure_policies_fail_or_retry_stop_the_job_with_the_plugins_error() {
     let (_, output) = chaos_run("trap", "failure = \"skip\"");
     assert_failure_says(&output, &["unknown variant `skip`", "dead-letter", "retry"]);
 }
+
+#[test]
+fn a_plugin_naming_a_side_input_the_pipeline_lacks_stops_the_run_at_start() {
+    let s = Scratch::new();
+    s.write("out.jsonl", "{\"earlier\":\"output\"}\n");
+    let pipeline = format!(
+        "{GENERATOR}[[plugin]]\nname = \"with-profile\"\npath = \"{ENRICH_COMPONENT}\"\n\
+         config = {{ table = \"profiles\", field = \"user\" }}\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+    );
+    assert_failure_says(
+        &s.eddy("run", &pipeline),
+        &[
+            "plugin `with-profile`",
+            "failed in init",
+            "side-input table `profiles`, which the pipeline does not declare",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("out.jsonl")).unwrap(),
+        "{\"earlier\":\"output\"}\n"
+    );
+}

@@ -41,8 +41,12 @@ impl Plugin for Enrich {
                 ))
             }
         };
+        let table = config.require("table")?.to_owned();
+        // Looks the table up once, so a table the pipeline does not declare stops the
+        // pipeline at start (the host names it) rather than failing every batch.
+        let _ = host::lookup(&table, b"");
         Ok(Self {
-            table: config.require("table")?.to_owned(),
+            table,
             field: config.require("field")?.to_owned(),
             on_missing,
         })

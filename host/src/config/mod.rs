@@ -86,6 +86,10 @@ pub enum FailurePolicy {
     Retry,
 }
 
+fn default_max_open_windows_per_key() -> u64 {
+    100_000
+}
+
 fn default_max_windows_per_event() -> u64 {
     10_000
 }
@@ -366,6 +370,10 @@ pub struct WindowConfig {
     /// `slide = "1ms"` is refused instead of exhausting memory.
     #[serde(default = "default_max_windows_per_event")]
     pub max_windows_per_event: u64,
+    /// The most windows one key may hold open at once; an event that would open more is
+    /// a dead letter (a bound on memory per key, whatever the allowed lateness).
+    #[serde(default = "default_max_open_windows_per_key")]
+    pub max_open_windows_per_key: u64,
     /// How long after a window fires late events still update it (and fire it again).
     #[serde(default)]
     pub allowed_lateness: ConfigDuration,

@@ -100,7 +100,8 @@ fn build_window(
         config.allowed_lateness.as_millis(),
         aggregator,
     )
-    .with_spec(window_spec(config)))
+    .with_spec(window_spec(config))
+    .with_max_open_windows_per_key(config.max_open_windows_per_key))
 }
 
 /// A window definition as a checkpoint records it: window state restores only into the

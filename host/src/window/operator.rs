@@ -128,6 +128,9 @@ pub struct WindowOperator {
     track_changes: bool,
     /// The window's definition (see [`WindowOperator::spec`]).
     spec: String,
+    /// The most windows a key may hold open at once (see
+    /// [`WindowOperator::with_max_open_windows_per_key`]).
+    max_open_per_key: u64,
 }
 
 impl WindowOperator {
@@ -153,7 +156,35 @@ impl WindowOperator {
             removed: Vec::new(),
             track_changes: false,
             spec: String::new(),
+            max_open_per_key: u64::MAX,
         }
+    }
+
+    /// Bounds the windows one key may hold open at once: an event that would open more
+    /// goes to the dead-letter sink, so one key (or a huge allowed lateness) cannot
+    /// exhaust memory.
+    pub fn with_max_open_windows_per_key(mut self, max: u64) -> Self {
+        self.max_open_per_key = max;
+        self
+    }
+
+    /// The windows of `assigned` an event of `key` would open that are not open yet,
+    /// when that takes the key past its bound: how many the key would then hold.
+    fn over_bound(&self, key: u32, assigned: &[TimeWindow]) -> Option<u64> {
+        let open = u64::from(self.keys.windows[key as usize]);
+        if open + assigned.len() as u64 <= self.max_open_per_key {
+            return None; // the common case: no lookup needed
+        }
+        let new = if self.assigner.is_merging() {
+            let sessions = self.sessions.get(&key).map_or(&[][..], |s| s.as_slice());
+            u64::from(!sessions.iter().any(|s| s.intersects(&assigned[0])))
+        } else {
+            assigned
+                .iter()
+                .filter(|w| !self.windows.contains_key(&(key, w.start, w.end)))
+                .count() as u64
+        };
+        (new > 0 && open + new > self.max_open_per_key).then_some(open + new)
     }
 
     /// The operator's counters.
@@ -316,6 +347,24 @@ impl WindowOperator {
             let mut assigned = std::mem::take(&mut self.assigned);
             assigned.clear();
             self.assigner.assign(timestamp, &mut assigned);
+            if let Some(would_hold) = self.over_bound(key, &assigned) {
+                let reason = format!(
+                    "key {:?} would hold {would_hold} open windows, more than [window] \
+                     max_open_windows_per_key = {}; check the key field and allowed_lateness, \
+                     or raise the bound",
+                    String::from_utf8_lossy(batch.key(i)),
+                    self.max_open_per_key
+                );
+                dead.push(
+                    &reason,
+                    batch.origins[i],
+                    None,
+                    crate::dead_letter::DeadValue::Json(batch.value(i)),
+                );
+                self.assigned = assigned;
+                self.keys.release_if_unused(key);
+                continue;
+            }
             let accepted = if self.assigner.is_merging() {
                 self.add_to_session(batch, i, key, assigned[0], value, out)
             } else {

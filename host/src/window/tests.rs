@@ -549,3 +549,32 @@ fn incremental_snapshots_rebuild_the_full_state() {
         assert!(h.op.open_windows() > 0);
     }
 }
+
+#[test]
+fn a_key_cannot_hold_more_open_windows_than_its_bound() {
+    // A huge allowed lateness keeps every window open.
+    let mut h = Harness::new(TUMBLING_10, 1_000_000, AggregateKind::Count, 1, 0, None);
+    h.op = std::mem::replace(
+        &mut h.op,
+        Harness::new(TUMBLING_10, 1_000_000, AggregateKind::Count, 1, 0, None).op,
+    )
+    .with_max_open_windows_per_key(3);
+    h.feed(
+        0,
+        &[
+            ev("a", 5, 1),
+            ev("a", 15, 1),
+            ev("a", 25, 1),
+            ev("a", 27, 1),
+        ],
+    );
+    h.feed(0, &[ev("a", 35, 1), ev("b", 35, 1), ev("a", 8, 1)]);
+    assert_eq!(h.op.open_windows(), 4, "a: 3 windows, b: 1");
+    assert_eq!(h.dead.len(), 1, "a's fourth window");
+    let dead = records(h.dead.records());
+    assert_eq!(dead[0]["value"]["ts"], 35);
+    assert!(dead[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("max_open_windows_per_key = 3"));
+}
