@@ -793,3 +793,26 @@ fn a_plugin_naming_a_side_input_the_pipeline_lacks_stops_the_run_at_start() {
         "{\"earlier\":\"output\"}\n"
     );
 }
+
+#[test]
+fn an_unwritable_sink_path_and_a_broken_side_input_are_named_at_start() {
+    let s = Scratch::new();
+    // /proc refuses new files even to root: a read-only place.
+    let unwritable =
+        format!("{GENERATOR}[sink]\nkind = \"file\"\npath = \"/proc/eddy-out.jsonl\"\n");
+    assert_failure_says(
+        &s.eddy("run", &unwritable),
+        &["cannot open the [sink]", "/proc/eddy-out.jsonl"],
+    );
+    s.write("users.csv", "user,tier\nu1,\"gold\nu2,silver\n");
+    let broken = format!(
+        "{GENERATOR}[[side_input]]\nname = \"users\"\npath = \"users.csv\"\nkey_field = \"user\"\n\
+         [sink]\nkind = \"null\"\n"
+    );
+    for command in ["run", "validate"] {
+        assert_failure_says(
+            &s.eddy(command, &broken),
+            &["users.csv", "CSV record 1 (line 2)", "spans lines"],
+        );
+    }
+}
