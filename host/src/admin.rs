@@ -8,6 +8,12 @@
 //! | `GET /metrics` | the job's metrics in the Prometheus text format |
 //! | `POST /savepoint` with `{"dir": "..."}` | `{"savepoint": "<file>"}` |
 //! | `POST /stop` with `{"savepoint": "..."}` (optional) | `{"stopped": true, "savepoint": ...}` |
+//! | `POST /reload` with `{"stage": "...", "path": "...", "config": {"k": "v"}}` | the swap's report: version, pause, checkpoint |
+//!
+//! A reload prepares the new version here, off the stream (compile through the cache,
+//! type-check, instantiate, `init`), and only then asks the pipeline to switch at its
+//! next batch boundary; a version that fails any step is refused and the running one
+//! goes on. Reloads are handled one at a time, in the order they arrive.
 //!
 //! It binds to loopback by default. With `[admin] token_file`, requests that change the
 //! job (savepoint, stop) must carry `Authorization: Bearer <token>`; reading status and
@@ -28,8 +34,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::config::PluginConfig;
 use crate::metrics::MetricsRegistry;
 use crate::pipeline::{Control, StatusBoard};
+use crate::plugin::{PluginInstance, PluginRuntime, SideInputs};
 
 /// How long a client waits for the job to answer (a savepoint of a large state takes time).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -40,6 +48,38 @@ struct Shared {
     control: Sender<Control>,
     metrics: MetricsRegistry,
     token: Option<Arc<str>>,
+    reloader: Arc<Reloader>,
+}
+
+/// What the admin endpoint needs to prepare new plugin versions off the stream.
+pub struct Reloader {
+    runtime: Arc<PluginRuntime>,
+    side_inputs: SideInputs,
+    /// Each stage's config as it runs; the lock queues reloads in arrival order.
+    stages: tokio::sync::Mutex<Vec<PluginConfig>>,
+}
+
+impl Reloader {
+    /// A reloader for a pipeline whose stages run `stages`.
+    pub fn new(
+        runtime: Arc<PluginRuntime>,
+        side_inputs: SideInputs,
+        stages: Vec<PluginConfig>,
+    ) -> Self {
+        Self {
+            runtime,
+            side_inputs,
+            stages: tokio::sync::Mutex::new(stages),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReloadRequest {
+    stage: String,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -61,9 +101,11 @@ pub fn router(
     metrics: MetricsRegistry,
     control: Sender<Control>,
     token: Option<String>,
+    reloader: Reloader,
 ) -> Router {
     Router::new()
         .route("/status", get(status_handler))
+        .route("/reload", post(reload_handler))
         .route("/metrics", get(metrics_handler))
         .route("/savepoint", post(savepoint_handler))
         .route("/stop", post(stop_handler))
@@ -72,7 +114,72 @@ pub fn router(
             control,
             metrics,
             token: token.map(Arc::from),
+            reloader: Arc::new(reloader),
         })
+}
+
+async fn reload_handler(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(request): Json<ReloadRequest>,
+) -> Answer {
+    if let Err(refused) = authorize(&shared, &headers) {
+        return refused;
+    }
+    let reloader = shared.reloader.clone();
+    let mut stages = reloader.stages.lock().await;
+    let Some(index) = stages.iter().position(|s| s.name == request.stage) else {
+        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({ "error": format!("the pipeline has no plugin stage `{}`; its stages: {}", request.stage, names.join(", ")) }),
+            ),
+        );
+    };
+    let mut next = stages[index].clone();
+    if let Some(path) = request.path {
+        next.path = path;
+    }
+    for (key, value) in request.config {
+        next.config.insert(key, toml::Value::String(value));
+    }
+    let (runtime, side_inputs, config) = (
+        reloader.runtime.clone(),
+        reloader.side_inputs.clone(),
+        next.clone(),
+    );
+    let prepared = tokio::task::spawn_blocking(move || {
+        PluginInstance::prepare(&runtime, &config, side_inputs)
+    })
+    .await;
+    let instance = match prepared {
+        Ok(Ok(instance)) => instance,
+        Ok(Err(e)) => return refused(format!("{e:#}")),
+        Err(e) => return refused(e.to_string()),
+    };
+    match ask(&shared, |reply| Control::Swap {
+        stage: request.stage,
+        instance: Box::new(instance),
+        why: "reload".into(),
+        reply,
+    })
+    .await
+    {
+        Ok(report) => {
+            stages[index] = next;
+            (StatusCode::OK, Json(json!(report)))
+        }
+        Err(e) => refused(e),
+    }
+}
+
+/// A new version that was refused: the running one goes on.
+fn refused(reason: String) -> Answer {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "error": format!("refused, the running version goes on: {reason}") })),
+    )
 }
 
 /// Reads an admin token from its file (surrounding whitespace ignored).

@@ -67,6 +67,18 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         savepoint: Option<PathBuf>,
     },
+    /// Hot-swaps plugin stage STAGE to a new component and/or config while the job runs.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The stage (its `[[plugin]] name`).
+        stage: String,
+        /// The new component (absent: the stage's current file, read again).
+        path: Option<PathBuf>,
+        /// A config key to set on top of the running config (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+        config: Vec<(String, String)>,
+    },
     /// Prints what a checkpoint or savepoint holds (a file, a savepoint directory, or a
     /// checkpoint directory: its newest good checkpoint).
     Inspect {
@@ -107,6 +119,12 @@ fn main() -> ExitCode {
         Command::Savepoint { admin, dir } => savepoint(&admin, dir).map(|()| ExitCode::SUCCESS),
         Command::Stop { admin, savepoint } => stop(&admin, savepoint).map(|()| ExitCode::SUCCESS),
         Command::Inspect { path } => inspect(&path).map(|()| ExitCode::SUCCESS),
+        Command::Reload {
+            admin,
+            stage,
+            path,
+            config,
+        } => reload(&admin, &stage, path, config).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -179,6 +197,38 @@ fn stop(admin: &AdminArgs, savepoint: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Parses `KEY=VALUE`.
+fn key_value(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+fn reload(
+    admin: &AdminArgs,
+    stage: &str,
+    path: Option<PathBuf>,
+    config: Vec<(String, String)>,
+) -> Result<()> {
+    let path = path.map(absolute).transpose()?;
+    let config: serde_json::Map<String, serde_json::Value> =
+        config.into_iter().map(|(k, v)| (k, v.into())).collect();
+    let answer = admin.request(
+        "POST",
+        "/reload",
+        Some(&serde_json::json!({ "stage": stage, "path": path, "config": config })),
+    )?;
+    let version = answer["version"].as_str().unwrap_or_default();
+    println!(
+        "stage `{stage}` now runs version {} from record {} on (the stream paused {} µs; checkpoint {})",
+        &version[..12.min(version.len())],
+        answer["records_in"],
+        answer["pause_us"],
+        answer["checkpoint"]
+    );
+    Ok(())
+}
+
 fn inspect(path: &Path) -> Result<()> {
     let (snapshot, file) = checkpoint::read_snapshot(path)?;
     let summary = serde_json::json!({
@@ -245,7 +295,7 @@ impl RunEnd {
 
 fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let config = PipelineConfig::load(path)?;
-    let runtime = PluginRuntime::new(CompiledCache::from_env())?;
+    let runtime = Arc::new(PluginRuntime::new(CompiledCache::from_env())?);
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -267,8 +317,21 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let stop = Arc::new(AtomicBool::new(false));
     let (summary, signal) = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
-        let admin =
-            listener.map(|l| serve_admin(l, pipeline.status(), pipeline.metrics(), control, token));
+        let reloader = admin::Reloader::new(
+            runtime.clone(),
+            pipeline.side_inputs(),
+            pipeline.plugin_configs(),
+        );
+        let admin = listener.map(|l| {
+            serve_admin(
+                l,
+                pipeline.status(),
+                pipeline.metrics(),
+                control,
+                token,
+                reloader,
+            )
+        });
         let worker_stop = stop.clone();
         let mut worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
@@ -333,6 +396,7 @@ fn serve_admin(
     metrics: eddy::metrics::MetricsRegistry,
     control: std::sync::mpsc::Sender<pipeline::Control>,
     token: Option<String>,
+    reloader: admin::Reloader,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -341,7 +405,7 @@ fn serve_admin(
         tracing::info!("admin endpoint on http://{addr}");
     }
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let app = admin::router(status, metrics, control, token);
+    let app = admin::router(status, metrics, control, token, reloader);
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = signal.await;

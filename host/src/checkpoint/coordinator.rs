@@ -105,12 +105,35 @@ impl Coordinator {
         if p.writer.busy() || p.last_started.elapsed() < p.interval {
             return Ok(());
         }
+        self.start(parts).map(drop)
+    }
+
+    /// Takes a checkpoint at this batch boundary now, whatever the interval (before a hot
+    /// swap, so the operator can go back): the cut is taken here and written on the
+    /// writer thread like a periodic one. Returns its id; `None` for a job that does not
+    /// checkpoint.
+    pub fn checkpoint_now(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<Option<u64>> {
+        if self.periodic.is_none() {
+            return Ok(None);
+        }
+        self.collect(true, parts)?;
+        self.start(parts).map(Some)
+    }
+
+    /// Starts a checkpoint (incremental when the state is large) on the writer thread.
+    fn start(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<u64> {
+        let p = self
+            .periodic
+            .as_ref()
+            .expect("only called for a checkpointing job");
         let entries: usize = parts.iter().map(|c| c.state_entries()).sum();
         let base = p.last_written.filter(|_| entries >= p.incremental_above);
         let snapshot = self.take(false, base, parts)?;
+        let id = snapshot.id;
         let p = self.periodic.as_mut().expect("checked above");
         p.last_started = Instant::now();
-        p.writer.submit(snapshot)
+        p.writer.submit(snapshot)?;
+        Ok(id)
     }
 
     /// The checkpoint that ends a run, written before it returns, so everything the run

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::Metrics;
 pub use crate::checkpoint::CheckpointStatus;
+use crate::plugin::{PluginInstance, VersionRecord};
 use crate::source::SourcePosition;
 
 /// A request to the running pipeline.
@@ -22,6 +23,18 @@ pub enum Control {
         /// Where the answer goes.
         reply: Sender<Result<PathBuf, String>>,
     },
+    /// Switch stage `stage` to `instance` (a new version, started off the stream) at the
+    /// next batch boundary.
+    Swap {
+        /// The stage's name.
+        stage: String,
+        /// The new version, initialised.
+        instance: Box<PluginInstance>,
+        /// Why (`reload`, …), for the stage's history.
+        why: String,
+        /// Where the answer goes.
+        reply: Sender<Result<SwapReport, String>>,
+    },
     /// Stop after the current batch, with a final savepoint when `savepoint` is given.
     Stop {
         /// The savepoint directory, if any.
@@ -29,6 +42,22 @@ pub enum Control {
         /// Where the answer goes (the savepoint file, if one was taken).
         reply: Sender<Result<Option<PathBuf>, String>>,
     },
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapReport {
+    /// The stage.
+    pub stage: String,
+    /// The version now running (SHA-256 of the component).
+    pub version: String,
+    /// How long the stream paused, in microseconds.
+    pub pause_us: u64,
+    /// The checkpoint taken at the swap, when the job checkpoints.
+    pub checkpoint: Option<u64>,
+    /// Records read before the swap: every record after them is processed by the new
+    /// version, every one before by the old.
+    pub records_in: u64,
 }
 
 /// The job's state as `eddy status` shows it.
@@ -93,6 +122,8 @@ pub struct PluginStatus {
     pub rejected: u64,
     /// Events dead-lettered by failed batches.
     pub failed: u64,
+    /// The versions the stage has run, oldest first; the last is running.
+    pub history: Vec<VersionRecord>,
 }
 
 /// The status, shared between the pipeline (writer) and the admin endpoint (reader).

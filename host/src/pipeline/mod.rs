@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 pub use crate::metrics::Metrics;
 pub use control::{
     CheckpointStatus, Control, PartitionStatus, PluginStatus, SourceStatus, Status, StatusBoard,
+    SwapReport,
 };
 pub use metrics::RunSummary;
 
@@ -31,7 +32,9 @@ use crate::config::{
 };
 use crate::dead_letter::DeadLetters;
 use crate::metrics::{set_total, JobMetrics, MetricsRegistry};
-use crate::plugin::{LoadedPlugin, PluginRuntime, PluginStage, SideInputs, WasmAggregate};
+use crate::plugin::{
+    LoadedPlugin, PluginInstance, PluginRuntime, PluginStage, SideInputs, WasmAggregate,
+};
 use crate::sink::{self, FileMode, FileSinkState, RecordBuffer, Records, Sink};
 use crate::source::{self, Ingest, Source, SourceState};
 use crate::watermark::{Watermarks, MIN_WATERMARK};
@@ -350,6 +353,19 @@ impl Pipeline {
         self.status.clone()
     }
 
+    /// The side-input tables plugins read (shared), for preparing new plugin versions.
+    pub fn side_inputs(&self) -> SideInputs {
+        self.side_inputs.clone()
+    }
+
+    /// Each plugin stage's configuration as it runs now.
+    pub fn plugin_configs(&self) -> Vec<crate::config::PluginConfig> {
+        self.stages
+            .iter()
+            .map(|s| s.plugin_config().clone())
+            .collect()
+    }
+
     /// The job's metrics registry, which the admin endpoint serves to Prometheus.
     pub fn metrics(&self) -> MetricsRegistry {
         self.registry.clone()
@@ -430,6 +446,14 @@ impl Pipeline {
                             let _ = reply.send(self.savepoint(&dir).map_err(|e| format!("{e:#}")));
                         }
                         Control::Stop { savepoint, reply } => stop_reply = Some((savepoint, reply)),
+                        Control::Swap {
+                            stage,
+                            instance,
+                            why,
+                            reply,
+                        } => {
+                            let _ = reply.send(self.swap(&stage, *instance, why));
+                        }
                     }
                 }
             }
@@ -553,6 +577,47 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Switches stage `stage` to `instance` at this batch boundary, after taking a
+    /// checkpoint (when the job checkpoints) so the operator can go back. On refusal the
+    /// old version keeps running.
+    fn swap(
+        &mut self,
+        stage: &str,
+        instance: PluginInstance,
+        why: String,
+    ) -> Result<SwapReport, String> {
+        let started = Instant::now();
+        let index = self
+            .stages
+            .iter()
+            .position(|s| s.name() == stage)
+            .ok_or_else(|| format!("the pipeline has no plugin stage `{stage}`"))?;
+        let checkpoint = with_components!(self, |coordinator, parts| coordinator
+            .checkpoint_now(parts))
+        .map_err(|e| {
+            format!(
+                "the checkpoint before the swap failed, so the old version keeps running: {e:#}"
+            )
+        })?;
+        let stage_ref = &mut self.stages[index];
+        let old = stage_ref.swap_in(instance, &why, started, checkpoint)?;
+        let record = stage_ref.history().last().cloned().expect("just recorded");
+        drop(old);
+        let (version, pause_us) = (record.version, record.pause_us);
+        tracing::info!(
+            "stage `{stage}` now runs version {} (paused {pause_us} µs, checkpoint {checkpoint:?})",
+            &version[..12.min(version.len())]
+        );
+        self.refresh_status("running");
+        Ok(SwapReport {
+            stage: stage.to_owned(),
+            version,
+            pause_us,
+            checkpoint,
+            records_in: self.metrics.records_in.get(),
+        })
+    }
+
     /// Takes a savepoint into `dir` at this batch boundary (also recorded as a checkpoint
     /// when the job checkpoints) and returns the savepoint's file.
     pub fn savepoint(&mut self, dir: &Path) -> Result<PathBuf> {
@@ -599,6 +664,7 @@ impl Pipeline {
                     events_out: c.events_out,
                     rejected: c.rejected,
                     failed: c.failed,
+                    history: s.history().to_vec(),
                 }
             })
             .collect();

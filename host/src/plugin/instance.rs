@@ -57,6 +57,15 @@ pub struct OwnState {
     pub bytes: Vec<u8>,
 }
 
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("name", &self.name)
+            .field("version", &self.plugin.hash)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PluginInstance {
     /// Instantiates `plugin` with `state` as its keyed state and calls its `init` with
     /// the stage's config.
@@ -80,6 +89,18 @@ impl PluginInstance {
             exports,
             own_state: None,
         })
+    }
+
+    /// Loads, compiles (through the cache), type-checks and starts a plugin for `config`
+    /// with empty keyed state: a new version prepared off the stream, to be switched in
+    /// at a batch boundary ([`crate::plugin::PluginStage::swap_in`]).
+    pub fn prepare(
+        runtime: &super::PluginRuntime,
+        config: &PluginConfig,
+        side_inputs: SideInputs,
+    ) -> Result<Self> {
+        let plugin = runtime.load(config)?;
+        Self::start(runtime.engine(), plugin, side_inputs, KeyedState::default())
     }
 
     /// The stage's name.

@@ -20,4 +20,4 @@ pub use contract::{World, VERSION as CONTRACT_VERSION};
 pub use instance::PluginInstance;
 pub use runtime::{LoadedPlugin, PluginRuntime};
 pub use side_input::SideInputs;
-pub use stage::{PluginStage, StageCounters};
+pub use stage::{PluginStage, StageCounters, VersionRecord};

@@ -43,9 +43,25 @@ pub struct StageCounters {
     pub failed_batches: u64,
 }
 
+/// One version a stage has run: when it started running, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionRecord {
+    /// The component's SHA-256.
+    pub version: String,
+    /// When it took over, ms since the Unix epoch.
+    pub since_ms: i64,
+    /// `start`, `reload`, …
+    pub why: String,
+    /// How long the stream paused for the swap, in microseconds (0 at start).
+    pub pause_us: u64,
+    /// The checkpoint taken at the swap, when the job checkpoints.
+    pub checkpoint: Option<u64>,
+}
+
 /// A plugin stage, instantiated and initialised.
 pub struct PluginStage {
     instance: PluginInstance,
+    history: Vec<VersionRecord>,
     counters: StageMetrics,
     origins_scratch: Vec<Origin>,
 }
@@ -66,8 +82,16 @@ impl PluginStage {
         }
         let instance =
             PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
+        let history = vec![VersionRecord {
+            version: instance.plugin().hash.clone(),
+            since_ms: crate::clock::now_millis(),
+            why: "start".into(),
+            pause_us: 0,
+            checkpoint: None,
+        }];
         Ok(Self {
             instance,
+            history,
             counters: StageMetrics::default(),
             origins_scratch: Vec::new(),
         })
@@ -93,6 +117,62 @@ impl PluginStage {
             failed: c.failed.get(),
             failed_batches: c.failed_batches.get(),
         }
+    }
+
+    /// The stage's configuration as it runs now.
+    pub fn plugin_config(&self) -> &crate::config::PluginConfig {
+        &self.instance.plugin().config
+    }
+
+    /// The versions the stage has run, oldest first; the last is running.
+    pub fn history(&self) -> &[VersionRecord] {
+        &self.history
+    }
+
+    /// Switches the stage to `next`, a new version (or config) started off the stream,
+    /// at a batch boundary: the host-owned keyed state moves over as it is, and a plugin
+    /// with state of its own hands it over (`snapshot` on the old, `restore` on the new).
+    /// Refused, with the old version still running, when `next` is not a filter or
+    /// transform or refuses the old version's state. `paused` is when the stream stopped
+    /// for the swap; the history records `why`, the pause and the `checkpoint` taken.
+    /// Returns the old instance.
+    pub fn swap_in(
+        &mut self,
+        mut next: PluginInstance,
+        why: &str,
+        paused: std::time::Instant,
+        checkpoint: Option<u64>,
+    ) -> Result<PluginInstance, String> {
+        if next.plugin().world == World::Aggregate {
+            return Err(format!(
+                "{} is a window aggregate, and stage `{}` is a {}",
+                next.plugin().config.path.display(),
+                self.name(),
+                self.instance.plugin().world.name()
+            ));
+        }
+        if let Some(own) = self.instance.snapshot_own_state()? {
+            if next.is_stateful() {
+                next.restore_own_state(own).map_err(|e| {
+                    format!("the new version refused the running version's own state: {e}")
+                })?;
+            } else {
+                tracing::warn!(
+                    "stage `{}`: the new version exports no `state` interface; the old version's own state is dropped",
+                    self.name()
+                );
+            }
+        }
+        std::mem::swap(self.instance.state_mut(), next.state_mut());
+        let old = std::mem::replace(&mut self.instance, next);
+        self.history.push(VersionRecord {
+            version: self.hash().to_owned(),
+            since_ms: crate::clock::now_millis(),
+            why: why.to_owned(),
+            pause_us: paused.elapsed().as_micros() as u64,
+            checkpoint,
+        });
+        Ok(old)
     }
 
     /// Handles to the stage's counters, for the metrics registry.
