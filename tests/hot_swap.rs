@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use eddy_example_artifacts::{FILTER_COMPONENT, NUMBERING_COMPONENT};
+use eddy_example_artifacts::{CHAOS_COMPONENT, FILTER_COMPONENT, NUMBERING_COMPONENT};
 
 /// A long, rate-limited generator through the `numbering` plugin (which writes a running
 /// number, kept in its own state, into the field its config names) into a file.
@@ -28,6 +28,10 @@ config = {{ field = "v0" }}
 [sink]
 kind = "file"
 path = "out.jsonl"
+
+[dead_letter]
+kind = "file"
+path = "dead.jsonl"
 
 [checkpoint]
 dir = "state"
@@ -129,6 +133,70 @@ fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() 
             "the running number goes on across swaps"
         );
     }
+}
+
+#[test]
+fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let file = s.write("pipeline.toml", &pipeline(&admin));
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_until_up(&admin);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A version that starts fine and traps on every batch of live data.
+    let broken = reload(
+        &admin,
+        &["tag", CHAOS_COMPONENT, "--config", "mode=trap-any"],
+    );
+    assert!(
+        broken.is_ok(),
+        "{broken:?}: init succeeds, so the swap happens"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let status = eddy(&["status", "--admin", &admin], None);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let history = status["plugins"][0]["history"].as_array().unwrap();
+    let whys: Vec<&str> = history.iter().map(|h| h["why"].as_str().unwrap()).collect();
+    assert_eq!(whys.len(), 3, "{whys:?}");
+    assert!(
+        whys[2].starts_with("rollback: ") && whys[2].contains("unreachable"),
+        "{whys:?}"
+    );
+    assert_eq!(
+        history[2]["version"], history[0]["version"],
+        "the first version runs again"
+    );
+
+    // An operator's own rollback goes back to the version before.
+    reload(&admin, &["tag", "--config", "field=v9"]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let back = reload(&admin, &["tag", "--rollback"]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+
+    // Nothing went to dead letters because of the bad version, and the numbering never
+    // skipped: the failed batch was processed by the first version again.
+    assert_eq!(std::fs::read_to_string(s.path("dead.jsonl")).unwrap(), "");
+    let events = s.lines("out.jsonl");
+    let mut tags = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64);
+        let tag = if event.get("v9").is_some() {
+            "v9"
+        } else {
+            "v0"
+        };
+        assert_eq!(event[tag], i as u64, "event {i}: {event}");
+        if tags.last() != Some(&tag) {
+            tags.push(tag);
+        }
+        if i as u64 >= back {
+            assert_eq!(tag, "v0", "event {i}: after the rollback");
+        }
+    }
+    assert_eq!(tags, ["v0", "v9", "v0"]);
 }
 
 /// Waits until the job's admin endpoint answers.

@@ -34,7 +34,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::PluginConfig;
 use crate::metrics::MetricsRegistry;
 use crate::pipeline::{Control, StatusBoard};
 use crate::plugin::{PluginInstance, PluginRuntime, SideInputs};
@@ -51,25 +50,22 @@ struct Shared {
     reloader: Arc<Reloader>,
 }
 
-/// What the admin endpoint needs to prepare new plugin versions off the stream.
+/// What the admin endpoint needs to prepare new plugin versions off the stream. The
+/// running configs come from the status board (each stage's version history).
 pub struct Reloader {
     runtime: Arc<PluginRuntime>,
     side_inputs: SideInputs,
-    /// Each stage's config as it runs; the lock queues reloads in arrival order.
-    stages: tokio::sync::Mutex<Vec<PluginConfig>>,
+    /// Held while a reload runs, so reloads are handled one at a time, in order.
+    queue: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader for a pipeline whose stages run `stages`.
-    pub fn new(
-        runtime: Arc<PluginRuntime>,
-        side_inputs: SideInputs,
-        stages: Vec<PluginConfig>,
-    ) -> Self {
+    /// A reloader preparing versions with `runtime`, reading `side_inputs`.
+    pub fn new(runtime: Arc<PluginRuntime>, side_inputs: SideInputs) -> Self {
         Self {
             runtime,
             side_inputs,
-            stages: tokio::sync::Mutex::new(stages),
+            queue: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -80,6 +76,9 @@ struct ReloadRequest {
     path: Option<PathBuf>,
     #[serde(default)]
     config: std::collections::BTreeMap<String, String>,
+    /// Go back to the version before the running one (its component and config).
+    #[serde(default)]
+    rollback: bool,
 }
 
 #[derive(Deserialize)]
@@ -127,23 +126,44 @@ async fn reload_handler(
         return refused;
     }
     let reloader = shared.reloader.clone();
-    let mut stages = reloader.stages.lock().await;
-    let Some(index) = stages.iter().position(|s| s.name == request.stage) else {
-        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
-        return (
-            StatusCode::NOT_FOUND,
-            Json(
-                json!({ "error": format!("the pipeline has no plugin stage `{}`; its stages: {}", request.stage, names.join(", ")) }),
-            ),
-        );
+    let _turn = reloader.queue.lock().await;
+    let (running, before) = {
+        let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let Some(stage) = status.plugins.iter().find(|p| p.name == request.stage) else {
+            let names: Vec<&str> = status.plugins.iter().map(|p| p.name.as_str()).collect();
+            return (
+                StatusCode::NOT_FOUND,
+                Json(
+                    json!({ "error": format!("the pipeline has no plugin stage `{}`; its stages: {}", request.stage, names.join(", ")) }),
+                ),
+            );
+        };
+        let history = &stage.history;
+        (
+            history.last().map(|r| r.config.clone()),
+            history
+                .len()
+                .checked_sub(2)
+                .map(|i| history[i].config.clone()),
+        )
     };
-    let mut next = stages[index].clone();
-    if let Some(path) = request.path {
-        next.path = path;
-    }
-    for (key, value) in request.config {
-        next.config.insert(key, toml::Value::String(value));
-    }
+    let next = if request.rollback {
+        match before {
+            Some(config) => config,
+            None => return refused(format!("stage `{}` has no earlier version", request.stage)),
+        }
+    } else {
+        let Some(mut next) = running else {
+            return refused("the job has not started yet".into());
+        };
+        if let Some(path) = request.path {
+            next.path = path;
+        }
+        for (key, value) in request.config {
+            next.config.insert(key, toml::Value::String(value));
+        }
+        next
+    };
     let (runtime, side_inputs, config) = (
         reloader.runtime.clone(),
         reloader.side_inputs.clone(),
@@ -161,15 +181,17 @@ async fn reload_handler(
     match ask(&shared, |reply| Control::Swap {
         stage: request.stage,
         instance: Box::new(instance),
-        why: "reload".into(),
+        why: if request.rollback {
+            "rollback (requested)"
+        } else {
+            "reload"
+        }
+        .into(),
         reply,
     })
     .await
     {
-        Ok(report) => {
-            stages[index] = next;
-            (StatusCode::OK, Json(json!(report)))
-        }
+        Ok(report) => (StatusCode::OK, Json(json!(report))),
         Err(e) => refused(e),
     }
 }

@@ -78,6 +78,9 @@ enum Command {
         /// A config key to set on top of the running config (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         config: Vec<(String, String)>,
+        /// Go back to the version before the running one (its component and config).
+        #[arg(long, conflicts_with_all = ["path", "config"])]
+        rollback: bool,
     },
     /// Prints what a checkpoint or savepoint holds (a file, a savepoint directory, or a
     /// checkpoint directory: its newest good checkpoint).
@@ -124,7 +127,8 @@ fn main() -> ExitCode {
             stage,
             path,
             config,
-        } => reload(&admin, &stage, path, config).map(|()| ExitCode::SUCCESS),
+            rollback,
+        } => reload(&admin, &stage, path, config, rollback).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -209,6 +213,7 @@ fn reload(
     stage: &str,
     path: Option<PathBuf>,
     config: Vec<(String, String)>,
+    rollback: bool,
 ) -> Result<()> {
     let path = path.map(absolute).transpose()?;
     let config: serde_json::Map<String, serde_json::Value> =
@@ -216,7 +221,9 @@ fn reload(
     let answer = admin.request(
         "POST",
         "/reload",
-        Some(&serde_json::json!({ "stage": stage, "path": path, "config": config })),
+        Some(&serde_json::json!({
+            "stage": stage, "path": path, "config": config, "rollback": rollback,
+        })),
     )?;
     let version = answer["version"].as_str().unwrap_or_default();
     println!(
@@ -317,11 +324,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let stop = Arc::new(AtomicBool::new(false));
     let (summary, signal) = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
-        let reloader = admin::Reloader::new(
-            runtime.clone(),
-            pipeline.side_inputs(),
-            pipeline.plugin_configs(),
-        );
+        let reloader = admin::Reloader::new(runtime.clone(), pipeline.side_inputs());
         let admin = listener.map(|l| {
             serve_admin(
                 l,

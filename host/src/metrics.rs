@@ -96,6 +96,8 @@ pub struct StageMetrics {
     pub failed: Counter,
     /// Batch calls that failed.
     pub failed_batches: Counter,
+    /// Versions rolled back automatically (a failure during their probation).
+    pub rollbacks: Counter,
 }
 
 /// Sets a counter that mirrors a total kept elsewhere (a component's own count).
@@ -243,6 +245,11 @@ impl MetricsRegistry {
                     "stage_failed_batches",
                     "Batch calls that failed",
                     &m.failed_batches,
+                ),
+                (
+                    "stage_rollbacks",
+                    "Versions rolled back after failing in their probation",
+                    &m.rollbacks,
                 ),
             ] {
                 sub.register(name, help, counter.clone());

@@ -2,7 +2,8 @@
 //! `"poison": true`, so tests can check that the host contains a bad plugin. Other events
 //! are kept.
 //!
-//! Config `mode`: `trap` (panics), `loop` (never returns), `oom` (allocates without end),
+//! Config `mode`: `trap` (panics), `trap-any` (panics on any batch: a version broken on
+//! live data), `loop` (never returns), `oom` (allocates without end),
 //! `bad-indices` (returns an index past the batch), `foreign-key` (writes keyed state for
 //! a key not in the batch), `refuse` (fails `init`), `probe` (rejects the poisoned event with
 //! what it could see of the outside: the `EDDY_PROBE` environment variable, the wall
@@ -16,6 +17,7 @@ use eddy_plugin_sdk::{host, Batch, Config, Filter, Plugin, Selection};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Trap,
+    TrapAny,
     Loop,
     Oom,
     BadIndices,
@@ -33,6 +35,7 @@ impl Plugin for Chaos {
     fn init(config: &Config) -> Result<Self, String> {
         let mode = match config.require("mode")? {
             "trap" => Mode::Trap,
+            "trap-any" => Mode::TrapAny,
             "loop" => Mode::Loop,
             "oom" => Mode::Oom,
             "bad-indices" => Mode::BadIndices,
@@ -47,6 +50,9 @@ impl Plugin for Chaos {
 
 impl Filter for Chaos {
     fn select(&mut self, batch: &Batch<'_>, out: &mut Selection) {
+        if self.mode == Mode::TrapAny && !batch.is_empty() {
+            panic!("broken on live data, as configured");
+        }
         for event in batch.iter() {
             let seen = host::state_get(event.key(), "seen").map_or(0, |b| b.len());
             host::state_set(event.key(), "seen", &vec![0; seen + 1]);
@@ -55,7 +61,7 @@ impl Filter for Chaos {
                 continue;
             }
             match self.mode {
-                Mode::Trap => panic!("poisoned event {}", event.index()),
+                Mode::Trap | Mode::TrapAny => panic!("poisoned event {}", event.index()),
                 Mode::Loop => loop {
                     std::hint::black_box(&event);
                 },

@@ -67,6 +67,10 @@ pub struct CheckpointConfig {
     pub incremental_above: usize,
 }
 
+fn default_probation() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(30))
+}
+
 fn default_retries() -> u32 {
     3
 }
@@ -198,6 +202,10 @@ pub struct PluginConfig {
     /// How often `failure = "retry"` calls a failed batch again (with backoff).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// After a hot swap, how long the new version is on probation: a batch it fails in
+    /// that time rolls the stage back to the previous version, which re-runs the batch.
+    #[serde(default = "default_probation")]
+    pub probation: ConfigDuration,
 }
 
 fn default_plugin_timeout() -> ConfigDuration {

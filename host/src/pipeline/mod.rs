@@ -358,14 +358,6 @@ impl Pipeline {
         self.side_inputs.clone()
     }
 
-    /// Each plugin stage's configuration as it runs now.
-    pub fn plugin_configs(&self) -> Vec<crate::config::PluginConfig> {
-        self.stages
-            .iter()
-            .map(|s| s.plugin_config().clone())
-            .collect()
-    }
-
     /// The job's metrics registry, which the admin endpoint serves to Prometheus.
     pub fn metrics(&self) -> MetricsRegistry {
         self.registry.clone()
@@ -600,9 +592,8 @@ impl Pipeline {
             )
         })?;
         let stage_ref = &mut self.stages[index];
-        let old = stage_ref.swap_in(instance, &why, started, checkpoint)?;
+        stage_ref.swap_in(instance, &why, started, checkpoint)?;
         let record = stage_ref.history().last().cloned().expect("just recorded");
-        drop(old);
         let (version, pause_us) = (record.version, record.pause_us);
         tracing::info!(
             "stage `{stage}` now runs version {} (paused {pause_us} µs, checkpoint {checkpoint:?})",

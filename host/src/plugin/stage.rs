@@ -44,7 +44,7 @@ pub struct StageCounters {
 }
 
 /// One version a stage has run: when it started running, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VersionRecord {
     /// The component's SHA-256.
     pub version: String,
@@ -56,11 +56,17 @@ pub struct VersionRecord {
     pub pause_us: u64,
     /// The checkpoint taken at the swap, when the job checkpoints.
     pub checkpoint: Option<u64>,
+    /// The stage's configuration with this version (what `eddy reload --rollback`
+    /// goes back to).
+    #[serde(skip)]
+    pub config: crate::config::PluginConfig,
 }
 
 /// A plugin stage, instantiated and initialised.
 pub struct PluginStage {
     instance: PluginInstance,
+    /// The version swapped out, while the running one is on probation.
+    previous: Option<(PluginInstance, std::time::Instant)>,
     history: Vec<VersionRecord>,
     counters: StageMetrics,
     origins_scratch: Vec<Origin>,
@@ -88,9 +94,11 @@ impl PluginStage {
             why: "start".into(),
             pause_us: 0,
             checkpoint: None,
+            config: instance.plugin().config.clone(),
         }];
         Ok(Self {
             instance,
+            previous: None,
             history,
             counters: StageMetrics::default(),
             origins_scratch: Vec::new(),
@@ -119,11 +127,6 @@ impl PluginStage {
         }
     }
 
-    /// The stage's configuration as it runs now.
-    pub fn plugin_config(&self) -> &crate::config::PluginConfig {
-        &self.instance.plugin().config
-    }
-
     /// The versions the stage has run, oldest first; the last is running.
     pub fn history(&self) -> &[VersionRecord] {
         &self.history
@@ -135,14 +138,15 @@ impl PluginStage {
     /// Refused, with the old version still running, when `next` is not a filter or
     /// transform or refuses the old version's state. `paused` is when the stream stopped
     /// for the swap; the history records `why`, the pause and the `checkpoint` taken.
-    /// Returns the old instance.
+    /// The old version is kept for the new one's probation (its config's `probation`):
+    /// a batch the new version fails in that time rolls the stage back.
     pub fn swap_in(
         &mut self,
         mut next: PluginInstance,
         why: &str,
         paused: std::time::Instant,
         checkpoint: Option<u64>,
-    ) -> Result<PluginInstance, String> {
+    ) -> Result<(), String> {
         if next.plugin().world == World::Aggregate {
             return Err(format!(
                 "{} is a window aggregate, and stage `{}` is a {}",
@@ -164,15 +168,45 @@ impl PluginStage {
             }
         }
         std::mem::swap(self.instance.state_mut(), next.state_mut());
+        let probation = next.plugin().config.probation.0;
         let old = std::mem::replace(&mut self.instance, next);
+        self.previous =
+            (!probation.is_zero()).then(|| (old, std::time::Instant::now() + probation));
+        self.record(why, paused, checkpoint);
+        Ok(())
+    }
+
+    fn record(&mut self, why: &str, paused: std::time::Instant, checkpoint: Option<u64>) {
         self.history.push(VersionRecord {
             version: self.hash().to_owned(),
             since_ms: crate::clock::now_millis(),
             why: why.to_owned(),
             pause_us: paused.elapsed().as_micros() as u64,
             checkpoint,
+            config: self.instance.plugin().config.clone(),
         });
-        Ok(old)
+    }
+
+    /// Goes back to the version swapped out, because the running one failed a batch in
+    /// its probation: the failed batch's keyed-state writes are undone (the instance
+    /// restarts) and the keyed state moves back.
+    fn roll_back(&mut self, reason: &str) -> Result<()> {
+        let Some((mut previous, _)) = self.previous.take() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        self.instance.restart()?;
+        std::mem::swap(self.instance.state_mut(), previous.state_mut());
+        let failed = std::mem::replace(&mut self.instance, previous);
+        tracing::error!(
+            "stage `{}`: version {} failed a batch in its probation ({reason}); rolled back to version {}, which runs the batch again",
+            self.name(),
+            &failed.plugin().hash[..12],
+            &self.hash()[..12]
+        );
+        self.counters.rollbacks.inc();
+        self.record(&format!("rollback: {reason}"), started, None);
+        Ok(())
     }
 
     /// Handles to the stage's counters, for the metrics registry.
@@ -260,7 +294,21 @@ impl PluginStage {
             return Ok(());
         }
         self.counters.events_in.inc_by(batch.len() as u64);
-        let Err(reason) = self.call(batch, dead) else {
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|(_, until)| std::time::Instant::now() >= *until)
+        {
+            self.previous = None; // probation passed
+        }
+        let mut result = self.call(batch, dead);
+        if let Err(reason) = &result {
+            if self.previous.is_some() {
+                self.roll_back(reason)?;
+                result = self.call(batch, dead);
+            }
+        }
+        let Err(reason) = result else {
             return Ok(());
         };
         self.counters.failed_batches.inc();
