@@ -199,6 +199,64 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
     assert_eq!(tags, ["v0", "v9", "v0"]);
 }
 
+/// The stage's history, as `eddy status` shows it: (why, version) per version.
+fn history(admin: &str) -> Vec<(String, String)> {
+    let status = eddy(&["status", "--admin", admin], None);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    status["plugins"][0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["why"].as_str().unwrap().to_owned(),
+                h["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() {
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let component = std::fs::read(NUMBERING_COMPONENT).unwrap();
+    std::fs::write(s.path("tag.wasm"), &component).unwrap();
+    let text = pipeline(&admin).replace(NUMBERING_COMPONENT, "tag.wasm");
+    let file = s.write("pipeline.toml", &text);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_until_up(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Half a file, written in place: refused; the running version goes on.
+    std::fs::write(s.path("tag.wasm"), &component[..component.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        history(&admin).len(),
+        1,
+        "a half-written file never replaces the running version"
+    );
+    // The completed file is loaded.
+    std::fs::write(s.path("tag.wasm"), &component).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let versions = loop {
+        let versions = history(&admin);
+        if versions.len() > 1 || std::time::Instant::now() > deadline {
+            break versions;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[1].0, "file change");
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+    // The stream never stopped: every event once.
+    for (i, event) in s.lines("out.jsonl").iter().enumerate() {
+        assert_eq!(event["seq"], i as u64);
+        assert_eq!(event["v0"], i as u64);
+    }
+}
+
 /// Waits until the job's admin endpoint answers.
 fn wait_until_up(admin: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -108,12 +108,16 @@ pub fn router(
         .route("/metrics", get(metrics_handler))
         .route("/savepoint", post(savepoint_handler))
         .route("/stop", post(stop_handler))
-        .with_state(Shared {
-            status,
-            control,
-            metrics,
-            token: token.map(Arc::from),
-            reloader: Arc::new(reloader),
+        .with_state({
+            let shared = Shared {
+                status,
+                control,
+                metrics,
+                token: token.map(Arc::from),
+                reloader: Arc::new(reloader),
+            };
+            watch_plugin_files(&shared);
+            shared
         })
 }
 
@@ -125,6 +129,17 @@ async fn reload_handler(
     if let Err(refused) = authorize(&shared, &headers) {
         return refused;
     }
+    let why = if request.rollback {
+        "rollback (requested)"
+    } else {
+        "reload"
+    };
+    reload(&shared, request, why).await
+}
+
+/// Prepares the version a reload asks for off the stream and has the pipeline switch to
+/// it at its next batch boundary; one reload at a time, in arrival order.
+async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
     let reloader = shared.reloader.clone();
     let _turn = reloader.queue.lock().await;
     let (running, before) = {
@@ -178,15 +193,10 @@ async fn reload_handler(
         Ok(Err(e)) => return refused(format!("{e:#}")),
         Err(e) => return refused(e.to_string()),
     };
-    match ask(&shared, |reply| Control::Swap {
+    match ask(shared, |reply| Control::Swap {
         stage: request.stage,
         instance: Box::new(instance),
-        why: if request.rollback {
-            "rollback (requested)"
-        } else {
-            "reload"
-        }
-        .into(),
+        why: why.into(),
         reply,
     })
     .await
@@ -194,6 +204,65 @@ async fn reload_handler(
         Ok(report) => (StatusCode::OK, Json(json!(report))),
         Err(e) => refused(e),
     }
+}
+
+/// How long a watched plugin file must be quiet before it is loaded.
+const WATCH_QUIET: Duration = Duration::from_millis(200);
+
+/// Watches the files of the stages with `watch = true` (all by default) and reloads a
+/// stage when its file changed and has been quiet for a moment. A file that is not yet a
+/// complete, valid component (half-written) is refused like any bad version; the running
+/// version goes on, and the next change is tried again.
+fn watch_plugin_files(shared: &Shared) {
+    let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
+    let watched: Vec<(String, PathBuf)> = status
+        .plugins
+        .iter()
+        .filter_map(|p| p.history.last().map(|r| (p.name.clone(), &r.config)))
+        .filter(|(_, config)| config.watch)
+        .map(|(name, config)| (name, config.path.clone()))
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let paths: Vec<PathBuf> = watched.iter().map(|(_, p)| p.clone()).collect();
+    let watcher = match crate::file_watch::watch(&paths, "plugin files", WATCH_QUIET, move |i| {
+        let _ = changed.send(i);
+    }) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            tracing::warn!("plugin files are not watched: {e:#}");
+            return;
+        }
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _watching = watcher;
+        while let Some(i) = changes.recv().await {
+            let (stage, path) = &watched[i];
+            let request = ReloadRequest {
+                stage: stage.clone(),
+                path: Some(path.clone()),
+                config: Default::default(),
+                rollback: false,
+            };
+            let (code, Json(answer)) = reload(&shared, request, "file change").await;
+            if code == StatusCode::OK {
+                tracing::info!(
+                    "stage `{stage}`: {} changed; now running version {}",
+                    path.display(),
+                    answer["version"].as_str().unwrap_or_default()
+                );
+            } else {
+                tracing::warn!(
+                    "stage `{stage}`: {} changed but was not loaded ({}); it is tried again when it changes",
+                    path.display(),
+                    answer["error"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    });
 }
 
 /// A new version that was refused: the running one goes on.

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod dead_letter;
 pub mod durable;
+pub mod file_watch;
 mod json_text;
 pub mod metrics;
 pub mod pipeline;

@@ -67,6 +67,10 @@ pub struct CheckpointConfig {
     pub incremental_above: usize,
 }
 
+fn default_watch() -> bool {
+    true
+}
+
 fn default_probation() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(30))
 }
@@ -202,6 +206,10 @@ pub struct PluginConfig {
     /// How often `failure = "retry"` calls a failed batch again (with backoff).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Whether a change to the file at `path` hot-swaps the stage to it (once the file
+    /// is complete and valid).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
     /// After a hot swap, how long the new version is on probation: a batch it fails in
     /// that time rolls the stage back to the previous version, which re-runs the batch.
     #[serde(default = "default_probation")]

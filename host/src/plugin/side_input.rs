@@ -5,12 +5,11 @@
 //! keeps its last good version; each successful load bumps the table's version.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context, Result};
-use notify::{RecursiveMode, Watcher};
 
 use crate::config::SideInputConfig;
 
@@ -120,60 +119,14 @@ impl crate::checkpoint::Checkpointed for SideInputs {
 /// several steps (truncate, then write) is read once, whole.
 const RELOAD_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Watches the directories of the tables' files (editors replace files by renaming, so
-/// the file itself is not watched) and reloads a table once its file has changed and then
-/// been quiet for [`RELOAD_QUIET`].
+/// Watches the tables' files and reloads a table once its file has changed and then been
+/// quiet for [`RELOAD_QUIET`].
 fn watch_tables(tables: &Arc<HashMap<String, Arc<Table>>>) -> Result<notify::RecommendedWatcher> {
-    let by_path: Vec<(PathBuf, Arc<Table>)> = tables
-        .values()
-        .map(|t| (absolute(&t.config.path), t.clone()))
-        .collect();
-    let (changed, reloads) = std::sync::mpsc::channel::<usize>();
-    let watched = by_path.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        for (i, (path, _)) in watched.iter().enumerate() {
-            if event.paths.iter().any(|p| absolute(p) == *path) {
-                let _ = changed.send(i);
-            }
-        }
+    let tables: Vec<Arc<Table>> = tables.values().cloned().collect();
+    let paths: Vec<PathBuf> = tables.iter().map(|t| t.config.path.clone()).collect();
+    crate::file_watch::watch(&paths, "side-input files", RELOAD_QUIET, move |i| {
+        tables[i].reload()
     })
-    .context("cannot start watching side-input files")?;
-    for (path, table) in &by_path {
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .with_context(|| {
-                format!(
-                    "cannot watch {} for side input `{}`",
-                    dir.display(),
-                    table.config.name
-                )
-            })?;
-    }
-    std::thread::Builder::new()
-        .name("eddy-side-inputs".into())
-        .spawn(move || {
-            // Ends when the watcher (and with it the sender) is dropped.
-            while let Ok(first) = reloads.recv() {
-                let mut pending = std::collections::BTreeSet::from([first]);
-                while let Ok(next) = reloads.recv_timeout(RELOAD_QUIET) {
-                    pending.insert(next);
-                }
-                for i in pending {
-                    by_path[i].1.reload();
-                }
-            }
-        })
-        .context("cannot start the side-input reload thread")?;
-    Ok(watcher)
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// Reads a table's file: CSV by the `.csv` extension, JSON lines otherwise.
@@ -261,6 +214,7 @@ fn csv_rows(text: &[u8], key_field: &str) -> Result<Rows> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::time::{Duration, Instant};
 
     fn config(dir: &Path, file: &str) -> SideInputConfig {
