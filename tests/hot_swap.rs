@@ -69,7 +69,7 @@ fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() 
     let admin = free_admin_address();
     let file = s.write("pipeline.toml", &pipeline(&admin));
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_until_up(&admin);
+    wait_for_admin(&admin);
 
     // 100 swaps, alternating the config between two tags (a new config is a new version).
     let mut swaps = Vec::new();
@@ -141,7 +141,7 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
     let admin = free_admin_address();
     let file = s.write("pipeline.toml", &pipeline(&admin));
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_until_up(&admin);
+    wait_for_admin(&admin);
     std::thread::sleep(Duration::from_millis(200));
 
     // A version that starts fine and traps on every batch of live data.
@@ -225,7 +225,7 @@ fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() 
     let text = pipeline(&admin).replace(NUMBERING_COMPONENT, "tag.wasm");
     let file = s.write("pipeline.toml", &text);
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_until_up(&admin);
+    wait_for_admin(&admin);
     std::thread::sleep(Duration::from_millis(300));
 
     // Half a file, written in place: refused; the running version goes on.
@@ -254,17 +254,5 @@ fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() 
     for (i, event) in s.lines("out.jsonl").iter().enumerate() {
         assert_eq!(event["seq"], i as u64);
         assert_eq!(event["v0"], i as u64);
-    }
-}
-
-/// Waits until the job's admin endpoint answers.
-fn wait_until_up(admin: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(admin).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never came up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -294,18 +294,6 @@ fn a_full_disk_fails_checkpoints_but_not_the_job() {
     );
 }
 
-/// Waits until the job's admin endpoint answers, or panics.
-fn wait_for_admin(admin: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(admin).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the job's admin endpoint never came up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn savepoint_stop_and_resume_with_a_changed_pipeline() {
     let pipeline = format!("{SOURCE}{WINDOWED}").replace("count = 40000", "count = 45000");

@@ -138,3 +138,15 @@ pub fn http_get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut answer).unwrap();
     answer
 }
+
+/// Waits until a job's admin endpoint answers, or panics.
+pub fn wait_for_admin(admin: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job's admin endpoint never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
