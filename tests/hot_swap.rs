@@ -256,3 +256,53 @@ fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() 
         assert_eq!(event["v0"], i as u64);
     }
 }
+
+#[test]
+fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let component = std::fs::read(NUMBERING_COMPONENT).unwrap();
+    std::fs::write(s.path("tag.wasm"), &component).unwrap();
+    let text = pipeline(&admin).replace(NUMBERING_COMPONENT, "tag.wasm");
+    let file = s.write("pipeline.toml", &text);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+    // A new build (the same code, another file) with a new config.
+    std::fs::write(s.path("tag-v7.wasm"), &component).unwrap();
+    let from = reload(
+        &admin,
+        &[
+            "tag",
+            s.path("tag-v7.wasm").to_str().unwrap(),
+            "--config",
+            "field=v7",
+        ],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // checkpoints after the swap
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(s.path("tag-v7.wasm")).unwrap(); // the operator cleaned up
+
+    // The pipeline file still names `tag.wasm` with `field = "v0"`.
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+    let versions = history(&admin);
+    assert_eq!(
+        versions.last().unwrap().0,
+        "resumed from a checkpoint",
+        "{versions:?}"
+    );
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+
+    let events = s.lines("out.jsonl");
+    assert!(events.len() as u64 > from + 1000, "{} events", events.len());
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64, "every seq once, across the crash");
+        let tag = if (i as u64) < from { "v0" } else { "v7" };
+        assert_eq!(event[tag], i as u64, "event {i}: {event}");
+    }
+}

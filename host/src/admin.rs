@@ -55,16 +55,24 @@ struct Shared {
 pub struct Reloader {
     runtime: Arc<PluginRuntime>,
     side_inputs: SideInputs,
+    /// Where swapped-in components are kept for recovery (a job that checkpoints).
+    components: Option<PathBuf>,
     /// Held while a reload runs, so reloads are handled one at a time, in order.
     queue: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader preparing versions with `runtime`, reading `side_inputs`.
-    pub fn new(runtime: Arc<PluginRuntime>, side_inputs: SideInputs) -> Self {
+    /// A reloader preparing versions with `runtime`, reading `side_inputs`, keeping the
+    /// components it swaps in under `components` (see `CheckpointDir::components`).
+    pub fn new(
+        runtime: Arc<PluginRuntime>,
+        side_inputs: SideInputs,
+        components: Option<PathBuf>,
+    ) -> Self {
         Self {
             runtime,
             side_inputs,
+            components,
             queue: tokio::sync::Mutex::new(()),
         }
     }
@@ -179,13 +187,18 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
         }
         next
     };
-    let (runtime, side_inputs, config) = (
+    let (runtime, side_inputs, config, components) = (
         reloader.runtime.clone(),
         reloader.side_inputs.clone(),
         next.clone(),
+        reloader.components.clone(),
     );
     let prepared = tokio::task::spawn_blocking(move || {
-        PluginInstance::prepare(&runtime, &config, side_inputs)
+        let instance = PluginInstance::prepare(&runtime, &config, side_inputs)?;
+        if let Some(dir) = components {
+            keep_component(&dir, &config.path, &instance.plugin().hash);
+        }
+        anyhow::Ok(instance)
     })
     .await;
     let instance = match prepared {
@@ -263,6 +276,31 @@ fn watch_plugin_files(shared: &Shared) {
             }
         }
     });
+}
+
+/// Keeps a copy of the component at `path` (whose content hash is `hash`) in `dir`, for
+/// recovery after a crash; a copy that cannot be made is logged (the job then resumes
+/// with the pipeline file's version).
+fn keep_component(dir: &Path, path: &Path, hash: &str) {
+    let kept = dir.join(format!("{hash}.wasm"));
+    if kept.exists() {
+        return;
+    }
+    let result = std::fs::read(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| {
+            if crate::plugin::content_hash(&bytes) != hash {
+                anyhow::bail!("the file changed while it was loaded");
+            }
+            std::fs::create_dir_all(dir)?;
+            crate::durable::write_atomic_shared(&kept, &bytes)
+        });
+    if let Err(e) = result {
+        tracing::warn!(
+            "cannot keep {} for recovery ({e:#}); a restarted job resumes with the pipeline file's version",
+            path.display()
+        );
+    }
 }
 
 /// A new version that was refused: the running one goes on.

@@ -324,7 +324,11 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
     let stop = Arc::new(AtomicBool::new(false));
     let (summary, signal) = tokio.block_on(async {
         let (control, requests) = std::sync::mpsc::channel();
-        let reloader = admin::Reloader::new(runtime.clone(), pipeline.side_inputs());
+        let components = config
+            .checkpoint
+            .as_ref()
+            .map(|c| checkpoint::components_dir(&c.dir));
+        let reloader = admin::Reloader::new(runtime.clone(), pipeline.side_inputs(), components);
         let admin = listener.map(|l| {
             serve_admin(
                 l,

@@ -27,7 +27,8 @@ pub use section::{
     parse_state_key, parse_window_key, state_key, window_key, Checkpointed, Section,
 };
 pub use store::{
-    read_snapshot, CheckpointDir, CheckpointFile, DirLock, Recovery, MAX_CHAIN, SAVEPOINT_FILE,
+    components_dir, read_snapshot, CheckpointDir, CheckpointFile, DirLock, Recovery, MAX_CHAIN,
+    SAVEPOINT_FILE,
 };
 pub use writer::CheckpointWriter;
 

@@ -37,6 +37,13 @@ pub struct CheckpointFile {
     pub path: PathBuf,
 }
 
+/// Where the components hot-swapped into a job checkpointing into `dir` are kept
+/// (`<sha256>.wasm`), so that a job restarted after a swap resumes with the version that
+/// was running.
+pub fn components_dir(dir: &Path) -> PathBuf {
+    dir.join("components")
+}
+
 /// An exclusive claim on a checkpoint directory, held while a job runs. It is an OS file
 /// lock on `<dir>/LOCK`, so the operating system releases it when the process ends,
 /// however it ends (a SIGKILL leaves no stale lock); the file names the holder's pid.
@@ -68,6 +75,11 @@ impl CheckpointDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where components hot-swapped in are kept (see [`components_dir`]).
+    pub fn components(&self) -> PathBuf {
+        components_dir(&self.dir)
     }
 
     /// Claims the directory for this job; refuses, naming the holder's pid, when another

@@ -321,7 +321,8 @@ impl Pipeline {
             status_refreshed: Instant::now(),
         };
         if let Some(snapshot) = &resume {
-            pipeline.restore(snapshot)?;
+            let components = checkpoint_dir.as_ref().map(CheckpointDir::components);
+            pipeline.restore(snapshot, runtime, components.as_deref())?;
         }
         pipeline.sinks = Sinks::open(config, checkpoint_dir.is_some(), resume.as_ref())?;
         if let (Some(dir), Some(c)) = (checkpoint_dir, &config.checkpoint) {
@@ -534,7 +535,12 @@ impl Pipeline {
 
     /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards
     /// from their own sections): each component reads back its own section.
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+    fn restore(
+        &mut self,
+        snapshot: &Snapshot,
+        runtime: &PluginRuntime,
+        components: Option<&Path>,
+    ) -> Result<()> {
         restore::check_sections(snapshot, self)?;
         let required = |name: &str| {
             snapshot.section(name).with_context(|| {
@@ -546,7 +552,7 @@ impl Pipeline {
             .restore(required(crate::watermark::SECTION)?)?;
         for stage in &mut self.stages {
             if let Some(section) = snapshot.section(&stage.section_name()) {
-                stage.restore(section)?;
+                stage.restore(section, runtime, components)?;
             }
         }
         if let (Some(window), Some(section)) =

@@ -118,6 +118,11 @@ impl PluginInstance {
         &self.plugin
     }
 
+    /// The side-input tables the plugin reads.
+    pub(super) fn side_inputs(&self) -> &SideInputs {
+        &self.side_inputs
+    }
+
     /// The stage's config as the plugin received it.
     pub fn config_pairs(&self) -> &[(String, String)] {
         &self.config_pairs

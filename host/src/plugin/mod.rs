@@ -15,7 +15,7 @@ mod side_input;
 mod stage;
 
 pub use aggregate::WasmAggregate;
-pub use cache::CompiledCache;
+pub use cache::{content_hash, CompiledCache};
 pub use contract::{World, VERSION as CONTRACT_VERSION};
 pub use instance::PluginInstance;
 pub use runtime::{LoadedPlugin, PluginRuntime};

@@ -232,7 +232,16 @@ impl PluginStage {
     /// Restores the stage's keyed state from its checkpoint section (possibly written by
     /// another version of the plugin: state belongs to the stage, not the version), and
     /// the plugin's own state when it keeps one (the `state` interface).
-    pub fn restore(&mut self, section: &Section) -> Result<()> {
+    ///
+    /// When the checkpoint was taken with another version or config than the pipeline
+    /// file names (a hot swap happened), the stage goes back to what was running: the
+    /// component kept in `components` (`<sha256>.wasm`) with the checkpoint's config.
+    pub fn restore(
+        &mut self,
+        section: &Section,
+        runtime: &PluginRuntime,
+        components: Option<&std::path::Path>,
+    ) -> Result<()> {
         let meta: PluginSection = if section.version == 1 {
             let (hash, config) = section.meta(1)?;
             PluginSection {
@@ -243,6 +252,7 @@ impl PluginStage {
         } else {
             section.meta(SECTION_VERSION)?
         };
+        self.resume_version(&meta, runtime, components)?;
         if meta.hash != self.hash() {
             tracing::info!(
                 "plugin `{}`: resuming state of version {} with version {}",
@@ -277,6 +287,62 @@ impl PluginStage {
             ),
             None => {}
         }
+        Ok(())
+    }
+
+    /// Switches to the version and config a checkpoint ran with, when they differ from
+    /// the pipeline file's and the component was kept.
+    fn resume_version(
+        &mut self,
+        meta: &PluginSection,
+        runtime: &PluginRuntime,
+        components: Option<&std::path::Path>,
+    ) -> Result<()> {
+        if meta.hash == self.hash() && meta.config == self.instance.config_pairs() {
+            return Ok(());
+        }
+        let mut config = self.instance.plugin().config.clone();
+        if meta.hash != self.hash() {
+            match components.map(|dir| dir.join(format!("{}.wasm", meta.hash))) {
+                Some(kept) if kept.exists() => config.path = kept,
+                _ => {
+                    tracing::info!(
+                        "plugin `{}`: the checkpoint ran version {}, which was not kept; resuming with version {} from the pipeline file",
+                        self.name(),
+                        &meta.hash[..12.min(meta.hash.len())],
+                        &self.hash()[..12]
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        config.config = meta
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
+            .collect();
+        let side_inputs = self.instance.side_inputs().clone();
+        let instance =
+            PluginInstance::prepare(runtime, &config, side_inputs).with_context(|| {
+                format!(
+                    "plugin `{}`: cannot start version {} the checkpoint ran with",
+                    self.name(),
+                    &meta.hash[..12.min(meta.hash.len())]
+                )
+            })?;
+        self.swap_in(
+            instance,
+            "resumed from a checkpoint",
+            std::time::Instant::now(),
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        self.previous = None;
+        tracing::info!(
+            "plugin `{}`: resuming with version {} and the config the checkpoint ran with",
+            self.name(),
+            &self.hash()[..12]
+        );
         Ok(())
     }
 
