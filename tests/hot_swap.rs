@@ -306,3 +306,41 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
         assert_eq!(event[tag], i as u64, "event {i}: {event}");
     }
 }
+
+#[test]
+fn keyed_state_carries_over_swaps_and_the_output_is_byte_identical() {
+    // The `fraud` plugin keeps per-user spend in host-owned keyed state.
+    let fraud = |admin: &str| {
+        format!(
+            "[source]\nkind = \"generator\"\ncount = 30000\nrate = 15000\nkeys = 100\nseed = 3\n\
+             [[plugin]]\nname = \"fraud\"\npath = \"{}\"\nconfig = {{ threshold = \"2000\", horizon_ms = \"300\" }}\n\
+             [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
+             [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n",
+            eddy_example_artifacts::FRAUD_COMPONENT
+        )
+    };
+    let reference = Scratch::new();
+    assert_success(&reference.eddy("run", &fraud(&free_admin_address())));
+    let expected = std::fs::read(reference.path("out.jsonl")).unwrap();
+    assert!(expected.len() > 1000);
+
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let file = s.write("pipeline.toml", &fraud(&admin));
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    let mut swaps = 0;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(150));
+        // The component read again from its file: a swap to the same version.
+        if reload(&admin, &["fraud"]).is_ok() {
+            swaps += 1;
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(swaps >= 3, "only {swaps} swaps happened while the job ran");
+    assert!(
+        std::fs::read(s.path("out.jsonl")).unwrap() == expected,
+        "the output of a run with {swaps} swaps differs from a run without"
+    );
+}
