@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::metrics::MetricsRegistry;
-use crate::pipeline::{Control, StatusBoard};
+use crate::pipeline::{Control, ShadowAction, StatusBoard};
 use crate::plugin::{PluginInstance, PluginRuntime, SideInputs};
 
 /// How long a client waits for the job to answer (a savepoint of a large state takes time).
@@ -87,6 +87,15 @@ struct ReloadRequest {
     /// Go back to the version before the running one (its component and config).
     #[serde(default)]
     rollback: bool,
+    /// Run the new version in shadow mode instead of swapping it in.
+    #[serde(default)]
+    shadow: bool,
+    /// Swap the stage's shadow in.
+    #[serde(default)]
+    promote: bool,
+    /// Drop the stage's shadow.
+    #[serde(default)]
+    unshadow: bool,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +159,23 @@ async fn reload_handler(
 async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
     let reloader = shared.reloader.clone();
     let _turn = reloader.queue.lock().await;
+    if request.promote || request.unshadow {
+        let action = if request.promote {
+            ShadowAction::Promote
+        } else {
+            ShadowAction::Drop
+        };
+        return match ask(shared, |reply| Control::Shadow {
+            stage: request.stage,
+            action,
+            reply,
+        })
+        .await
+        {
+            Ok(report) => (StatusCode::OK, Json(json!(report))),
+            Err(e) => refused(e),
+        };
+    }
     let (running, before) = {
         let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
         let Some(stage) = status.plugins.iter().find(|p| p.name == request.stage) else {
@@ -206,14 +232,23 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
         Ok(Err(e)) => return refused(format!("{e:#}")),
         Err(e) => return refused(e.to_string()),
     };
-    match ask(shared, |reply| Control::Swap {
-        stage: request.stage,
-        instance: Box::new(instance),
-        why: why.into(),
-        reply,
-    })
-    .await
-    {
+    let answer = if request.shadow {
+        ask(shared, |reply| Control::Shadow {
+            stage: request.stage,
+            action: ShadowAction::Start(Box::new(instance)),
+            reply,
+        })
+        .await
+    } else {
+        ask(shared, |reply| Control::Swap {
+            stage: request.stage,
+            instance: Box::new(instance),
+            why: why.into(),
+            reply,
+        })
+        .await
+    };
+    match answer {
         Ok(report) => (StatusCode::OK, Json(json!(report))),
         Err(e) => refused(e),
     }
@@ -259,6 +294,9 @@ fn watch_plugin_files(shared: &Shared) {
                 path: Some(path.clone()),
                 config: Default::default(),
                 rollback: false,
+                shadow: false,
+                promote: false,
+                unshadow: false,
             };
             let (code, Json(answer)) = reload(&shared, request, "file change").await;
             if code == StatusCode::OK {

@@ -79,8 +79,18 @@ enum Command {
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
         config: Vec<(String, String)>,
         /// Go back to the version before the running one (its component and config).
-        #[arg(long, conflicts_with_all = ["path", "config"])]
+        #[arg(long, conflicts_with_all = ["path", "config", "shadow", "promote", "unshadow"])]
         rollback: bool,
+        /// Run the new version beside the live one, comparing outputs without emitting
+        /// them (`eddy status` shows the differences).
+        #[arg(long, conflicts_with_all = ["promote", "unshadow"])]
+        shadow: bool,
+        /// Swap the stage's shadow in.
+        #[arg(long, conflicts_with_all = ["path", "config", "unshadow"])]
+        promote: bool,
+        /// Drop the stage's shadow.
+        #[arg(long, conflicts_with_all = ["path", "config"])]
+        unshadow: bool,
     },
     /// Prints what a checkpoint or savepoint holds (a file, a savepoint directory, or a
     /// checkpoint directory: its newest good checkpoint).
@@ -128,7 +138,15 @@ fn main() -> ExitCode {
             path,
             config,
             rollback,
-        } => reload(&admin, &stage, path, config, rollback).map(|()| ExitCode::SUCCESS),
+            shadow,
+            promote,
+            unshadow,
+        } => {
+            let mode = serde_json::json!({
+                "rollback": rollback, "shadow": shadow, "promote": promote, "unshadow": unshadow,
+            });
+            reload(&admin, &stage, path, config, mode).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -213,26 +231,33 @@ fn reload(
     stage: &str,
     path: Option<PathBuf>,
     config: Vec<(String, String)>,
-    rollback: bool,
+    mode: serde_json::Value,
 ) -> Result<()> {
     let path = path.map(absolute).transpose()?;
+    let shadowing = mode["shadow"] == true || mode["unshadow"] == true;
     let config: serde_json::Map<String, serde_json::Value> =
         config.into_iter().map(|(k, v)| (k, v.into())).collect();
     let answer = admin.request(
         "POST",
         "/reload",
-        Some(&serde_json::json!({
-            "stage": stage, "path": path, "config": config, "rollback": rollback,
-        })),
+        Some(&{
+            let mut body = mode;
+            body["stage"] = stage.into();
+            body["path"] = serde_json::json!(path);
+            body["config"] = config.into();
+            body
+        }),
     )?;
     let version = answer["version"].as_str().unwrap_or_default();
-    println!(
-        "stage `{stage}` now runs version {} from record {} on (the stream paused {} µs; checkpoint {})",
-        &version[..12.min(version.len())],
-        answer["records_in"],
-        answer["pause_us"],
-        answer["checkpoint"]
-    );
+    let version = &version[..12.min(version.len())];
+    if shadowing {
+        println!("stage `{stage}`: shadow version {version} (see `eddy status`)");
+    } else {
+        println!(
+            "stage `{stage}` now runs version {version} from record {} on (the stream paused {} µs; checkpoint {})",
+            answer["records_in"], answer["pause_us"], answer["checkpoint"]
+        );
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Metrics;
 pub use crate::checkpoint::CheckpointStatus;
-use crate::plugin::{PluginInstance, VersionRecord};
+use crate::plugin::{PluginInstance, ShadowStatus, VersionRecord};
 use crate::source::SourcePosition;
 
 /// A request to the running pipeline.
@@ -35,6 +35,16 @@ pub enum Control {
         /// Where the answer goes.
         reply: Sender<Result<SwapReport, String>>,
     },
+    /// Shadow mode for stage `stage`: start a candidate beside the live version, promote
+    /// it (a swap), or drop it.
+    Shadow {
+        /// The stage's name.
+        stage: String,
+        /// What to do.
+        action: ShadowAction,
+        /// Where the answer goes.
+        reply: Sender<Result<SwapReport, String>>,
+    },
     /// Stop after the current batch, with a final savepoint when `savepoint` is given.
     Stop {
         /// The savepoint directory, if any.
@@ -42,6 +52,17 @@ pub enum Control {
         /// Where the answer goes (the savepoint file, if one was taken).
         reply: Sender<Result<Option<PathBuf>, String>>,
     },
+}
+
+/// What to do with a stage's shadow.
+#[derive(Debug)]
+pub enum ShadowAction {
+    /// Run this candidate beside the live version.
+    Start(Box<PluginInstance>),
+    /// Swap the candidate in (with the usual checkpoint and probation).
+    Promote,
+    /// Drop the candidate.
+    Drop,
 }
 
 /// What a swap did.
@@ -124,6 +145,8 @@ pub struct PluginStatus {
     pub failed: u64,
     /// The versions the stage has run, oldest first; the last is running.
     pub history: Vec<VersionRecord>,
+    /// A candidate in shadow mode, and what comparing it found.
+    pub shadow: Option<ShadowStatus>,
 }
 
 /// The status, shared between the pipeline (writer) and the admin endpoint (reader).

@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 
 pub use crate::metrics::Metrics;
 pub use control::{
-    CheckpointStatus, Control, PartitionStatus, PluginStatus, SourceStatus, Status, StatusBoard,
-    SwapReport,
+    CheckpointStatus, Control, PartitionStatus, PluginStatus, ShadowAction, SourceStatus, Status,
+    StatusBoard, SwapReport,
 };
 pub use metrics::RunSummary;
 
@@ -447,6 +447,13 @@ impl Pipeline {
                         } => {
                             let _ = reply.send(self.swap(&stage, *instance, why));
                         }
+                        Control::Shadow {
+                            stage,
+                            action,
+                            reply,
+                        } => {
+                            let _ = reply.send(self.shadow(&stage, action));
+                        }
                     }
                 }
             }
@@ -575,6 +582,44 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Starts, promotes or drops stage `stage`'s shadow at this batch boundary.
+    fn shadow(&mut self, stage: &str, action: ShadowAction) -> Result<SwapReport, String> {
+        let index = self
+            .stages
+            .iter()
+            .position(|s| s.name() == stage)
+            .ok_or_else(|| format!("the pipeline has no plugin stage `{stage}`"))?;
+        let report = |version: String, records_in| SwapReport {
+            stage: stage.to_owned(),
+            version,
+            pause_us: 0,
+            checkpoint: None,
+            records_in,
+        };
+        let records_in = self.metrics.records_in.get();
+        let result = match action {
+            ShadowAction::Start(candidate) => {
+                let version = candidate.plugin().hash.clone();
+                self.stages[index].start_shadow(*candidate)?;
+                Ok(report(version, records_in))
+            }
+            ShadowAction::Drop => {
+                let candidate = self.stages[index]
+                    .take_shadow()
+                    .ok_or_else(|| format!("stage `{stage}` has no shadow"))?;
+                Ok(report(candidate.plugin().hash.clone(), records_in))
+            }
+            ShadowAction::Promote => {
+                let candidate = self.stages[index]
+                    .take_shadow()
+                    .ok_or_else(|| format!("stage `{stage}` has no shadow to promote"))?;
+                self.swap(stage, candidate, "promoted from shadow".into())
+            }
+        };
+        self.refresh_status("running");
+        result
+    }
+
     /// Switches stage `stage` to `instance` at this batch boundary, after taking a
     /// checkpoint (when the job checkpoints) so the operator can go back. On refusal the
     /// old version keeps running.
@@ -662,6 +707,7 @@ impl Pipeline {
                     rejected: c.rejected,
                     failed: c.failed,
                     history: s.history().to_vec(),
+                    shadow: s.shadow_status(),
                 }
             })
             .collect();

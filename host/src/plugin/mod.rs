@@ -11,6 +11,7 @@ mod contract;
 mod host_state;
 mod instance;
 mod runtime;
+mod shadow;
 mod side_input;
 mod stage;
 
@@ -19,5 +20,6 @@ pub use cache::{content_hash, CompiledCache};
 pub use contract::{World, VERSION as CONTRACT_VERSION};
 pub use instance::PluginInstance;
 pub use runtime::{LoadedPlugin, PluginRuntime};
+pub use shadow::{ShadowDiff, ShadowStatus};
 pub use side_input::SideInputs;
 pub use stage::{PluginStage, StageCounters, VersionRecord};

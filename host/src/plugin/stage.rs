@@ -21,6 +21,7 @@ use super::contract::World;
 use super::host_state::KeyedState;
 use super::instance::{OwnState, PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
+use super::shadow::{Shadow, ShadowStatus};
 use super::side_input::SideInputs;
 use crate::batch::{check_columns, Columns, EventBatch, Origin, Rejection};
 use crate::checkpoint::{parse_state_key, state_key, Checkpointed, Section};
@@ -67,6 +68,8 @@ pub struct PluginStage {
     instance: PluginInstance,
     /// The version swapped out, while the running one is on probation.
     previous: Option<(PluginInstance, std::time::Instant)>,
+    /// A candidate version running beside the live one (shadow mode).
+    shadow: Option<Shadow>,
     history: Vec<VersionRecord>,
     counters: StageMetrics,
     origins_scratch: Vec<Origin>,
@@ -99,6 +102,7 @@ impl PluginStage {
         Ok(Self {
             instance,
             previous: None,
+            shadow: None,
             history,
             counters: StageMetrics::default(),
             origins_scratch: Vec::new(),
@@ -367,12 +371,16 @@ impl PluginStage {
         {
             self.previous = None; // probation passed
         }
+        let shadow_input = self.shadow.as_ref().map(|_| batch.clone());
         let mut result = self.call(batch, dead);
         if let Err(reason) = &result {
             if self.previous.is_some() {
                 self.roll_back(reason)?;
                 result = self.call(batch, dead);
             }
+        }
+        if let (Some(shadow), Some(input), Ok(())) = (&mut self.shadow, shadow_input, &result) {
+            shadow.compare(input, batch);
         }
         let Err(reason) = result else {
             return Ok(());
@@ -465,31 +473,64 @@ impl PluginStage {
     /// and committing its keyed-state writes; on failure `batch` and the state are as
     /// they were (the instance must be restarted) and the reason is returned.
     fn call(&mut self, batch: &mut EventBatch, dead: &mut DeadLetters) -> Result<(), String> {
-        let name = self.instance.shared_name().clone();
-        let scratch = &mut self.origins_scratch;
-        let outcome = self
-            .instance
-            .call(Some(&batch.columns), |exports, store| match &exports.role {
-                Role::Filter(f) => f.call_select(store, &batch.columns).map(Answer::Selected),
-                Role::Transform(t) => t.call_process(store, &batch.columns).map(Answer::Processed),
-                Role::Aggregate(_) => Err(wasmtime::format_err!(
-                    "an aggregate plugin cannot run as a stage"
-                )),
-            })
-            .and_then(|result| match result {
-                Answer::Selected((kept, rejected)) => {
-                    apply_selection(batch, kept, &rejected, &name, dead)
-                }
-                Answer::Processed((out, origins, rejected)) => {
-                    apply_output(batch, out, &origins, &rejected, &name, dead, scratch)
-                }
-            });
-        let rejected = outcome?;
-        self.instance.state_mut().commit();
+        let rejected = invoke(&mut self.instance, batch, dead, &mut self.origins_scratch)?;
         self.counters.rejected.inc_by(rejected);
         self.counters.events_out.inc_by(batch.len() as u64);
         Ok(())
     }
+
+    /// Starts running `candidate` beside the live version on the same batches, without
+    /// emitting its output (shadow mode); it starts from a copy of the live keyed state.
+    pub fn start_shadow(&mut self, mut candidate: PluginInstance) -> Result<(), String> {
+        if candidate.plugin().world == World::Aggregate {
+            return Err("a window aggregate cannot shadow a stage".into());
+        }
+        let entries = self.instance.state().entries();
+        candidate.state_mut().restore(&entries);
+        self.shadow = Some(Shadow::new(candidate));
+        Ok(())
+    }
+
+    /// Stops shadow mode, returning the candidate.
+    pub fn take_shadow(&mut self) -> Option<PluginInstance> {
+        self.shadow.take().map(Shadow::into_instance)
+    }
+
+    /// What shadow mode has seen so far.
+    pub fn shadow_status(&self) -> Option<ShadowStatus> {
+        self.shadow.as_ref().map(Shadow::status)
+    }
+}
+
+/// Calls `instance` once on `batch`, leaving in it what the plugin kept or emitted and
+/// committing its keyed-state writes; returns how many events it rejected. On failure
+/// `batch` and the state are as they were (the instance must be restarted).
+pub(super) fn invoke(
+    instance: &mut PluginInstance,
+    batch: &mut EventBatch,
+    dead: &mut DeadLetters,
+    scratch: &mut Vec<Origin>,
+) -> Result<u64, String> {
+    let name = instance.shared_name().clone();
+    let outcome = instance
+        .call(Some(&batch.columns), |exports, store| match &exports.role {
+            Role::Filter(f) => f.call_select(store, &batch.columns).map(Answer::Selected),
+            Role::Transform(t) => t.call_process(store, &batch.columns).map(Answer::Processed),
+            Role::Aggregate(_) => Err(wasmtime::format_err!(
+                "an aggregate plugin cannot run as a stage"
+            )),
+        })
+        .and_then(|result| match result {
+            Answer::Selected((kept, rejected)) => {
+                apply_selection(batch, kept, &rejected, &name, dead)
+            }
+            Answer::Processed((out, origins, rejected)) => {
+                apply_output(batch, out, &origins, &rejected, &name, dead, scratch)
+            }
+        });
+    let rejected = outcome?;
+    instance.state_mut().commit();
+    Ok(rejected)
 }
 
 /// The format version of a plugin stage's checkpoint section. Version 1 had no
