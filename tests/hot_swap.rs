@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use eddy_example_artifacts::{CHAOS_COMPONENT, FILTER_COMPONENT, NUMBERING_COMPONENT};
+use eddy_example_artifacts::{
+    CHAOS_COMPONENT, DISTINCT_COMPONENT, FILTER_COMPONENT, NUMBERING_COMPONENT,
+};
 
 /// A long, rate-limited generator through the `numbering` plugin (which writes a running
 /// number, kept in its own state, into the field its config names) into a file.
@@ -87,6 +89,11 @@ fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() 
     );
     let refused = reload(&admin, &["tag", FILTER_COMPONENT]).unwrap_err();
     assert!(refused.contains("refused its config"), "{refused}");
+    let refused = reload(&admin, &["tag", DISTINCT_COMPONENT]).unwrap_err();
+    assert!(refused.contains("is a window aggregate"), "{refused}");
+    s.write("module.wasm", "\0asm\u{1}\0\0\0");
+    let refused = reload(&admin, &["tag", s.path("module.wasm").to_str().unwrap()]).unwrap_err();
+    assert!(refused.contains("core WebAssembly module"), "{refused}");
     let refused = reload(&admin, &["nope"]).unwrap_err();
     assert!(
         refused.contains("no plugin stage `nope`; its stages: tag"),
