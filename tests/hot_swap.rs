@@ -427,3 +427,41 @@ fn shadow_mode_reports_a_known_difference_and_promote_swaps_the_candidate_in() {
     }
     assert_eq!(tags, ["v0", "v1"]);
 }
+
+#[test]
+fn a_new_release_migrates_the_keyed_state_an_older_one_wrote() {
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let text = format!(
+        "[source]\nkind = \"generator\"\ncount = 2000000\nrate = 20000\nkeys = 20\nseed = 9\n\
+         [[plugin]]\nname = \"visits\"\npath = \"{}\"\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
+         [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n",
+        eddy_example_artifacts::VISITS_COMPONENT
+    );
+    let file = s.write("pipeline.toml", &text);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+    // Release 2 stores counts as bytes, release 1 as text: the swap migrates them.
+    let from = reload(
+        &admin,
+        &["visits", eddy_example_artifacts::VISITS_V2_COMPONENT],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+
+    // Every key's count goes 1, 2, 3, … across the swap.
+    let mut counts = std::collections::HashMap::new();
+    let events = s.lines("out.jsonl");
+    assert!(events.len() as u64 > from + 500, "{} events", events.len());
+    for (i, event) in events.iter().enumerate() {
+        let count = counts
+            .entry(event["key"].as_str().unwrap().to_owned())
+            .or_insert(0);
+        *count += 1;
+        assert_eq!(event["visits"], *count, "event {i}: {event}");
+    }
+}

@@ -16,7 +16,12 @@ const PLUGINS: &[(&str, &str)] = &[
     ("chaos", "eddy-example-chaos"),
     ("distinct", "eddy-example-distinct"),
     ("numbering", "eddy-example-numbering"),
+    ("visits", "eddy-example-visits"),
 ];
+
+/// Plugins built a second time with a feature, as another release: (name, package,
+/// feature). The `visits` example's release 2 migrates the keyed state of release 1.
+const RELEASES: &[(&str, &str, &str)] = &[("visits_v2", "eddy-example-visits", "v2")];
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -29,29 +34,11 @@ fn main() {
 
     ensure_wasm_target();
 
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--release", "--target", TARGET])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
-    for (_, package) in PLUGINS {
-        cmd.args(["-p", package]);
+    let packages: Vec<&str> = PLUGINS.iter().map(|(_, p)| *p).collect();
+    build(&workspace, &target_dir, &packages, None);
+    for (name, package, feature) in RELEASES {
+        build(&workspace, &out_dir.join(name), &[package], Some(feature));
     }
-    let status = cmd
-        .status()
-        .expect("could not run cargo to build the example plugins");
-    assert!(
-        status.success(),
-        "building the example plugins for {TARGET} failed (see the output above)"
-    );
 
     let release = target_dir.join(TARGET).join("release");
     let mut generated = String::new();
@@ -64,6 +51,22 @@ fn main() {
         writeln!(
             generated,
             "/// Path of the `{dir}` example plugin, a `{TARGET}` component.\npub const {konst}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    for (name, package, feature) in RELEASES {
+        let stem = package.replace('-', "_");
+        let wasm = out_dir
+            .join(name)
+            .join(TARGET)
+            .join("release")
+            .join(format!("{stem}.wasm"));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        writeln!(
+            generated,
+            "/// Path of `{package}` built with feature `{feature}`, a `{TARGET}` component.\npub const {}_COMPONENT: &str = {:?};",
+            name.to_uppercase(),
             wasm.display().to_string()
         )
         .unwrap();
@@ -86,6 +89,37 @@ fn main() {
         workspace.join(".cargo/config.toml").display()
     );
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Builds `packages` for the wasm target into `target_dir` (with `feature`, if given),
+/// optimised as plugins ship.
+fn build(workspace: &Path, target_dir: &Path, packages: &[&str], feature: Option<&str>) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "--target", TARGET])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    if let Some(feature) = feature {
+        cmd.args(["--features", feature]);
+    }
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the example plugins");
+    assert!(
+        status.success(),
+        "building the example plugins for {TARGET} failed (see the output above)"
+    );
 }
 
 /// Adds the wasm target with rustup when the active toolchain lacks it.

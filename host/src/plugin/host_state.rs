@@ -15,6 +15,8 @@ use crate::batch::packed_item;
 pub type StateEntry = (Vec<u8>, String, Vec<u8>);
 /// A keyed-state entry's identity: (key, state name).
 pub type StateKey = (Vec<u8>, String);
+/// A write (`Some`) or delete (`None`) of one keyed-state entry.
+pub type StateUpdate = (StateKey, Option<Vec<u8>>);
 
 /// A plugin's keyed state, owned by the host. Writes made during a batch stay pending
 /// until the batch succeeds, so a batch that fails (and is dead-lettered) leaves no trace.
@@ -48,6 +50,13 @@ impl KeyedState {
                 None => self.committed.remove(&key),
             };
         }
+    }
+
+    /// Writes (`Some`) or deletes (`None`) entries at once, as a batch that succeeded
+    /// would (a keyed-state migration).
+    pub fn apply(&mut self, updates: Vec<StateUpdate>) {
+        self.pending.extend(updates);
+        self.commit();
     }
 
     /// Forgets the current batch's writes.

@@ -216,6 +216,46 @@ impl PluginInstance {
         Ok(Some(own))
     }
 
+    /// The format version of the state this build writes (`state-version`); `None` for a
+    /// plugin without the `state` interface.
+    pub fn state_version(&mut self) -> Result<Option<u32>, String> {
+        if !self.is_stateful() {
+            return Ok(None);
+        }
+        self.call(None, |exports, store| {
+            let state = exports.state.as_ref().expect("checked above");
+            state.call_state_version(store)
+        })
+        .map(Some)
+    }
+
+    /// Asks the plugin to rewrite keyed-state `entries` written by state version
+    /// `from_version`: one answer per entry (the new value, or `None` to delete it).
+    pub fn migrate(
+        &mut self,
+        from_version: u32,
+        entries: &[(Vec<u8>, String, Vec<u8>)],
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let keys = crate::batch::Packed::from_items(entries.iter().map(|(k, _, _)| k.as_slice()));
+        let values = crate::batch::Packed::from_items(entries.iter().map(|(_, _, v)| v.as_slice()));
+        let names: Vec<String> = entries.iter().map(|(_, n, _)| n.clone()).collect();
+        let answer = self.call(None, |exports, store| {
+            let state = exports
+                .state
+                .as_ref()
+                .ok_or_else(|| wasmtime::format_err!("it exports no `state` interface"))?;
+            state.call_migrate(store, from_version, &keys, &names, &values)
+        })??;
+        if answer.len() != entries.len() {
+            return Err(format!(
+                "migrate answered {} entries for {}",
+                answer.len(),
+                entries.len()
+            ));
+        }
+        Ok(answer)
+    }
+
     /// Hands the plugin its own state as a checkpoint (or an older version) left it.
     pub fn restore_own_state(&mut self, own: OwnState) -> Result<(), String> {
         if !self.is_stateful() {

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::contract::World;
-use super::host_state::KeyedState;
+use super::host_state::{KeyedState, StateEntry, StateUpdate};
 use super::instance::{OwnState, PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::shadow::{Shadow, ShadowStatus};
@@ -161,9 +161,12 @@ impl PluginStage {
         }
         if let Some(own) = self.instance.snapshot_own_state()? {
             if next.is_stateful() {
+                let from = own.version;
                 next.restore_own_state(own).map_err(|e| {
                     format!("the new version refused the running version's own state: {e}")
                 })?;
+                let updates = migrations(&mut next, from, &self.instance.state().entries())?;
+                self.instance.state_mut().apply(updates);
             } else {
                 tracing::warn!(
                     "stage `{}`: the new version exports no `state` interface; the old version's own state is dropped",
@@ -278,6 +281,10 @@ impl PluginStage {
         match meta.own_state {
             Some(own) if self.instance.is_stateful() => {
                 let version = own.version;
+                let updates = migrations(&mut self.instance, version, &entries).map_err(|e| {
+                    anyhow::anyhow!("plugin `{}`: {e}", self.name())
+                })?;
+                self.instance.state_mut().apply(updates);
                 self.instance.restore_own_state(own).map_err(|e| {
                     anyhow::anyhow!(
                         "plugin `{}` refused its own state from the checkpoint (state version {version}): {e}",
@@ -500,6 +507,41 @@ impl PluginStage {
     pub fn shadow_status(&self) -> Option<ShadowStatus> {
         self.shadow.as_ref().map(Shadow::status)
     }
+}
+
+/// How many keyed-state entries one `migrate` call carries.
+const MIGRATE_BATCH: usize = 1024;
+
+/// The rewrites `instance` asks for of keyed state written by state version `from`, when
+/// it writes a newer one (none otherwise); all of them, or the first refusal.
+fn migrations(
+    instance: &mut PluginInstance,
+    from: u32,
+    entries: &[StateEntry],
+) -> Result<Vec<StateUpdate>, String> {
+    let Some(to) = instance.state_version()? else {
+        return Ok(Vec::new());
+    };
+    if from >= to || entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut updates = Vec::with_capacity(entries.len());
+    for chunk in entries.chunks(MIGRATE_BATCH) {
+        let answers = instance.migrate(from, chunk).map_err(|e| {
+            format!("it refused to migrate keyed state from state version {from} to {to}: {e}")
+        })?;
+        updates.extend(
+            chunk
+                .iter()
+                .zip(answers)
+                .map(|((key, name, _), value)| ((key.clone(), name.clone()), value)),
+        );
+    }
+    tracing::info!(
+        "migrated {} keyed-state entries from state version {from} to {to}",
+        updates.len()
+    );
+    Ok(updates)
 }
 
 /// Calls `instance` once on `batch`, leaving in it what the plugin kept or emitted and
