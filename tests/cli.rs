@@ -816,3 +816,59 @@ fn an_unwritable_sink_path_and_a_broken_side_input_are_named_at_start() {
         );
     }
 }
+
+#[test]
+fn extreme_times_and_keys_with_too_many_windows_are_handled_end_to_end() {
+    let s = Scratch::new();
+    // Times at the ends of i64 (the future bound off), and a key that would open a third
+    // window while two are held open by a long allowed lateness.
+    let lines = [
+        r#"{"k":"c","ts":1000}"#,
+        r#"{"k":"c","ts":2000}"#,
+        r#"{"k":"c","ts":3000}"#,
+        r#"{"k":"a","ts":9223372036854775000}"#,
+        r#"{"k":"b","ts":-9223372036854775000}"#,
+    ];
+    s.write("in.jsonl", &(lines.join("\n") + "\n"));
+    let pipeline =
+        "[source]\nkind = \"file\"\npath = \"in.jsonl\"\ntime_field = \"ts\"\nkey_field = \"k\"\n\
+                    [watermark]\nmax_future = \"0s\"\n\
+                    [window]\nkind = \"tumbling\"\nsize = \"1s\"\nallowed_lateness = \"1000d\"\n\
+                    max_open_windows_per_key = 2\naggregate = \"count\"\n\
+                    [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n\
+                    [dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n";
+    assert_success(&s.eddy("run", pipeline));
+    let dead = s.lines("dead.jsonl");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0]["value"]["ts"], 3000);
+    assert!(dead[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("max_open_windows_per_key = 2"));
+    // The event at i64's low end is late (the watermark is near the high end); its
+    // window is computed without overflow.
+    assert!(dead[1]["reason"].as_str().unwrap().starts_with("late:"));
+    assert_eq!(dead[1]["window_start"], -9223372036854775000i64);
+    let out = s.lines("out.jsonl");
+    let a = out.iter().find(|w| w["key"] == "a").unwrap();
+    assert!(a["window_start"].as_i64().unwrap() <= 9223372036854775000);
+    assert_eq!(
+        a["window_end"].as_i64(),
+        Some(i64::MAX),
+        "clamped, not wrapped"
+    );
+    assert_eq!(out.iter().filter(|w| w["key"] == "c").count(), 2);
+}
+
+#[test]
+fn an_admin_endpoint_others_could_reach_is_refused_without_a_token() {
+    let s = Scratch::new();
+    let pipeline =
+        format!("{GENERATOR}[sink]\nkind = \"null\"\n[admin]\nlisten = \"0.0.0.0:9464\"\n");
+    for command in ["validate", "run"] {
+        assert_failure_says(
+            &s.eddy(command, &pipeline),
+            &["not a loopback address", "token_file"],
+        );
+    }
+}
