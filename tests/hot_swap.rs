@@ -275,8 +275,11 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(&admin);
     std::thread::sleep(Duration::from_millis(300));
-    // A new build (the same code, another file) with a new config.
-    std::fs::write(s.path("tag-v7.wasm"), &component).unwrap();
+    // A new build (the same code with a custom section: another version) and a new
+    // config.
+    let mut build = component.clone();
+    build.extend_from_slice(&[0, 6, 5, b'e', b'd', b'd', b'y', b'7']);
+    std::fs::write(s.path("tag-v7.wasm"), &build).unwrap();
     let from = reload(
         &admin,
         &[
@@ -307,6 +310,46 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
 
     let events = s.lines("out.jsonl");
     assert!(events.len() as u64 > from + 1000, "{} events", events.len());
+    check_tags(&events, from);
+
+    // A savepoint carries the swapped-in component: a job started from it on another
+    // machine (no checkpoint directory) runs the same version.
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    let sp = s.path("sp");
+    assert_success(&eddy(
+        &[
+            "stop",
+            "--admin",
+            &admin,
+            "--savepoint",
+            sp.to_str().unwrap(),
+        ],
+        None,
+    ));
+    child.wait().unwrap();
+    std::fs::remove_dir_all(s.path("state")).unwrap();
+    let mut child = spawn(&[
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--from-savepoint",
+        sp.to_str().unwrap(),
+    ]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+    let versions = history(&admin);
+    assert_eq!(
+        versions.last().unwrap().0,
+        "resumed from a checkpoint",
+        "{versions:?}"
+    );
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+}
+
+/// Checks every event once and its tag: `v0` before record `from`, `v7` after.
+fn check_tags(events: &[serde_json::Value], from: u64) {
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event["seq"], i as u64, "every seq once, across the crash");
         let tag = if (i as u64) < from { "v0" } else { "v7" };

@@ -26,7 +26,7 @@ pub use control::{
 pub use metrics::RunSummary;
 
 use crate::batch::EventBatch;
-use crate::checkpoint::{CheckpointDir, Checkpointed, Coordinator, DirLock, Snapshot};
+use crate::checkpoint::{self, CheckpointDir, Checkpointed, Coordinator, DirLock, Snapshot};
 use crate::config::{
     AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
 };
@@ -199,11 +199,7 @@ impl Sinks {
 }
 
 impl Checkpointed for Box<dyn Sink> {
-    fn snapshot(
-        &mut self,
-        id: u64,
-        incremental: bool,
-    ) -> Result<Option<crate::checkpoint::Section>> {
+    fn snapshot(&mut self, id: u64, incremental: bool) -> Result<Option<checkpoint::Section>> {
         self.as_mut().snapshot(id, incremental)
     }
 
@@ -223,6 +219,8 @@ pub struct Pipeline {
     batch: BatchConfig,
     side_inputs: SideInputs,
     coordinator: Coordinator,
+    /// Where the components swapped in are kept (a job that checkpoints).
+    components: Option<PathBuf>,
     /// The claim on the checkpoint directory, held while the pipeline lives.
     _checkpoint_lock: Option<DirLock>,
     metrics: JobMetrics,
@@ -315,13 +313,24 @@ impl Pipeline {
             side_inputs,
             coordinator: Coordinator::savepoints_only(),
             _checkpoint_lock: checkpoint_lock,
+            components: None,
             metrics: JobMetrics::default(),
             registry: MetricsRegistry::new(&JobMetrics::default(), []),
             status: StatusBoard::default(),
             status_refreshed: Instant::now(),
         };
+        pipeline.components = checkpoint_dir.as_ref().map(CheckpointDir::components);
         if let Some(snapshot) = &resume {
-            let components = checkpoint_dir.as_ref().map(CheckpointDir::components);
+            // Components swapped in come with a savepoint, or stay in the checkpoint
+            // directory.
+            let components = match &options.from_savepoint {
+                Some(savepoint) => Some(checkpoint::components_dir(if savepoint.is_dir() {
+                    savepoint
+                } else {
+                    crate::durable::parent_dir(savepoint)
+                })),
+                None => pipeline.components.clone(),
+            };
             pipeline.restore(snapshot, runtime, components.as_deref())?;
         }
         pipeline.sinks = Sinks::open(config, checkpoint_dir.is_some(), resume.as_ref())?;
@@ -663,7 +672,30 @@ impl Pipeline {
     /// Takes a savepoint into `dir` at this batch boundary (also recorded as a checkpoint
     /// when the job checkpoints) and returns the savepoint's file.
     pub fn savepoint(&mut self, dir: &Path) -> Result<PathBuf> {
-        with_components!(self, |coordinator, parts| coordinator.savepoint(dir, parts))
+        let path = with_components!(self, |coordinator, parts| coordinator.savepoint(dir, parts))?;
+        self.keep_components_with(dir)?;
+        Ok(path)
+    }
+
+    /// Copies the components swapped into running stages next to a savepoint in `dir`,
+    /// so a job started from it resumes with them.
+    fn keep_components_with(&self, dir: &Path) -> Result<()> {
+        let Some(kept) = &self.components else {
+            return Ok(());
+        };
+        for stage in &self.stages {
+            let file = format!("{}.wasm", stage.hash());
+            let source = kept.join(&file);
+            if source.exists() {
+                let target = checkpoint::components_dir(dir);
+                std::fs::create_dir_all(&target)
+                    .with_context(|| format!("cannot create {}", target.display()))?;
+                let bytes = std::fs::read(&source)
+                    .with_context(|| format!("cannot read {}", source.display()))?;
+                crate::durable::write_atomic(&target.join(&file), &bytes)?;
+            }
+        }
+        Ok(())
     }
 
     fn refresh_status(&mut self, state: &str) {
