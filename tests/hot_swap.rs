@@ -508,3 +508,48 @@ fn a_new_release_migrates_the_keyed_state_an_older_one_wrote() {
         assert_eq!(event["visits"], *count, "event {i}: {event}");
     }
 }
+
+#[test]
+fn a_window_aggregate_plugin_swaps_only_to_another_aggregate() {
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    let text = format!(
+        "[source]\nkind = \"generator\"\ncount = 2000000\nrate = 20000\nkeys = 20\nseed = 9\n\
+         [window]\nkind = \"tumbling\"\nsize = \"200ms\"\naggregate = \"plugin\"\n\
+         plugin = {{ name = \"cards\", path = \"{DISTINCT_COMPONENT}\", config = {{ field = \"card\" }} }}\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
+         [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n"
+    );
+    let file = s.write("pipeline.toml", &text);
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = reload(&admin, &["cards", NUMBERING_COMPONENT]).unwrap_err();
+    assert!(
+        refused.contains("is a transform, and `cards` is a window aggregate"),
+        "{refused}"
+    );
+    reload(&admin, &["cards", "--config", "field=country"]).expect("an aggregate to an aggregate");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = eddy(&["status", "--admin", &admin], None);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let cards = status["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cards")
+        .expect("the aggregate in status");
+    assert_eq!(cards["history"].as_array().unwrap().len(), 2, "{cards}");
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    child.wait().unwrap();
+    // Windows before the swap count distinct cards (up to 3 per user), after it distinct
+    // countries (up to 8): both appear, and every result is whole JSON.
+    let results = s.lines("out.jsonl");
+    assert!(results.len() > 20, "{} results", results.len());
+    let counts: Vec<u64> = results
+        .iter()
+        .map(|r| r["cards"].as_u64().unwrap())
+        .collect();
+    assert!(counts[0] <= 3, "cards first: {counts:?}");
+    assert!(counts.iter().any(|&c| c > 3), "then countries: {counts:?}");
+}

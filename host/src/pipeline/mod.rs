@@ -591,6 +591,20 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The `[window]` aggregate plugin, if the window has one.
+    fn wasm_aggregate(&self) -> Option<&WasmAggregate> {
+        let window = self.window.as_ref()?;
+        window.aggregator().as_any().downcast_ref::<WasmAggregate>()
+    }
+
+    fn wasm_aggregate_mut(&mut self) -> Option<&mut WasmAggregate> {
+        let window = self.window.as_mut()?;
+        window
+            .aggregator_mut()
+            .as_any_mut()
+            .downcast_mut::<WasmAggregate>()
+    }
+
     /// Starts, promotes or drops stage `stage`'s shadow at this batch boundary.
     fn shadow(&mut self, stage: &str, action: ShadowAction) -> Result<SwapReport, String> {
         let index = self
@@ -639,11 +653,13 @@ impl Pipeline {
         why: String,
     ) -> Result<SwapReport, String> {
         let started = Instant::now();
-        let index = self
-            .stages
-            .iter()
-            .position(|s| s.name() == stage)
-            .ok_or_else(|| format!("the pipeline has no plugin stage `{stage}`"))?;
+        let index = self.stages.iter().position(|s| s.name() == stage);
+        let aggregate_named = self
+            .wasm_aggregate()
+            .is_some_and(|a| a.history()[0].config.name == stage);
+        if index.is_none() && !aggregate_named {
+            return Err(format!("the pipeline has no plugin stage `{stage}`"));
+        }
         let checkpoint = with_components!(self, |coordinator, parts| coordinator
             .checkpoint_now(parts))
         .map_err(|e| {
@@ -651,9 +667,19 @@ impl Pipeline {
                 "the checkpoint before the swap failed, so the old version keeps running: {e:#}"
             )
         })?;
-        let stage_ref = &mut self.stages[index];
-        stage_ref.swap_in(instance, &why, started, checkpoint)?;
-        let record = stage_ref.history().last().cloned().expect("just recorded");
+        let record = match index {
+            Some(index) => {
+                let stage_ref = &mut self.stages[index];
+                stage_ref.swap_in(instance, &why, started, checkpoint)?;
+                stage_ref.history().last().cloned()
+            }
+            None => {
+                let aggregate = self.wasm_aggregate_mut().expect("checked above");
+                aggregate.swap_in(instance, &why, started, checkpoint)?;
+                aggregate.history().last().cloned()
+            }
+        }
+        .expect("just recorded");
         let (version, pause_us) = (record.version, record.pause_us);
         tracing::info!(
             "stage `{stage}` now runs version {} (paused {pause_us} µs, checkpoint {checkpoint:?})",
@@ -743,6 +769,15 @@ impl Pipeline {
                 }
             })
             .collect();
+        if let Some(aggregate) = self.wasm_aggregate() {
+            let history = aggregate.history();
+            status.plugins.push(PluginStatus {
+                name: history[0].config.name.clone(),
+                version: aggregate.hash().to_owned(),
+                history: history.to_vec(),
+                ..PluginStatus::default()
+            });
+        }
         status.side_inputs = self.side_inputs.versions();
     }
 }

@@ -20,12 +20,14 @@ use super::host_state::{KeyedState, StoreData};
 use super::instance::{PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
+use super::stage::VersionRecord;
 use crate::batch::{Columns, EventBatch, Packed};
 use crate::window::{Acc, Aggregator};
 
 /// A Wasm aggregate plugin, instantiated and initialised.
 pub struct WasmAggregate {
     instance: PluginInstance,
+    history: Vec<VersionRecord>,
     /// The plugin's empty accumulator (`create` is called once).
     empty: Vec<u8>,
     /// Deferred folds: event `events[p]` into the accumulator of `slots[targets[p]]`.
@@ -53,8 +55,17 @@ impl WasmAggregate {
         }
         let instance =
             PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
+        let history = vec![VersionRecord {
+            version: instance.plugin().hash.clone(),
+            since_ms: crate::clock::now_millis(),
+            why: "start".into(),
+            pause_us: 0,
+            checkpoint: None,
+            config: instance.plugin().config.clone(),
+        }];
         let mut aggregate = Self {
             instance,
+            history,
             empty: Vec::new(),
             events: Vec::new(),
             targets: Vec::new(),
@@ -99,7 +110,65 @@ fn bytes(acc: &Acc) -> &[u8] {
     }
 }
 
+impl WasmAggregate {
+    /// The versions the aggregate has run, oldest first; the last is running.
+    pub fn history(&self) -> &[VersionRecord] {
+        &self.history
+    }
+
+    /// The plugin's content hash (its version).
+    pub fn hash(&self) -> &str {
+        &self.instance.plugin().hash
+    }
+
+    /// Switches to `next`, another aggregate plugin (or config), at a batch boundary.
+    /// The accumulators the host keeps stay as they are: the new version must read what
+    /// the old one wrote. Refused, with the old version running, when `next` is not an
+    /// aggregate or fails `create`.
+    pub fn swap_in(
+        &mut self,
+        next: PluginInstance,
+        why: &str,
+        paused: std::time::Instant,
+        checkpoint: Option<u64>,
+    ) -> Result<(), String> {
+        if next.plugin().world != World::Aggregate {
+            return Err(format!(
+                "{} is a {}, and `{}` is a window aggregate",
+                next.plugin().config.path.display(),
+                next.plugin().world.name(),
+                self.instance.name()
+            ));
+        }
+        let previous = std::mem::replace(&mut self.instance, next);
+        match self.call("create", None, |a, s| a.call_create(s).map(Ok)) {
+            Ok(empty) => self.empty = empty,
+            Err(e) => {
+                self.instance = previous;
+                return Err(format!("{e:#}"));
+            }
+        }
+        self.history.push(VersionRecord {
+            version: self.hash().to_owned(),
+            since_ms: crate::clock::now_millis(),
+            why: why.to_owned(),
+            pause_us: paused.elapsed().as_micros() as u64,
+            checkpoint,
+            config: self.instance.plugin().config.clone(),
+        });
+        Ok(())
+    }
+}
+
 impl Aggregator for WasmAggregate {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn name(&self) -> &str {
         self.instance.name()
     }

@@ -34,6 +34,12 @@ pub trait Aggregator: Send {
     /// The result's field name in output records.
     fn name(&self) -> &str;
 
+    /// The aggregator as its concrete type (for a hot swap of a Wasm aggregate).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+
+    /// The aggregator as its concrete type (for its status).
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// A new, empty accumulator.
     fn create(&mut self) -> Result<Acc>;
 
@@ -70,6 +76,14 @@ impl Builtin {
 }
 
 impl Aggregator for Builtin {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn name(&self) -> &str {
         self.kind.name()
     }

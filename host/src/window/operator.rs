@@ -187,6 +187,16 @@ impl WindowOperator {
         (new > 0 && open + new > self.max_open_per_key).then_some(open + new)
     }
 
+    /// The aggregate, to change (a hot swap of a Wasm aggregate, at a batch boundary).
+    pub fn aggregator_mut(&mut self) -> &mut dyn Aggregator {
+        self.aggregator.as_mut()
+    }
+
+    /// The aggregate.
+    pub fn aggregator(&self) -> &dyn Aggregator {
+        self.aggregator.as_ref()
+    }
+
     /// The operator's counters.
     pub fn counters(&self) -> WindowCounters {
         self.counters
