@@ -55,14 +55,7 @@ impl WasmAggregate {
         }
         let instance =
             PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
-        let history = vec![VersionRecord {
-            version: instance.plugin().hash.clone(),
-            since_ms: crate::clock::now_millis(),
-            why: "start".into(),
-            pause_us: 0,
-            checkpoint: None,
-            config: instance.plugin().config.clone(),
-        }];
+        let history = vec![VersionRecord::new(&instance, "start", None, None)];
         let mut aggregate = Self {
             instance,
             history,
@@ -148,14 +141,8 @@ impl WasmAggregate {
                 return Err(format!("{e:#}"));
             }
         }
-        self.history.push(VersionRecord {
-            version: self.hash().to_owned(),
-            since_ms: crate::clock::now_millis(),
-            why: why.to_owned(),
-            pause_us: paused.elapsed().as_micros() as u64,
-            checkpoint,
-            config: self.instance.plugin().config.clone(),
-        });
+        let record = VersionRecord::new(&self.instance, why, Some(paused), checkpoint);
+        self.history.push(record);
         Ok(())
     }
 }

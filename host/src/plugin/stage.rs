@@ -63,6 +63,26 @@ pub struct VersionRecord {
     pub config: crate::config::PluginConfig,
 }
 
+impl VersionRecord {
+    /// The record of `instance` taking over now, for `why`, after the stream paused at
+    /// `paused` (`None`: it did not pause, at start) with `checkpoint` taken.
+    pub fn new(
+        instance: &PluginInstance,
+        why: &str,
+        paused: Option<std::time::Instant>,
+        checkpoint: Option<u64>,
+    ) -> Self {
+        Self {
+            version: instance.plugin().hash.clone(),
+            since_ms: crate::clock::now_millis(),
+            why: why.to_owned(),
+            pause_us: paused.map_or(0, |p| p.elapsed().as_micros() as u64),
+            checkpoint,
+            config: instance.plugin().config.clone(),
+        }
+    }
+}
+
 /// A plugin stage, instantiated and initialised.
 pub struct PluginStage {
     instance: PluginInstance,
@@ -91,14 +111,7 @@ impl PluginStage {
         }
         let instance =
             PluginInstance::start(runtime.engine(), plugin, side_inputs, KeyedState::default())?;
-        let history = vec![VersionRecord {
-            version: instance.plugin().hash.clone(),
-            since_ms: crate::clock::now_millis(),
-            why: "start".into(),
-            pause_us: 0,
-            checkpoint: None,
-            config: instance.plugin().config.clone(),
-        }];
+        let history = vec![VersionRecord::new(&instance, "start", None, None)];
         Ok(Self {
             instance,
             previous: None,
@@ -184,14 +197,8 @@ impl PluginStage {
     }
 
     fn record(&mut self, why: &str, paused: std::time::Instant, checkpoint: Option<u64>) {
-        self.history.push(VersionRecord {
-            version: self.hash().to_owned(),
-            since_ms: crate::clock::now_millis(),
-            why: why.to_owned(),
-            pause_us: paused.elapsed().as_micros() as u64,
-            checkpoint,
-            config: self.instance.plugin().config.clone(),
-        });
+        let record = VersionRecord::new(&self.instance, why, Some(paused), checkpoint);
+        self.history.push(record);
     }
 
     /// Goes back to the version swapped out, because the running one failed a batch in
