@@ -69,9 +69,7 @@ fn reload(admin: &str, args: &[&str]) -> Result<u64, String> {
 fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() {
     let s = Scratch::new();
     let admin = free_admin_address();
-    let file = s.write("pipeline.toml", &pipeline(&admin));
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &pipeline(&admin), &admin);
 
     // 100 swaps, alternating the config between two tags (a new config is a new version).
     let mut swaps = Vec::new();
@@ -100,8 +98,7 @@ fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() 
         "{refused}"
     );
 
-    let status = eddy(&["status", "--admin", &admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job_status(&admin);
     let history = status["plugins"][0]["history"].as_array().unwrap();
     assert_eq!(history.len(), 101, "start and 100 reloads");
     assert!(history[1]["checkpoint"].is_u64() && history[1]["why"] == "reload");
@@ -146,9 +143,7 @@ fn a_hundred_swaps_under_load_process_every_event_once_by_exactly_one_version() 
 fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
     let s = Scratch::new();
     let admin = free_admin_address();
-    let file = s.write("pipeline.toml", &pipeline(&admin));
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &pipeline(&admin), &admin);
     std::thread::sleep(Duration::from_millis(200));
 
     // A version that starts fine and traps on every batch of live data.
@@ -161,8 +156,7 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
         "{broken:?}: init succeeds, so the swap happens"
     );
     std::thread::sleep(Duration::from_millis(200));
-    let status = eddy(&["status", "--admin", &admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job_status(&admin);
     let history = status["plugins"][0]["history"].as_array().unwrap();
     let whys: Vec<&str> = history.iter().map(|h| h["why"].as_str().unwrap()).collect();
     assert_eq!(whys.len(), 3, "{whys:?}");
@@ -206,11 +200,25 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
     assert_eq!(tags, ["v0", "v9", "v0"]);
 }
 
+/// Writes `text` as the job's pipeline file, starts `eddy run` on it and waits until its
+/// admin endpoint at `admin` answers; returns the process and the pipeline file.
+fn start_job(s: &Scratch, text: &str, admin: &str) -> (std::process::Child, std::path::PathBuf) {
+    let file = s.write("pipeline.toml", text);
+    let child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(admin);
+    (child, file)
+}
+
+/// `eddy status` of the job at `admin`, as JSON.
+fn job_status(admin: &str) -> serde_json::Value {
+    let output = eddy(&["status", "--admin", admin], None);
+    assert_success(&output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The stage's history, as `eddy status` shows it: (why, version) per version.
 fn history(admin: &str) -> Vec<(String, String)> {
-    let status = eddy(&["status", "--admin", admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    status["plugins"][0]["history"]
+    job_status(admin)["plugins"][0]["history"]
         .as_array()
         .unwrap()
         .iter()
@@ -230,9 +238,7 @@ fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() 
     let component = std::fs::read(NUMBERING_COMPONENT).unwrap();
     std::fs::write(s.path("tag.wasm"), &component).unwrap();
     let text = pipeline(&admin).replace(NUMBERING_COMPONENT, "tag.wasm");
-    let file = s.write("pipeline.toml", &text);
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &text, &admin);
     std::thread::sleep(Duration::from_millis(300));
 
     // Half a file, written in place: refused; the running version goes on.
@@ -271,9 +277,7 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
     let component = std::fs::read(NUMBERING_COMPONENT).unwrap();
     std::fs::write(s.path("tag.wasm"), &component).unwrap();
     let text = pipeline(&admin).replace(NUMBERING_COMPONENT, "tag.wasm");
-    let file = s.write("pipeline.toml", &text);
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, file) = start_job(&s, &text, &admin);
     std::thread::sleep(Duration::from_millis(300));
     // A new build (the same code with a custom section: another version) and a new
     // config.
@@ -376,9 +380,7 @@ fn keyed_state_carries_over_swaps_and_the_output_is_byte_identical() {
 
     let s = Scratch::new();
     let admin = free_admin_address();
-    let file = s.write("pipeline.toml", &fraud(&admin));
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &fraud(&admin), &admin);
     let mut swaps = 0;
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(150));
@@ -399,9 +401,7 @@ fn keyed_state_carries_over_swaps_and_the_output_is_byte_identical() {
 fn shadow_mode_reports_a_known_difference_and_promote_swaps_the_candidate_in() {
     let s = Scratch::new();
     let admin = free_admin_address();
-    let file = s.write("pipeline.toml", &pipeline(&admin));
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &pipeline(&admin), &admin);
     std::thread::sleep(Duration::from_millis(200));
 
     // A candidate that writes its number under another name: every event differs.
@@ -416,8 +416,7 @@ fn shadow_mode_reports_a_known_difference_and_promote_swaps_the_candidate_in() {
     ];
     assert_success(&eddy(&all, None));
     std::thread::sleep(Duration::from_millis(400));
-    let status = eddy(&["status", "--admin", &admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job_status(&admin);
     let shadow = &status["plugins"][0]["shadow"];
     let compared = shadow["compared"].as_u64().unwrap();
     assert!(compared > 100, "{shadow}");
@@ -438,8 +437,7 @@ fn shadow_mode_reports_a_known_difference_and_promote_swaps_the_candidate_in() {
     all.push("--promote");
     assert_success(&eddy(&all, None));
     std::thread::sleep(Duration::from_millis(200));
-    let status = eddy(&["status", "--admin", &admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job_status(&admin);
     assert!(status["plugins"][0]["shadow"].is_null());
     assert_eq!(
         status["plugins"][0]["history"][1]["why"],
@@ -482,9 +480,7 @@ fn a_new_release_migrates_the_keyed_state_an_older_one_wrote() {
          [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n",
         eddy_example_artifacts::VISITS_COMPONENT
     );
-    let file = s.write("pipeline.toml", &text);
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &text, &admin);
     std::thread::sleep(Duration::from_millis(300));
     // Release 2 stores counts as bytes, release 1 as text: the swap migrates them.
     let from = reload(
@@ -520,9 +516,7 @@ fn a_window_aggregate_plugin_swaps_only_to_another_aggregate() {
          [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
          [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n"
     );
-    let file = s.write("pipeline.toml", &text);
-    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    wait_for_admin(&admin);
+    let (mut child, _) = start_job(&s, &text, &admin);
     std::thread::sleep(Duration::from_millis(300));
     let refused = reload(&admin, &["cards", NUMBERING_COMPONENT]).unwrap_err();
     assert!(
@@ -531,8 +525,7 @@ fn a_window_aggregate_plugin_swaps_only_to_another_aggregate() {
     );
     reload(&admin, &["cards", "--config", "field=country"]).expect("an aggregate to an aggregate");
     std::thread::sleep(Duration::from_millis(500));
-    let status = eddy(&["status", "--admin", &admin], None);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = job_status(&admin);
     let cards = status["plugins"]
         .as_array()
         .unwrap()
