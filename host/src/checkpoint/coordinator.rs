@@ -95,6 +95,14 @@ impl Coordinator {
         self.last_completed.as_ref()
     }
 
+    /// Whether [`Coordinator::at_batch_boundary`] has anything to do now (a checkpoint
+    /// being written, or one due), so the run loop lends it the components only then.
+    pub fn has_work(&self) -> bool {
+        self.periodic
+            .as_ref()
+            .is_some_and(|p| p.writer.busy() || p.last_started.elapsed() >= p.interval)
+    }
+
     /// At a batch boundary: completes a finished checkpoint (calling the components
     /// back) and starts a new one when it is due.
     pub fn at_batch_boundary(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<()> {

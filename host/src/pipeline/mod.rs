@@ -439,8 +439,10 @@ impl Pipeline {
             self.metrics.dead_letters.inc_by(dead.len() as u64);
             self.metrics.batches.inc();
             self.count_operator_outcomes();
-            with_components!(self, |coordinator, parts| coordinator
-                .at_batch_boundary(parts))?;
+            if self.coordinator.has_work() {
+                with_components!(self, |coordinator, parts| coordinator
+                    .at_batch_boundary(parts))?;
+            }
             if let Some(control) = control {
                 while let Ok(request) = control.try_recv() {
                     match request {
