@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use eddy_example_artifacts::{
-    CHAOS_COMPONENT, DISTINCT_COMPONENT, FILTER_COMPONENT, NUMBERING_COMPONENT,
+    CHAOS_AGGREGATE_COMPONENT, CHAOS_COMPONENT, DISTINCT_COMPONENT, FILTER_COMPONENT,
+    NUMBERING_COMPONENT,
 };
 
 /// A long, rate-limited generator through the `numbering` plugin (which writes a running
@@ -505,44 +506,138 @@ fn a_new_release_migrates_the_keyed_state_an_older_one_wrote() {
     }
 }
 
+/// A rate-limited generator of `count` events into 10 ms tumbling windows (so each batch
+/// opens new ones) counting each user's distinct cards with the `distinct` aggregate
+/// plugin (stage `cards`).
+fn window_pipeline(admin: &str, count: u64) -> String {
+    format!(
+        "[source]\nkind = \"generator\"\ncount = {count}\nrate = 20000\nkeys = 20\nseed = 9\n\
+         [window]\nkind = \"tumbling\"\nsize = \"10ms\"\naggregate = \"plugin\"\n\
+         plugin = {{ name = \"cards\", path = \"cards.wasm\", config = {{ field = \"card\" }} }}\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n\
+         [checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
+         [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n"
+    )
+}
+
+/// The `cards` entry of `eddy status`.
+fn cards_status(admin: &str) -> serde_json::Value {
+    job_status(admin)["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cards")
+        .expect("the aggregate in status")
+        .clone()
+}
+
 #[test]
-fn a_window_aggregate_plugin_swaps_only_to_another_aggregate() {
+fn a_window_aggregate_plugin_swaps_only_to_another_aggregate_and_resumes_with_it_after_a_crash() {
     let s = Scratch::new();
     let admin = free_admin_address();
-    let text = format!(
-        "[source]\nkind = \"generator\"\ncount = 2000000\nrate = 20000\nkeys = 20\nseed = 9\n\
-         [window]\nkind = \"tumbling\"\nsize = \"200ms\"\naggregate = \"plugin\"\n\
-         plugin = {{ name = \"cards\", path = \"{DISTINCT_COMPONENT}\", config = {{ field = \"card\" }} }}\n\
-         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
-         [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n"
-    );
-    let (mut child, _) = start_job(&s, &text, &admin);
+    std::fs::copy(DISTINCT_COMPONENT, s.path("cards.wasm")).unwrap();
+    let (mut child, file) = start_job(&s, &window_pipeline(&admin, 2_000_000), &admin);
     std::thread::sleep(Duration::from_millis(300));
     let refused = reload(&admin, &["cards", NUMBERING_COMPONENT]).unwrap_err();
     assert!(
         refused.contains("is a transform, and `cards` is a window aggregate"),
         "{refused}"
     );
+    let refused = reload(&admin, &["cards", DISTINCT_COMPONENT, "--shadow"]).unwrap_err();
+    assert!(
+        refused.contains("`cards` is the window aggregate; shadow mode"),
+        "{refused}"
+    );
     reload(&admin, &["cards", "--config", "field=country"]).expect("an aggregate to an aggregate");
-    std::thread::sleep(Duration::from_millis(500));
-    let status = job_status(&admin);
-    let cards = status["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cards")
-        .expect("the aggregate in status");
-    assert_eq!(cards["history"].as_array().unwrap().len(), 2, "{cards}");
+    std::thread::sleep(Duration::from_millis(500)); // checkpoints after the swap
+    assert_eq!(cards_status(&admin)["history"].as_array().unwrap().len(), 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The pipeline file still says `field = "card"`: the job resumes counting countries.
+    let before_crash = s.lines("out.jsonl").len();
+    let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    wait_for_admin(&admin);
+    std::thread::sleep(Duration::from_millis(600));
+    let cards = cards_status(&admin);
+    let history = cards["history"].as_array().unwrap();
+    assert_eq!(
+        history.last().unwrap()["why"],
+        "resumed from a checkpoint",
+        "{cards}"
+    );
     assert_success(&eddy(&["stop", "--admin", &admin], None));
     child.wait().unwrap();
     // Windows before the swap count distinct cards (up to 3 per user), after it distinct
-    // countries (up to 8): both appear, and every result is whole JSON.
+    // countries (up to 8), also after the crash; every result is whole JSON.
     let results = s.lines("out.jsonl");
-    assert!(results.len() > 20, "{} results", results.len());
+    assert!(
+        results.len() > before_crash + 20,
+        "{} results",
+        results.len()
+    );
     let counts: Vec<u64> = results
         .iter()
         .map(|r| r["cards"].as_u64().unwrap())
         .collect();
     assert!(counts[0] <= 3, "cards first: {counts:?}");
-    assert!(counts.iter().any(|&c| c > 3), "then countries: {counts:?}");
+    assert!(
+        counts[before_crash..].iter().any(|&c| c > 3),
+        "countries after the crash: {counts:?}"
+    );
+}
+
+#[test]
+fn a_window_aggregate_that_fails_in_its_probation_is_rolled_back_and_the_results_are_unchanged() {
+    let reference = Scratch::new();
+    std::fs::copy(DISTINCT_COMPONENT, reference.path("cards.wasm")).unwrap();
+    assert_success(&reference.eddy("run", &window_pipeline(&free_admin_address(), 50_000)));
+    let mut expected = reference.lines("out.jsonl");
+    assert!(expected.len() > 100, "{} results", expected.len());
+
+    let s = Scratch::new();
+    let admin = free_admin_address();
+    std::fs::copy(DISTINCT_COMPONENT, s.path("cards.wasm")).unwrap();
+    let (mut child, _) = start_job(&s, &window_pipeline(&admin, 50_000), &admin);
+    std::thread::sleep(Duration::from_millis(300));
+    // A new version that starts and creates accumulators, then fails every fold (it
+    // cannot read the accumulators the running version wrote, nor fold into its own).
+    reload(
+        &admin,
+        &[
+            "cards",
+            CHAOS_AGGREGATE_COMPONENT,
+            "--config",
+            "mode=trap-any",
+        ],
+    )
+    .expect("init and create succeed, so the swap happens");
+    std::thread::sleep(Duration::from_millis(300));
+    let cards = cards_status(&admin);
+    let whys: Vec<&str> = cards["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["why"].as_str().unwrap())
+        .collect();
+    assert_eq!(whys.len(), 3, "{whys:?}");
+    assert!(
+        whys[2].starts_with("rollback: ") && whys[2].contains("failed in `fold`"),
+        "{whys:?}"
+    );
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains("eddy_stage_rollbacks_total{stage=\"cards\"} 1"),
+        "{metrics}"
+    );
+    assert!(child.wait().unwrap().success());
+
+    // Every window's result is what the first version computes: the failed fold was made
+    // again by it, and the windows the failed version created hold its empty accumulator.
+    let mut results = s.lines("out.jsonl");
+    let order = |r: &serde_json::Value| r.to_string();
+    expected.sort_by_key(order);
+    results.sort_by_key(order);
+    assert_eq!(results, expected);
+    assert_eq!(std::fs::read_to_string(s.path("dead.jsonl")).unwrap(), "");
 }

@@ -391,7 +391,7 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
         .find(|s| s["name"] == "window")
         .expect("a window section");
     assert!(window["entries"].as_u64().unwrap() > 0, "{window}");
-    assert_eq!(window["version"], 1);
+    assert_eq!(window["version"], 2);
 
     // A window of another size cannot take this state; the error says so.
     let resized = s.write(

@@ -20,8 +20,12 @@ const PLUGINS: &[(&str, &str)] = &[
 ];
 
 /// Plugins built a second time with a feature, as another release: (name, package,
-/// feature). The `visits` example's release 2 migrates the keyed state of release 1.
-const RELEASES: &[(&str, &str, &str)] = &[("visits_v2", "eddy-example-visits", "v2")];
+/// feature). The `visits` example's release 2 migrates the keyed state of release 1; the
+/// `chaos` test plugin's `aggregate` build is a window aggregate.
+const RELEASES: &[(&str, &str, &str)] = &[
+    ("visits_v2", "eddy-example-visits", "v2"),
+    ("chaos_aggregate", "eddy-example-chaos", "aggregate"),
+];
 
 const TARGET: &str = "wasm32-wasip2";
 

@@ -10,6 +10,8 @@
 //! clock, the file `/etc/hostname` — to test that WASI is deny-by-default). Every event it keeps also bumps a
 //! per-key counter in keyed state (`seen`), so tests can check that a failed batch leaves
 //! no state behind.
+//!
+//! Built with feature `aggregate`, it is a window aggregate instead (see `aggregate.rs`).
 
 use eddy_plugin_sdk::{host, Batch, Config, Filter, Plugin, Selection};
 
@@ -98,4 +100,8 @@ fn probe() -> String {
     format!("env={env}; clock={clock}; file={file}")
 }
 
+#[cfg(not(feature = "aggregate"))]
 eddy_plugin_sdk::export_filter!(Chaos);
+
+#[cfg(feature = "aggregate")]
+pub mod aggregate;

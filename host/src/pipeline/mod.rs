@@ -350,9 +350,14 @@ impl Pipeline {
             pipeline.coordinator =
                 Coordinator::periodic(dir, c.interval.0, c.incremental_above, resumed);
         }
+        let aggregate = pipeline.wasm_aggregate().map(|a| (a.name(), a.metrics()));
         pipeline.registry = MetricsRegistry::new(
             &pipeline.metrics,
-            pipeline.stages.iter().map(|s| (s.name(), s.metrics())),
+            pipeline
+                .stages
+                .iter()
+                .map(|s| (s.name(), s.metrics()))
+                .chain(aggregate),
         );
         pipeline.refresh_status("starting");
         Ok(pipeline)
@@ -576,7 +581,10 @@ impl Pipeline {
         if let (Some(window), Some(section)) =
             (&mut self.window, snapshot.section(crate::window::SECTION))
         {
-            window.restore(section)?;
+            let recorded = window.restore(section)?;
+            if let (Some(aggregate), Some(recorded)) = (self.wasm_aggregate_mut(), recorded) {
+                aggregate.resume_version(&recorded, runtime, components)?;
+            }
         }
         self.metrics
             .restore_section(required(crate::metrics::SECTION)?)?;
@@ -609,11 +617,19 @@ impl Pipeline {
 
     /// Starts, promotes or drops stage `stage`'s shadow at this batch boundary.
     fn shadow(&mut self, stage: &str, action: ShadowAction) -> Result<SwapReport, String> {
-        let index = self
-            .stages
-            .iter()
-            .position(|s| s.name() == stage)
-            .ok_or_else(|| format!("the pipeline has no plugin stage `{stage}`"))?;
+        let index = self.stages.iter().position(|s| s.name() == stage);
+        let aggregate_named = self.wasm_aggregate().is_some_and(|a| a.name() == stage);
+        let index = index.ok_or_else(|| {
+            if aggregate_named {
+                format!(
+                "`{stage}` is the window aggregate; shadow mode compares the events a filter or \
+                 transform emits, so it runs only beside a [[plugin]] stage (a new aggregate \
+                 version is guarded by its probation instead)"
+                )
+            } else {
+                format!("the pipeline has no plugin stage `{stage}`")
+            }
+        })?;
         let report = |version: String, records_in| SwapReport {
             stage: stage.to_owned(),
             version,
@@ -711,8 +727,9 @@ impl Pipeline {
         let Some(kept) = &self.components else {
             return Ok(());
         };
-        for stage in &self.stages {
-            let file = format!("{}.wasm", stage.hash());
+        let aggregate = self.wasm_aggregate().map(WasmAggregate::hash);
+        for hash in self.stages.iter().map(PluginStage::hash).chain(aggregate) {
+            let file = format!("{hash}.wasm");
             let source = kept.join(&file);
             if source.exists() {
                 let target = checkpoint::components_dir(dir);

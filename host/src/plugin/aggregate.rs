@@ -7,7 +7,11 @@
 //!
 //! A failing aggregate call (trap, timeout, an error it returns) stops the run with an
 //! error naming the plugin: unlike a filter's batch, a fold cannot be dead-lettered
-//! without leaving window state half-updated.
+//! without leaving window state half-updated. Except in a new version's probation after
+//! a hot swap: then the aggregate rolls back to the version before, which makes the same
+//! call again. A call's accumulators are written back only when it succeeds, so the
+//! failed call leaves nothing behind, and every fold, merge and finish is done by exactly
+//! one version.
 
 use std::collections::HashMap;
 
@@ -17,24 +21,35 @@ use wasmtime::Store;
 use super::bindings::aggregate;
 use super::contract::World;
 use super::host_state::{KeyedState, StoreData};
-use super::instance::{PluginInstance, Role};
+use super::instance::{recorded_version, PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use super::stage::VersionRecord;
 use crate::batch::{Columns, EventBatch, Packed};
-use crate::window::{Acc, Aggregator};
+use crate::metrics::StageMetrics;
+use crate::window::{Acc, Aggregator, AggregatorVersion};
 
 /// A Wasm aggregate plugin, instantiated and initialised.
 pub struct WasmAggregate {
     instance: PluginInstance,
-    history: Vec<VersionRecord>,
     /// The plugin's empty accumulator (`create` is called once).
     empty: Vec<u8>,
+    /// The version swapped out, while the running one is on probation.
+    previous: Option<Previous>,
+    history: Vec<VersionRecord>,
+    counters: StageMetrics,
     /// Deferred folds: event `events[p]` into the accumulator of `slots[targets[p]]`.
     events: Vec<u32>,
     targets: Vec<u32>,
     slots: Vec<u32>,
     target_of_slot: HashMap<u32, u32>,
+}
+
+/// The version a swap replaced, kept until the new one's probation ends.
+struct Previous {
+    instance: PluginInstance,
+    empty: Vec<u8>,
+    until: std::time::Instant,
 }
 
 impl WasmAggregate {
@@ -58,29 +73,91 @@ impl WasmAggregate {
         let history = vec![VersionRecord::new(&instance, "start", None, None)];
         let mut aggregate = Self {
             instance,
-            history,
             empty: Vec::new(),
+            previous: None,
+            history,
+            counters: StageMetrics::default(),
             events: Vec::new(),
             targets: Vec::new(),
             slots: Vec::new(),
             target_of_slot: HashMap::new(),
         };
-        aggregate.empty = aggregate.call("create", None, |a, s| a.call_create(s).map(Ok))?;
+        aggregate.empty = aggregate.call("create", |a, s| a.call_create(s).map(Ok))?;
         Ok(aggregate)
     }
 
+    /// Calls `export` with accumulators `accs` (packed), under the running version's
+    /// probation: when the call fails in it, the aggregate rolls back to the previous
+    /// version and makes the call again there, with the failed version's empty
+    /// accumulator (given to windows it created) replaced by the previous version's.
+    fn call_with<R>(
+        &mut self,
+        export: &str,
+        accs: &[&[u8]],
+        f: impl Fn(
+            &aggregate::Guest,
+            &mut Store<StoreData>,
+            &Packed,
+        ) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R> {
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|p| std::time::Instant::now() >= p.until)
+        {
+            self.previous = None; // probation passed
+        }
+        let packed = Packed::from_items(accs.iter().copied());
+        let failure = match self.call(export, |a, s| f(a, s, &packed)) {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        let Some(failed_empty) = self.roll_back(&failure) else {
+            return Err(failure);
+        };
+        let empty = &self.empty;
+        let packed = Packed::from_items(accs.iter().map(|&acc| {
+            if acc == failed_empty {
+                empty.as_slice()
+            } else {
+                acc
+            }
+        }));
+        self.call(export, |a, s| f(a, s, &packed))
+    }
+
+    /// Goes back to the version swapped out, because the running one failed a call in
+    /// its probation; returns the failed version's empty accumulator (`None` when there
+    /// is no version to go back to).
+    fn roll_back(&mut self, failure: &anyhow::Error) -> Option<Vec<u8>> {
+        let previous = self.previous.take()?;
+        let started = std::time::Instant::now();
+        let failed = std::mem::replace(&mut self.instance, previous.instance);
+        let failed_empty = std::mem::replace(&mut self.empty, previous.empty);
+        tracing::error!(
+            "window aggregate `{}`: version {} failed in its probation ({failure:#}); rolled back to version {}, which makes the call again",
+            self.name(),
+            &failed.plugin().hash[..12],
+            &self.hash()[..12]
+        );
+        self.counters.rollbacks.inc();
+        let why = format!("rollback: {failure:#}");
+        let record = VersionRecord::new(&self.instance, &why, Some(started), None);
+        self.history.push(record);
+        Some(failed_empty)
+    }
+
     /// Calls an export with the plugin's timeout; traps and returned errors become one
-    /// error naming the plugin and the export. A failed call stops the run, so the
-    /// instance is not restarted.
+    /// error naming the plugin and the export. A failed call stops the run (or rolls a
+    /// version on probation back), so the instance is not restarted.
     fn call<R>(
         &mut self,
         export: &str,
-        batch: Option<&Columns>,
         f: impl FnOnce(&aggregate::Guest, &mut Store<StoreData>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R> {
         let result = self
             .instance
-            .call(batch, |exports, store| match &exports.role {
+            .call(None::<&Columns>, |exports, store| match &exports.role {
                 Role::Aggregate(a) => f(a, store),
                 _ => Err(wasmtime::format_err!(
                     "the plugin is not a window aggregate"
@@ -133,16 +210,56 @@ impl WasmAggregate {
                 self.instance.name()
             ));
         }
-        let previous = std::mem::replace(&mut self.instance, next);
-        match self.call("create", None, |a, s| a.call_create(s).map(Ok)) {
-            Ok(empty) => self.empty = empty,
+        let probation = next.plugin().config.probation.0;
+        let old = std::mem::replace(&mut self.instance, next);
+        let old_empty = match self.call("create", |a, s| a.call_create(s).map(Ok)) {
+            Ok(empty) => std::mem::replace(&mut self.empty, empty),
             Err(e) => {
-                self.instance = previous;
+                self.instance = old;
                 return Err(format!("{e:#}"));
             }
-        }
+        };
+        self.previous = (!probation.is_zero()).then(|| Previous {
+            instance: old,
+            empty: old_empty,
+            until: std::time::Instant::now() + probation,
+        });
         let record = VersionRecord::new(&self.instance, why, Some(paused), checkpoint);
         self.history.push(record);
+        Ok(())
+    }
+
+    /// Handles to the aggregate's counters, for the metrics registry.
+    pub fn metrics(&self) -> &StageMetrics {
+        &self.counters
+    }
+
+    /// Switches to the version and config a checkpoint recorded (see
+    /// [`Aggregator::version`]), when they differ from the pipeline file's and the
+    /// component was kept in `components`.
+    pub fn resume_version(
+        &mut self,
+        recorded: &AggregatorVersion,
+        runtime: &PluginRuntime,
+        components: Option<&std::path::Path>,
+    ) -> Result<()> {
+        let instance = recorded_version(
+            &self.instance,
+            &recorded.hash,
+            &recorded.config,
+            runtime,
+            components,
+        )?;
+        if let Some(instance) = instance {
+            self.swap_in(
+                instance,
+                "resumed from a checkpoint",
+                std::time::Instant::now(),
+                None,
+            )
+            .map_err(|e| anyhow!(e))?;
+            self.previous = None;
+        }
         Ok(())
     }
 }
@@ -182,14 +299,18 @@ impl Aggregator for WasmAggregate {
         if self.events.is_empty() {
             return Ok(());
         }
-        let packed = Packed::from_items(self.slots.iter().map(|&s| bytes(&accs[s as usize])));
+        let slots = std::mem::take(&mut self.slots);
+        let inputs: Vec<&[u8]> = slots.iter().map(|&s| bytes(&accs[s as usize])).collect();
         let (events, targets) = (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.targets),
         );
-        let folded = self.call("fold", None, |a, s| {
-            a.call_fold(s, &batch.columns, &packed, &events, &targets)
-        })?;
+        let folded = self.call_with("fold", &inputs, |a, s, packed| {
+            a.call_fold(s, &batch.columns, packed, &events, &targets)
+        });
+        drop(inputs);
+        self.slots = slots;
+        let folded = folded?;
         if folded.ends.len() != self.slots.len() {
             bail!(
                 "window aggregate plugin `{}` returned {} accumulators for {}",
@@ -211,14 +332,23 @@ impl Aggregator for WasmAggregate {
     }
 
     fn merge(&mut self, a: Acc, b: Acc) -> Result<Acc> {
-        let (a, b) = (bytes(&a).to_vec(), bytes(&b).to_vec());
-        self.call("merge", None, |plugin, s| plugin.call_merge(s, &a, &b))
-            .map(Acc::Bytes)
+        self.call_with("merge", &[bytes(&a), bytes(&b)], |plugin, s, packed| {
+            plugin.call_merge(s, packed.get(0), packed.get(1))
+        })
+        .map(Acc::Bytes)
+    }
+
+    fn version(&self) -> Option<AggregatorVersion> {
+        Some(AggregatorVersion {
+            hash: self.hash().to_owned(),
+            config: self.instance.config_pairs().to_vec(),
+        })
     }
 
     fn finish(&mut self, acc: &Acc, out: &mut Vec<u8>) -> Result<()> {
-        let packed = Packed::from_items([bytes(acc)]);
-        let result = self.call("finish", None, |a, s| a.call_finish(s, &packed))?;
+        let result = self.call_with("finish", &[bytes(acc)], |a, s, packed| {
+            a.call_finish(s, packed)
+        })?;
         if result.ends.len() != 1 {
             bail!(
                 "window aggregate plugin `{}` returned {} results for 1",

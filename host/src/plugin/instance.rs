@@ -389,3 +389,48 @@ impl HostMonotonicClock for FrozenClock {
         0
     }
 }
+
+/// The instance to resume with when a checkpoint recorded version `hash` with `config`
+/// for the plugin `running` is (another version or config than the pipeline file names:
+/// a hot swap happened before it): the component kept in `components` as
+/// `<hash>.wasm`, with the recorded config. `None` when nothing differs, or when the
+/// recorded component was not kept (then the pipeline file's version resumes, and the
+/// log says so).
+pub(super) fn recorded_version(
+    running: &PluginInstance,
+    hash: &str,
+    config: &[(String, String)],
+    runtime: &super::PluginRuntime,
+    components: Option<&std::path::Path>,
+) -> Result<Option<PluginInstance>> {
+    let name = running.name();
+    let short = &hash[..12.min(hash.len())];
+    if hash == running.plugin().hash && config == running.config_pairs() {
+        return Ok(None);
+    }
+    let mut plugin_config = running.plugin().config.clone();
+    if hash != running.plugin().hash {
+        match components.map(|dir| dir.join(format!("{hash}.wasm"))) {
+            Some(kept) if kept.exists() => plugin_config.path = kept,
+            _ => {
+                tracing::info!(
+                    "plugin `{name}`: the checkpoint ran version {short}, which was not kept; resuming with version {} from the pipeline file",
+                    &running.plugin().hash[..12]
+                );
+                return Ok(None);
+            }
+        }
+    }
+    plugin_config.config = config
+        .iter()
+        .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
+        .collect();
+    let instance = PluginInstance::prepare(runtime, &plugin_config, running.side_inputs().clone())
+        .with_context(|| {
+            format!("plugin `{name}`: cannot start version {short} the checkpoint ran with")
+        })?;
+    tracing::info!(
+        "plugin `{name}`: resuming with version {short} and the config the checkpoint ran with"
+    );
+    Ok(Some(instance))
+}

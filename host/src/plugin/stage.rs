@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::contract::World;
 use super::host_state::{KeyedState, StateEntry, StateUpdate};
-use super::instance::{OwnState, PluginInstance, Role};
+use super::instance::{recorded_version, OwnState, PluginInstance, Role};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::shadow::{Shadow, ShadowStatus};
 use super::side_input::SideInputs;
@@ -316,51 +316,23 @@ impl PluginStage {
         runtime: &PluginRuntime,
         components: Option<&std::path::Path>,
     ) -> Result<()> {
-        if meta.hash == self.hash() && meta.config == self.instance.config_pairs() {
-            return Ok(());
+        let recorded = recorded_version(
+            &self.instance,
+            &meta.hash,
+            &meta.config,
+            runtime,
+            components,
+        )?;
+        if let Some(instance) = recorded {
+            self.swap_in(
+                instance,
+                "resumed from a checkpoint",
+                std::time::Instant::now(),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            self.previous = None;
         }
-        let mut config = self.instance.plugin().config.clone();
-        if meta.hash != self.hash() {
-            match components.map(|dir| dir.join(format!("{}.wasm", meta.hash))) {
-                Some(kept) if kept.exists() => config.path = kept,
-                _ => {
-                    tracing::info!(
-                        "plugin `{}`: the checkpoint ran version {}, which was not kept; resuming with version {} from the pipeline file",
-                        self.name(),
-                        &meta.hash[..12.min(meta.hash.len())],
-                        &self.hash()[..12]
-                    );
-                    return Ok(());
-                }
-            }
-        }
-        config.config = meta
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
-            .collect();
-        let side_inputs = self.instance.side_inputs().clone();
-        let instance =
-            PluginInstance::prepare(runtime, &config, side_inputs).with_context(|| {
-                format!(
-                    "plugin `{}`: cannot start version {} the checkpoint ran with",
-                    self.name(),
-                    &meta.hash[..12.min(meta.hash.len())]
-                )
-            })?;
-        self.swap_in(
-            instance,
-            "resumed from a checkpoint",
-            std::time::Instant::now(),
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?;
-        self.previous = None;
-        tracing::info!(
-            "plugin `{}`: resuming with version {} and the config the checkpoint ran with",
-            self.name(),
-            &self.hash()[..12]
-        );
         Ok(())
     }
 

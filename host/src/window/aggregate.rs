@@ -59,6 +59,21 @@ pub trait Aggregator: Send {
 
     /// Writes the result of an accumulator as a JSON value.
     fn finish(&mut self, acc: &Acc, out: &mut Vec<u8>) -> Result<()>;
+
+    /// The plugin version computing the aggregate, for a plugin (recorded in the window's
+    /// checkpoint section, so a job resumes with the version that was running).
+    fn version(&self) -> Option<AggregatorVersion> {
+        None
+    }
+}
+
+/// The version of an aggregate plugin and the config it runs with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AggregatorVersion {
+    /// The component's content hash.
+    pub hash: String,
+    /// Its config.
+    pub config: Vec<(String, String)>,
 }
 
 /// The built-in aggregates.

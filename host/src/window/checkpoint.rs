@@ -4,25 +4,28 @@
 //! changed.
 //!
 //! Invariant: state restores only into an operator of the same definition (`spec`); the
-//! error says which definition the state was for.
+//! error says which definition the state was for. Format 2 also records the aggregate
+//! plugin's version and config (format 1, without them, still reads).
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::Acc;
+use super::aggregate::{Acc, AggregatorVersion};
 use super::operator::WindowOperator;
 use crate::checkpoint::{parse_window_key, window_key, Checkpointed, Section};
 
 /// The name of the window operator's checkpoint section.
 pub const SECTION: &str = "window";
 /// The format version of that section.
-const SECTION_VERSION: u32 = 1;
+const SECTION_VERSION: u32 = 2;
 
 /// Window state: every open (key, window) with its accumulator.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WindowSnapshot {
     /// The window's definition; state only restores into the same definition.
     pub spec: String,
+    /// The aggregate plugin's version and config, for a plugin aggregate.
+    pub aggregate: Option<AggregatorVersion>,
     /// The operator's watermark.
     pub watermark: i64,
     /// (key, start, end, accumulator) of every open window — in an incremental
@@ -40,6 +43,15 @@ struct WindowMeta {
     spec: String,
     watermark: i64,
     counters: [u64; 4],
+    aggregate: Option<AggregatorVersion>,
+}
+
+/// The section's small state in format 1.
+#[derive(Debug, Serialize, Deserialize)]
+struct WindowMetaV1 {
+    spec: String,
+    watermark: i64,
+    counters: [u64; 4],
 }
 
 fn bincode_config() -> bincode::config::Configuration {
@@ -53,6 +65,7 @@ impl WindowSnapshot {
             spec: self.spec,
             watermark: self.watermark,
             counters: self.counters,
+            aggregate: self.aggregate,
         };
         let mut section = Section::new(SECTION, SECTION_VERSION).with_meta(&meta)?;
         section.entries = self
@@ -75,7 +88,17 @@ impl WindowSnapshot {
 
     /// Reads a `window` section (a full one: after folding its chain).
     pub fn from_section(section: &Section) -> Result<Self> {
-        let meta: WindowMeta = section.meta(SECTION_VERSION)?;
+        let meta: WindowMeta = if section.version == 1 {
+            let v1: WindowMetaV1 = section.meta(1)?;
+            WindowMeta {
+                spec: v1.spec,
+                watermark: v1.watermark,
+                counters: v1.counters,
+                aggregate: None,
+            }
+        } else {
+            section.meta(SECTION_VERSION)?
+        };
         let corrupt = || format!("checkpoint section `{}` is corrupt", section.name);
         let windows = section
             .entries
@@ -89,6 +112,7 @@ impl WindowSnapshot {
             .collect::<Result<_>>()?;
         Ok(Self {
             spec: meta.spec,
+            aggregate: meta.aggregate,
             watermark: meta.watermark,
             windows,
             removed: Vec::new(),
@@ -109,8 +133,8 @@ impl Checkpointed for WindowOperator {
 
 impl WindowOperator {
     /// Restores the operator from its checkpoint section; the section must be for the
-    /// same window definition.
-    pub fn restore(&mut self, section: &Section) -> Result<()> {
+    /// same window definition. Returns the aggregate plugin version it recorded.
+    pub fn restore(&mut self, section: &Section) -> Result<Option<AggregatorVersion>> {
         let snapshot = WindowSnapshot::from_section(section)?;
         if snapshot.spec != self.spec() && !snapshot.windows.is_empty() {
             bail!(
@@ -120,6 +144,6 @@ impl WindowOperator {
             );
         }
         self.restore_state(&snapshot);
-        Ok(())
+        Ok(snapshot.aggregate)
     }
 }

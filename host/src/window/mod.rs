@@ -5,7 +5,7 @@ mod assigner;
 mod checkpoint;
 mod operator;
 
-pub use aggregate::{write_number, Acc, Aggregator, Builtin};
+pub use aggregate::{write_number, Acc, Aggregator, AggregatorVersion, Builtin};
 pub use assigner::{window_start, Assigner, TimeWindow};
 pub use checkpoint::{WindowSnapshot, SECTION};
 pub use operator::{WindowCounters, WindowOperator};

@@ -236,6 +236,7 @@ impl WindowOperator {
         let c = self.counters;
         WindowSnapshot {
             spec: self.spec.clone(),
+            aggregate: self.aggregator.version(),
             watermark: self.watermark,
             windows,
             removed: if incremental { removed } else { Vec::new() },
