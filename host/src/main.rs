@@ -16,6 +16,8 @@ use eddy::pipeline::{self, Pipeline, RunOptions, RunSummary};
 use eddy::plugin::{CompiledCache, PluginRuntime};
 use eddy::{admin, checkpoint};
 
+mod plugin_command;
+
 /// Eddy: a stream processor that runs your logic as WebAssembly components.
 #[derive(Parser)]
 #[command(name = "eddy", version)]
@@ -98,6 +100,11 @@ enum Command {
         /// The checkpoint or savepoint.
         path: PathBuf,
     },
+    /// Tools for plugin authors: test a plugin against fixtures, start a project.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_command::PluginCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +139,7 @@ fn main() -> ExitCode {
         Command::Savepoint { admin, dir } => savepoint(&admin, dir).map(|()| ExitCode::SUCCESS),
         Command::Stop { admin, savepoint } => stop(&admin, savepoint).map(|()| ExitCode::SUCCESS),
         Command::Inspect { path } => inspect(&path).map(|()| ExitCode::SUCCESS),
+        Command::Plugin { command } => plugin_command::run(command),
         Command::Reload {
             admin,
             stage,

@@ -7,6 +7,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::output::LastWords;
+
 use super::bindings::{Host, Level};
 use super::side_input::SideInputs;
 use crate::batch::packed_item;
@@ -216,6 +218,8 @@ pub struct StoreData {
     max_memory: usize,
     /// Set when the plugin tried to grow its memory past the limit.
     pub memory_exceeded: bool,
+    /// What the plugin last wrote to stderr or logged as an error.
+    pub(super) last_words: LastWords,
 }
 
 impl StoreData {
@@ -225,6 +229,7 @@ impl StoreData {
         state: KeyedState,
         side_inputs: SideInputs,
         wasi: WasiCtx,
+        last_words: LastWords,
         max_memory: usize,
     ) -> Self {
         Self {
@@ -237,6 +242,7 @@ impl StoreData {
             table: ResourceTable::new(),
             max_memory,
             memory_exceeded: false,
+            last_words,
         }
     }
 
@@ -283,7 +289,10 @@ impl Host for StoreData {
             Level::Debug => tracing::debug!(plugin, "{message}"),
             Level::Info => tracing::info!(plugin, "{message}"),
             Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Error => {
+                tracing::error!(plugin, "{message}");
+                self.last_words.push(&message);
+            }
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtx
 
 use super::bindings::{aggregate, filter, state, transform};
 use super::host_state::{KeyedState, StoreData};
+use super::output::{LastWords, PluginOutput, Stream};
 use super::runtime::{LoadedPlugin, RoleIndices, EPOCH_TICK};
 use super::side_input::SideInputs;
 use crate::batch::Columns;
@@ -149,6 +150,7 @@ impl PluginInstance {
     ) -> Result<R, String> {
         self.store
             .set_epoch_deadline(timeout_ticks(&self.plugin.config));
+        self.store.data().last_words.clear();
         match batch {
             Some(c) => {
                 self.store
@@ -280,7 +282,11 @@ impl PluginInstance {
         if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
             return format!("it ran past its timeout of {}", self.plugin.config.timeout);
         }
-        error.root_cause().to_string()
+        let cause = error.root_cause().to_string();
+        match self.store.data().last_words.take() {
+            Some(words) => format!("{cause}; the plugin said: {words}"),
+            None => cause,
+        }
     }
 }
 
@@ -300,11 +306,13 @@ fn instantiate(
 ) -> Result<(Store<StoreData>, Exports)> {
     let config = &plugin.config;
     let max_memory = usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX);
+    let last_words = LastWords::default();
     let data = StoreData::new(
         name.clone(),
         state,
         side_inputs.clone(),
-        wasi_context(config)?,
+        wasi_context(config, name, &last_words)?,
+        last_words,
         max_memory,
     );
     let mut store = Store::new(engine, data);
@@ -332,15 +340,35 @@ fn instantiate(
     match lifecycle.call_init(&mut store, config_pairs) {
         Ok(Ok(())) => Ok((store, exports)),
         Ok(Err(message)) => Err(anyhow!("{} refused its config: {message}", what())),
-        Err(trap) => Err(anyhow!("{} failed in init: {}", what(), trap.root_cause())),
+        Err(trap) => {
+            let said = store.data().last_words.take();
+            let said = said
+                .map(|w| format!("; the plugin said: {w}"))
+                .unwrap_or_default();
+            Err(anyhow!(
+                "{} failed in init: {}{said}",
+                what(),
+                trap.root_cause()
+            ))
+        }
     }
 }
 
-/// The WASI context of a plugin: nothing but what its `grant` table allows (stderr is
-/// passed through so a plugin's panic message reaches the operator).
-fn wasi_context(config: &PluginConfig) -> Result<WasiCtx> {
+/// The WASI context of a plugin: nothing but what its `grant` table allows, and its
+/// stdout and stderr going to the log, tagged with the stage's name `name`.
+fn wasi_context(config: &PluginConfig, name: &Arc<str>, last_words: &LastWords) -> Result<WasiCtx> {
     let mut builder = WasiCtxBuilder::new();
-    builder.inherit_stderr();
+    builder
+        .stdout(PluginOutput::new(
+            name.clone(),
+            Stream::Stdout,
+            last_words.clone(),
+        ))
+        .stderr(PluginOutput::new(
+            name.clone(),
+            Stream::Stderr,
+            last_words.clone(),
+        ));
     let grant = &config.grant;
     for name in &grant.env {
         if let Ok(value) = std::env::var(name) {

@@ -336,6 +336,16 @@ impl PluginStage {
         Ok(())
     }
 
+    /// Every keyed-state entry the plugin holds: (key, state name, value).
+    pub fn keyed_state(&self) -> Vec<StateEntry> {
+        self.instance.state().entries()
+    }
+
+    /// Replaces the plugin's keyed state with `entries` (a test's starting state).
+    pub fn seed_keyed_state(&mut self, entries: &[StateEntry]) {
+        self.instance.state_mut().restore(entries);
+    }
+
     /// Number of keyed-state entries the plugin holds.
     pub fn state_entries(&self) -> usize {
         self.instance.state().len()

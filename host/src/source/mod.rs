@@ -8,7 +8,7 @@
 //! checkpoint section (`source`), which only this module reads back, and it hears when a
 //! checkpoint completes (where a broker source commits its offsets).
 
-mod fields;
+pub mod fields;
 mod file;
 mod generator;
 mod stdin;
