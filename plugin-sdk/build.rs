@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let wit_path = manifest.join("../wit/eddy.wit");
+    let wit_path = manifest.join("wit/eddy.wit");
     println!("cargo:rerun-if-changed={}", wit_path.display());
     let wit = std::fs::read_to_string(&wit_path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit_path.display()));
@@ -32,7 +32,7 @@ fn main() {
 /// Bindings of the `{export}` interface (and what it uses).
 pub mod {module} {{
     wit_bindgen::generate!({{
-        path: "../wit",
+        path: "wit",
         inline: "package eddy:sdk; world {export}-part {{ import eddy:plugin/host@{version}; export eddy:plugin/{export}@{version}; }}",
         world: "eddy:sdk/{export}-part",
         pub_export_macro: true,

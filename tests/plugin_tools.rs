@@ -242,3 +242,105 @@ fn a_scenario_carries_state_over_a_savepoint_and_a_swap() {
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
 }
+
+/// Runs `program args` in `dir`, failing the test with its output when it fails.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str], env: &[(&str, &std::path::Path)]) {
+    let mut command = std::process::Command::new(program);
+    command.current_dir(dir).args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} in {} failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn plugin_new_rust_builds_against_the_packaged_sdk_and_passes_its_own_test() {
+    let s = Scratch::new();
+    // The SDK as it would be published: `cargo package` builds and verifies the crate,
+    // and the project depends on the unpacked package (a `[patch.crates-io]` override).
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_in(
+        &repo,
+        &cargo,
+        &[
+            "package",
+            "-p",
+            "eddy-plugin-sdk",
+            "--allow-dirty",
+            "--quiet",
+        ],
+        &[("CARGO_TARGET_DIR", &target)],
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let packaged = target.join(format!("package/eddy-plugin-sdk-{version}"));
+    assert!(
+        packaged.join("wit/eddy.wit").exists(),
+        "the contract travels with the crate"
+    );
+
+    let project = s.path("big-spenders");
+    let created = eddy(
+        &[
+            "plugin",
+            "new",
+            "big-spenders",
+            "--lang",
+            "rust",
+            "--dir",
+            project.to_str().unwrap(),
+            "--sdk",
+            packaged.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&created);
+    let build_target = target.join("project");
+    let env = [("CARGO_TARGET_DIR", build_target.as_path())];
+    run_in(&project, &cargo, &["test", "--quiet"], &env);
+    run_in(
+        &project,
+        &cargo,
+        &["build", "--release", "--quiet", "--target", "wasm32-wasip2"],
+        &env,
+    );
+    let wasm = build_target.join("wasm32-wasip2/release/big_spenders.wasm");
+    let tested = eddy(
+        &[
+            "plugin",
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            project.join("fixtures/input.jsonl").to_str().unwrap(),
+            "--expect",
+            project.join("fixtures/expected.jsonl").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&tested);
+
+    // A second project in the same place is refused, and the first is left alone.
+    let again = eddy(
+        &[
+            "plugin",
+            "new",
+            "big-spenders",
+            "--lang",
+            "rust",
+            "--dir",
+            project.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(stderr(&again).contains("already exists and is not empty"));
+}

@@ -4,4 +4,5 @@
 
 mod diff;
 pub mod harness;
+pub mod scaffold;
 pub mod test;

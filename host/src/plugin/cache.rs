@@ -35,14 +35,20 @@ impl CompiledCache {
         Self::new(dir.map(|d| d.join("compiled")))
     }
 
-    /// Compiles `bytes` (a component), or loads its compiled code from the cache.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> Result<Component> {
-        let Some(dir) = &self.dir else {
-            return Ok(Component::new(engine, bytes)?);
-        };
+    /// Where the compiled code of the component with content hash `hash` is kept for
+    /// `engine`, if there is a cache.
+    pub fn entry(&self, engine: &Engine, hash: &str) -> Option<PathBuf> {
         let mut compat = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut compat);
-        let path = dir.join(format!("{hash}-{:016x}.cwasm", compat.finish()));
+        let dir = self.dir.as_ref()?;
+        Some(dir.join(format!("{hash}-{:016x}.cwasm", compat.finish())))
+    }
+
+    /// Compiles `bytes` (a component), or loads its compiled code from the cache.
+    pub fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> Result<Component> {
+        let Some(path) = self.entry(engine, hash) else {
+            return Ok(Component::new(engine, bytes)?);
+        };
         if path.exists() {
             // SAFETY: the file was written by `store` below from code this engine compiled;
             // the cache directory belongs to the user running Eddy.

@@ -82,6 +82,11 @@ impl PluginRuntime {
         &self.engine
     }
 
+    /// The compiled-code cache.
+    pub fn cache(&self) -> &CompiledCache {
+        &self.cache
+    }
+
     /// Reads, compiles (or loads from the cache) and type-checks a plugin.
     pub fn load(&self, config: &PluginConfig) -> Result<LoadedPlugin> {
         let path = &config.path;

