@@ -40,6 +40,11 @@
 
 extern crate self as eddy_plugin_sdk;
 
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod batch;
 mod config;
 pub mod host;
