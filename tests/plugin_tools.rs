@@ -315,19 +315,7 @@ fn plugin_new_rust_builds_against_the_packaged_sdk_and_passes_its_own_test() {
         &env,
     );
     let wasm = build_target.join("wasm32-wasip2/release/big_spenders.wasm");
-    let tested = eddy(
-        &[
-            "plugin",
-            "test",
-            wasm.to_str().unwrap(),
-            "--input",
-            project.join("fixtures/input.jsonl").to_str().unwrap(),
-            "--expect",
-            project.join("fixtures/expected.jsonl").to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_success(&tested);
+    test_scaffolded(&project, &wasm);
 
     // A second project in the same place is refused, and the first is left alone.
     let again = eddy(
@@ -343,4 +331,49 @@ fn plugin_new_rust_builds_against_the_packaged_sdk_and_passes_its_own_test() {
         None,
     );
     assert!(stderr(&again).contains("already exists and is not empty"));
+}
+
+/// `eddy plugin new NAME --lang LANG` into a scratch directory; the project's directory.
+fn scaffold(s: &Scratch, name: &str, lang: &str) -> std::path::PathBuf {
+    let project = s.path(name);
+    let created = eddy(
+        &[
+            "plugin",
+            "new",
+            name,
+            "--lang",
+            lang,
+            "--dir",
+            project.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&created);
+    project
+}
+
+/// `eddy plugin test` of a scaffolded project's component against its fixture.
+fn test_scaffolded(project: &std::path::Path, wasm: &std::path::Path) {
+    let tested = eddy(
+        &[
+            "plugin",
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            project.join("fixtures/input.jsonl").to_str().unwrap(),
+            "--expect",
+            project.join("fixtures/expected.jsonl").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&tested);
+}
+
+#[test]
+fn plugin_new_js_builds_and_passes_its_own_test() {
+    let s = Scratch::new();
+    let project = scaffold(&s, "big-spenders", "js");
+    run_in(&project, "bash", &["test.sh"], &[]);
+    run_in(&project, "bash", &["build.sh"], &[]);
+    test_scaffolded(&project, &project.join("plugin.wasm"));
 }

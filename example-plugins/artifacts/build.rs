@@ -29,6 +29,14 @@ const RELEASES: &[(&str, &str, &str)] = &[
 
 const TARGET: &str = "wasm32-wasip2";
 
+/// Example plugins in other languages: (language, directory under
+/// `example-plugins/<language>/`, world), each built by `plugin-sdk/<language>/build.sh`
+/// (which installs its pinned toolchain once into a cache outside the repository).
+const OTHER_LANGUAGES: &[(&str, &str, &str)] = &[
+    ("js", "filter", "filter-plugin"),
+    ("js", "enrich", "transform-plugin"),
+];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.join("../..");
@@ -70,6 +78,17 @@ fn main() {
         writeln!(
             generated,
             "/// Path of `{package}` built with feature `{feature}`, a `{TARGET}` component.\npub const {}_COMPONENT: &str = {:?};",
+            name.to_uppercase(),
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    for (language, name, world) in OTHER_LANGUAGES {
+        let wasm = build_other(&workspace, &out_dir, language, name, world);
+        writeln!(
+            generated,
+            "/// Path of the {language} `{name}` example plugin, a `{world}` component.\npub const {}_{}_COMPONENT: &str = {:?};",
+            language.to_uppercase(),
             name.to_uppercase(),
             wasm.display().to_string()
         )
@@ -124,6 +143,53 @@ fn build(workspace: &Path, target_dir: &Path, packages: &[&str], feature: Option
         status.success(),
         "building the example plugins for {TARGET} failed (see the output above)"
     );
+}
+
+/// Builds the `language` example plugin `name` with its SDK's build script.
+fn build_other(
+    workspace: &Path,
+    out_dir: &Path,
+    language: &str,
+    name: &str,
+    world: &str,
+) -> PathBuf {
+    let sdk = workspace.join("plugin-sdk").join(language);
+    let app = workspace.join("example-plugins").join(language).join(name);
+    let wasm = out_dir.join(language).join(format!("{name}.wasm"));
+    track_files(&sdk);
+    track_files(&app);
+    let status = Command::new("bash")
+        .arg(sdk.join("build.sh"))
+        .args([app.as_os_str(), world.as_ref(), wasm.as_os_str()])
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run bash for {}: {e}",
+                sdk.join("build.sh").display()
+            )
+        });
+    assert!(
+        status.success(),
+        "building the {language} `{name}` example failed (see the output above)"
+    );
+    wasm
+}
+
+/// Emits `rerun-if-changed` for every file under `dir`, but caches and installed packages
+/// (which tests write, and which must not rebuild the plugins).
+fn track_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if ["__pycache__", ".pytest_cache", "node_modules"].contains(&name.to_str().unwrap_or("")) {
+            continue;
+        }
+        if path.is_dir() {
+            track_files(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }
 
 /// Adds the wasm target with rustup when the active toolchain lacks it.

@@ -41,10 +41,22 @@ pub struct StepOutput {
     /// The values the plugin emitted (kept, for a filter), in order.
     pub emitted: Vec<Vec<u8>>,
     /// Dead letters: events the plugin rejected or failed on, and lines that were not
-    /// events, as the dead-letter sink would write them (JSON with a `reason`).
-    pub dead: Vec<Value>,
+    /// events, in input order.
+    pub dead: Vec<DeadLetter>,
     /// How many events the plugin failed on (trapped, timed out, …).
     pub failed: u64,
+}
+
+/// One dead letter of a test run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The input line.
+    pub line: u64,
+    /// Why: the plugin's reason, or the failure.
+    pub reason: String,
+    /// The event's JSON text (or the raw line, as a JSON string), as the dead-letter sink
+    /// writes it.
+    pub value: String,
 }
 
 /// A plugin stage under test.
@@ -107,7 +119,7 @@ impl<'r> Harness<'r> {
             }
         }
         self.call(&mut batch, &mut dead, &mut out)?;
-        out.dead.sort_by_key(|d| d["position"].as_u64());
+        out.dead.sort_by_key(|d| d.line);
         out.failed = self.stage.counters().failed - failed_before;
         Ok(out)
     }
@@ -121,8 +133,19 @@ impl<'r> Harness<'r> {
         self.stage.run(batch, dead)?;
         out.emitted
             .extend((0..batch.len()).map(|i| batch.value(i).to_vec()));
+        // Read with the SDK's raw field scanner: an event may hold text serde_json refuses
+        // (a lone surrogate escape) and must still be shown as it was.
         for record in dead.records().iter() {
-            out.dead.push(serde_json::from_slice(record)?);
+            let field = |name| eddy_plugin_sdk::json::field(record, name);
+            out.dead.push(DeadLetter {
+                line: field("position").and_then(|f| f.as_i64()).unwrap_or(0) as u64,
+                reason: field("reason")
+                    .and_then(|f| f.as_str())
+                    .unwrap_or_default()
+                    .into_owned(),
+                value: String::from_utf8_lossy(field("value").map_or(&b""[..], |f| f.raw()))
+                    .into_owned(),
+            });
         }
         batch.clear();
         dead.clear();

@@ -96,12 +96,10 @@ pub fn create(project: &NewProject) -> Result<String> {
             (".gitignore", "/target\n".to_owned()),
         ]),
         Lang::Python | Lang::Js => {
+            let (templates, sdk) = language_files(project.lang);
             files.push(("wit/eddy.wit", WIT.to_owned()));
-            files.extend(
-                language_files(project.lang)
-                    .iter()
-                    .map(|(path, text)| (*path, fill(text))),
-            );
+            files.extend(templates.iter().map(|(path, text)| (*path, fill(text))));
+            files.extend(sdk.iter().map(|(path, text)| (*path, (*text).to_owned())));
         }
     }
     for (path, text) in &files {
@@ -111,18 +109,54 @@ pub fn create(project: &NewProject) -> Result<String> {
     Ok(next_steps(project))
 }
 
-/// The files of a Python or JavaScript project: its SDK (helper library, mock host,
-/// toolchain and build scripts) and the plugin.
-fn language_files(lang: Lang) -> &'static [(&'static str, &'static str)] {
+/// A project file: its path in the project and its text.
+type File = (&'static str, &'static str);
+
+/// The files of a Python or JavaScript project: the plugin's templates (filled in with
+/// its name) and its SDK (helper library, mock host, toolchain, build and test scripts),
+/// copied as they are.
+fn language_files(lang: Lang) -> (&'static [File], &'static [File]) {
     match lang {
-        Lang::Rust => &[],
-        Lang::Python => PYTHON_FILES,
-        Lang::Js => JS_FILES,
+        Lang::Rust => (&[], &[]),
+        Lang::Python => (PYTHON_TEMPLATES, PYTHON_SDK),
+        Lang::Js => (JS_TEMPLATES, JS_SDK),
     }
 }
 
-const PYTHON_FILES: &[(&str, &str)] = &[];
-const JS_FILES: &[(&str, &str)] = &[];
+const JS_TEMPLATES: &[File] = &[
+    ("app.js", include_str!("templates/js/app.js.tmpl")),
+    ("app.test.js", include_str!("templates/js/app.test.js.tmpl")),
+    ("build.sh", include_str!("templates/js/build.sh.tmpl")),
+    ("test.sh", include_str!("templates/js/test.sh.tmpl")),
+    ("README.md", include_str!("templates/js/README.md.tmpl")),
+    (".gitignore", "plugin.wasm\nnode_modules/\n"),
+];
+
+const JS_SDK: &[File] = &[
+    (
+        "sdk/eddy-plugin.js",
+        include_str!("../../../plugin-sdk/js/eddy-plugin.js"),
+    ),
+    (
+        "sdk/testing.js",
+        include_str!("../../../plugin-sdk/js/testing.js"),
+    ),
+    (
+        "sdk/toolchain.sh",
+        include_str!("../../../plugin-sdk/js/toolchain.sh"),
+    ),
+    (
+        "sdk/build.sh",
+        include_str!("../../../plugin-sdk/js/build.sh"),
+    ),
+    (
+        "sdk/test.sh",
+        include_str!("../../../plugin-sdk/js/test.sh"),
+    ),
+];
+
+const PYTHON_TEMPLATES: &[File] = &[];
+const PYTHON_SDK: &[File] = &[];
 
 /// What to run next, for the operator.
 fn next_steps(project: &NewProject) -> String {

@@ -57,9 +57,7 @@ fn report(label: &str, output: &StepOutput, expect: Option<&Path>) -> Result<boo
     for dead in &output.dead {
         eprintln!(
             "dead letter (line {}): {}: {}",
-            dead["position"],
-            dead["reason"].as_str().unwrap_or_default(),
-            dead["value"]
+            dead.line, dead.reason, dead.value
         );
     }
     let emitted: Vec<&str> = output
