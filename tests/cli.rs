@@ -249,14 +249,30 @@ fn unknown_keys_and_bad_values_are_named() {
 }
 
 #[test]
-fn validate_loads_and_type_checks_without_running() {
+fn validate_loads_type_checks_and_inits_without_running() {
     let s = Scratch::new();
+    s.write("users.csv", "user,name\nuser-1,Ada\n");
     let pipeline = format!(
-        "{GENERATOR}[[plugin]]\nname = \"big\"\npath = \"{FILTER_COMPONENT}\"\nconfig = {{ field = \"amount\", op = \">\", value = \"1\" }}\n\
-         [[plugin]]\nname = \"profile\"\npath = \"{ENRICH_COMPONENT}\"\n[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+        "{GENERATOR}[[side_input]]\nname = \"users\"\npath = \"users.csv\"\nkey_field = \"user\"\n\
+         [[plugin]]\nname = \"big\"\npath = \"{FILTER_COMPONENT}\"\nconfig = {{ field = \"amount\", op = \">\", value = \"1\" }}\n\
+         [[plugin]]\nname = \"profile\"\npath = \"{ENRICH_COMPONENT}\"\nconfig = {{ table = \"users\", field = \"user\" }}\n\
+         [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
     );
     let output = s.eddy("validate", &pipeline);
     assert_success(&output);
+    // Each plugin's `init` runs: a config it refuses, or a table it does not find, fails.
+    for (bad, said) in [
+        ("op = \">\"", "config key `op` = \"~\""),
+        ("table = \"users\"", "users2"),
+    ] {
+        let wrong = match said {
+            "users2" => bad.replace("users", "users2"),
+            _ => bad.replace('>', "~"),
+        };
+        let refused = s.eddy("validate", &pipeline.replace(bad, &wrong));
+        assert!(!refused.status.success());
+        assert!(stderr(&refused).contains(said), "{}", stderr(&refused));
+    }
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("plugin `big`: filter world"), "{stdout}");
     assert!(

@@ -13,7 +13,7 @@ use eddy::clock::now_millis;
 use eddy::config::{PipelineConfig, DEFAULT_ADMIN};
 use eddy::metrics::JobMetrics;
 use eddy::pipeline::{self, Pipeline, RunOptions, RunSummary};
-use eddy::plugin::{CompiledCache, PluginRuntime};
+use eddy::plugin::{CompiledCache, PluginRuntime, PluginStage, WasmAggregate};
 use eddy::{admin, checkpoint};
 
 mod plugin_command;
@@ -43,8 +43,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Checks a pipeline file: parses it, loads side inputs, and loads and type-checks
-    /// every plugin. Nothing runs.
+    /// Checks a pipeline file: parses it, loads side inputs, loads and type-checks every
+    /// plugin and calls its `init` with its config. No event is read.
     Validate {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
@@ -293,6 +293,14 @@ fn validate(path: &Path) -> Result<()> {
     let config = PipelineConfig::load(path)?;
     let runtime = PluginRuntime::new(CompiledCache::from_env())?;
     let loaded = pipeline::load_plugins(&config, &runtime, false)?;
+    // Each plugin is started as a run would start it, so a config its `init` refuses or
+    // a side-input table it does not find is reported here, not at the run.
+    for plugin in &loaded.stages {
+        PluginStage::start(&runtime, plugin.clone(), loaded.side_inputs.clone())?;
+    }
+    if let Some(plugin) = &loaded.window_plugin {
+        WasmAggregate::start(&runtime, plugin.clone(), loaded.side_inputs.clone())?;
+    }
     println!("{}: ok", path.display());
     for plugin in loaded.stages.iter().chain(&loaded.window_plugin) {
         println!(
