@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use common::*;
 use eddy_example_artifacts::{
     ENRICH_COMPONENT, FILTER_COMPONENT, JS_ENRICH_COMPONENT, JS_FILTER_COMPONENT,
+    PYTHON_ENRICH_COMPONENT, PYTHON_FILTER_COMPONENT,
 };
 
 /// (language, filter component, enrich component).
 const LANGUAGES: &[(&str, &str, &str)] = &[
     ("rust", FILTER_COMPONENT, ENRICH_COMPONENT),
+    ("python", PYTHON_FILTER_COMPONENT, PYTHON_ENRICH_COMPONENT),
     ("js", JS_FILTER_COMPONENT, JS_ENRICH_COMPONENT),
 ];
 
@@ -23,28 +25,34 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn fixture(example: &str, file: &str) -> PathBuf {
-    repo()
-        .join("example-plugins/fixtures")
-        .join(example)
-        .join(file)
+/// A file of fixture set `set` (`example-plugins/fixtures/<set>/`).
+fn fixture(set: &str, file: &str) -> PathBuf {
+    repo().join("example-plugins/fixtures").join(set).join(file)
 }
 
-/// The stage config of a fixture (`config.toml`) as an inline TOML table.
-fn fixture_config(example: &str) -> String {
-    let text = std::fs::read_to_string(fixture(example, "config.toml")).unwrap();
+/// The fixture sets: (set, the example it is for).
+const FIXTURE_SETS: &[(&str, &str)] = &[
+    ("filter", "filter"),
+    ("filter-edge", "filter"),
+    ("enrich", "enrich"),
+    ("enrich-edge", "enrich"),
+];
+
+/// The stage config of a fixture set (`config.toml`) as an inline TOML table.
+fn fixture_config(set: &str) -> String {
+    let text = std::fs::read_to_string(fixture(set, "config.toml")).unwrap();
     let table: toml::Table = toml::from_str(&text).unwrap();
     let pairs: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     format!("{{ {} }}", pairs.join(", "))
 }
 
-/// A pipeline running `component` as stage `example` from `source` into `out.jsonl`,
-/// dead letters into `dead.jsonl`.
-fn pipeline(example: &str, component: &str, source: &str) -> String {
+/// A pipeline running `component` as stage `example` with the config and side input of
+/// fixture set `set`, from `source` into `out.jsonl`, dead letters into `dead.jsonl`.
+fn pipeline(set: &str, example: &str, component: &str, source: &str) -> String {
     let side_input = if example == "enrich" {
         format!(
             "[[side_input]]\nname = \"users\"\npath = \"{}\"\nkey_field = \"user\"\n",
-            fixture("enrich", "users.jsonl").display()
+            fixture(set, "users.jsonl").display()
         )
     } else {
         String::new()
@@ -55,22 +63,22 @@ fn pipeline(example: &str, component: &str, source: &str) -> String {
          [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n\
          [dead_letter]\nkind = \"file\"\npath = \"dead.jsonl\"\n\
          [batch]\nmax_records = 7\n",
-        fixture_config(example)
+        fixture_config(set)
     )
 }
 
 #[test]
 fn every_language_gives_the_fixtures_expected_output_in_a_pipeline_and_in_plugin_test() {
-    for example in ["filter", "enrich"] {
-        let expected = std::fs::read(fixture(example, "expected.jsonl")).unwrap();
-        let expected_dead = std::fs::read(fixture(example, "expected-dead.jsonl")).unwrap();
+    for &(set, example) in FIXTURE_SETS {
+        let expected = std::fs::read(fixture(set, "expected.jsonl")).unwrap();
+        let expected_dead = std::fs::read(fixture(set, "expected-dead.jsonl")).unwrap();
         for &(language, filter, enrich) in LANGUAGES {
             let component = if example == "filter" { filter } else { enrich };
             let s = Scratch::new();
-            std::fs::copy(fixture(example, "input.jsonl"), s.path("input.jsonl")).unwrap();
+            std::fs::copy(fixture(set, "input.jsonl"), s.path("input.jsonl")).unwrap();
             let source = "[source]\nkind = \"file\"\npath = \"input.jsonl\"";
-            assert_success(&s.eddy("run", &pipeline(example, component, source)));
-            let what = format!("{language} {example}");
+            assert_success(&s.eddy("run", &pipeline(set, example, component, source)));
+            let what = format!("{language} {example} on fixtures {set}");
             let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             assert_eq!(
                 text(&std::fs::read(s.path("out.jsonl")).unwrap()),
@@ -94,10 +102,10 @@ fn every_language_gives_the_fixtures_expected_output_in_a_pipeline_and_in_plugin
                 "--input".into(),
                 s.path("input.jsonl").display().to_string(),
                 "--expect".into(),
-                fixture(example, "expected.jsonl").display().to_string(),
+                fixture(set, "expected.jsonl").display().to_string(),
             ];
             let config: toml::Table =
-                toml::from_str(&std::fs::read_to_string(fixture(example, "config.toml")).unwrap())
+                toml::from_str(&std::fs::read_to_string(fixture(set, "config.toml")).unwrap())
                     .unwrap();
             for (key, value) in config {
                 args.push("--config".into());
@@ -107,7 +115,7 @@ fn every_language_gives_the_fixtures_expected_output_in_a_pipeline_and_in_plugin
                 args.push("--table".into());
                 args.push(format!(
                     "users:user={}",
-                    fixture("enrich", "users.jsonl").display()
+                    fixture(set, "users.jsonl").display()
                 ));
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -127,7 +135,7 @@ fn every_language_gives_the_same_output_on_a_generated_stream() {
             let s = Scratch::new();
             // The generator's users are `user-N`; the fixture's table knows none, so
             // enrich passes or rejects by its config: the same in every language.
-            assert_success(&s.eddy("run", &pipeline(example, component, source)));
+            assert_success(&s.eddy("run", &pipeline(example, example, component, source)));
             let got = (
                 std::fs::read(s.path("out.jsonl")).unwrap(),
                 std::fs::read(s.path("dead.jsonl")).unwrap(),
@@ -157,6 +165,17 @@ fn unit_tests(script: &str, dir: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn the_python_library_and_examples_pass_their_unit_tests() {
+    for dir in [
+        "plugin-sdk/python",
+        "example-plugins/python/filter",
+        "example-plugins/python/enrich",
+    ] {
+        unit_tests("plugin-sdk/python/test.sh", dir);
+    }
 }
 
 #[test]

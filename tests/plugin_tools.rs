@@ -377,3 +377,12 @@ fn plugin_new_js_builds_and_passes_its_own_test() {
     run_in(&project, "bash", &["build.sh"], &[]);
     test_scaffolded(&project, &project.join("plugin.wasm"));
 }
+
+#[test]
+fn plugin_new_python_builds_and_passes_its_own_test() {
+    let s = Scratch::new();
+    let project = scaffold(&s, "big-spenders", "python");
+    run_in(&project, "bash", &["test.sh"], &[]);
+    run_in(&project, "bash", &["build.sh"], &[]);
+    test_scaffolded(&project, &project.join("plugin.wasm"));
+}

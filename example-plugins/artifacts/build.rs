@@ -33,6 +33,8 @@ const TARGET: &str = "wasm32-wasip2";
 /// `example-plugins/<language>/`, world), each built by `plugin-sdk/<language>/build.sh`
 /// (which installs its pinned toolchain once into a cache outside the repository).
 const OTHER_LANGUAGES: &[(&str, &str, &str)] = &[
+    ("python", "filter", "filter-plugin"),
+    ("python", "enrich", "transform-plugin"),
     ("js", "filter", "filter-plugin"),
     ("js", "enrich", "transform-plugin"),
 ];

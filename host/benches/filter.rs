@@ -9,63 +9,23 @@
 // criterion's macros generate undocumented public items.
 #![allow(missing_docs)]
 
-use std::hint::black_box;
-use std::time::Instant;
+mod common;
 
+use std::hint::black_box;
+
+use common::{payments, refill, stage};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use eddy::batch::EventBatch;
-use eddy::config::{GeneratorConfig, PipelineConfig};
 use eddy::dead_letter::DeadLetters;
-use eddy::plugin::{CompiledCache, PluginRuntime, PluginStage, SideInputs};
-use eddy::source::{Generator, Ingest, Source};
-use eddy::watermark::Watermarks;
+use eddy::plugin::{CompiledCache, PluginRuntime};
 use eddy_example_filter::FieldFilter;
 use eddy_plugin_sdk::{Config, PackedBatch, Plugin, Selection};
 
 const SIZES: [usize; 4] = [1, 64, 1024, 8192];
 
-fn payments(n: usize) -> EventBatch {
-    let mut batch = EventBatch::default();
-    let mut dead = DeadLetters::default();
-    let fields = Default::default();
-    let mut watermarks = Watermarks::new(1, std::time::Duration::ZERO, None);
-    let mut ingest = Ingest::new(&mut batch, &mut dead, &fields, &mut watermarks);
-    let config = GeneratorConfig {
-        count: Some(n as u64),
-        ..Default::default()
-    };
-    Generator::new(config)
-        .poll(&mut ingest, n, Instant::now())
-        .unwrap();
-    batch
-}
-
-/// Copies `input` into `batch`, reusing its buffers (no allocation once warm).
-fn refill(batch: &mut EventBatch, input: &EventBatch) {
-    batch.clear();
-    let (to, from) = (&mut batch.columns, &input.columns);
-    to.values.extend_from_slice(&from.values);
-    to.value_ends.extend_from_slice(&from.value_ends);
-    to.keys.extend_from_slice(&from.keys);
-    to.key_ends.extend_from_slice(&from.key_ends);
-    to.timestamps.extend_from_slice(&from.timestamps);
-    batch.origins.extend_from_slice(&input.origins);
-}
-
-fn wasm_stage() -> PluginStage {
-    let pipeline = PipelineConfig::parse(&format!(
-        "[source]\nkind = \"generator\"\n[sink]\nkind = \"null\"\n[[plugin]]\nname = \"f\"\npath = \"{}\"\n\
-         config = {{ field = \"amount\", op = \">=\", value = \"50\" }}\n",
-        eddy_example_artifacts::FILTER_COMPONENT
-    ))
-    .unwrap();
-    let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
-    let plugin = runtime.load(&pipeline.plugins[0]).unwrap();
-    PluginStage::start(&runtime, plugin, SideInputs::default()).unwrap()
-}
-
 fn filter(c: &mut Criterion) {
-    let mut stage = wasm_stage();
+    let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
+    let config = r#"{ field = "amount", op = ">=", value = "50" }"#;
+    let mut stage = stage(&runtime, eddy_example_artifacts::FILTER_COMPONENT, config);
     let native = FieldFilter::init(&Config::new([
         ("field", "amount"),
         ("op", ">="),

@@ -46,7 +46,8 @@ mkdir -p "$out_dir"
 partial="$out_dir/.$(basename "$out").partial.$$"
 trap 'rm -rf "$work" "$partial"' EXIT
 
-started=$(date +%s.%N)
+# Microseconds since the epoch, without bc (not on every machine).
+started=${EPOCHREALTIME//[!0-9]/}
 
 # One ES module: the app, the library and the app's packages. The WIT import stays an
 # import (componentize-js provides it); `eddy-plugin` is the library beside this script.
@@ -72,6 +73,8 @@ fi
 mv "$work/component.wasm" "$partial"
 mv -f "$partial" "$out"
 
-elapsed=$(echo "$(date +%s.%N) - $started" | bc)
+tenths_s=$(((${EPOCHREALTIME//[!0-9]/} - started) / 100000))
 size=$(stat -c %s "$out")
-printf 'build.sh: %s (%s, %.1f MB) in %.1f s\n' "$out" "$world" "$(echo "$size / 1000000" | bc -l)" "$elapsed" >&2
+tenths_mb=$((size / 100000))
+printf 'build.sh: %s (%s, %d.%d MB) in %d.%d s\n' "$out" "$world" $((tenths_mb / 10)) $((tenths_mb % 10)) \
+    $((tenths_s / 10)) $((tenths_s % 10)) >&2

@@ -155,8 +155,44 @@ const JS_SDK: &[File] = &[
     ),
 ];
 
-const PYTHON_TEMPLATES: &[File] = &[];
-const PYTHON_SDK: &[File] = &[];
+const PYTHON_TEMPLATES: &[File] = &[
+    ("app.py", include_str!("templates/python/app.py.tmpl")),
+    (
+        "test_app.py",
+        include_str!("templates/python/test_app.py.tmpl"),
+    ),
+    ("build.sh", include_str!("templates/python/build.sh.tmpl")),
+    ("test.sh", include_str!("templates/python/test.sh.tmpl")),
+    ("README.md", include_str!("templates/python/README.md.tmpl")),
+    (".gitignore", "plugin.wasm\n__pycache__/\n"),
+];
+
+const PYTHON_SDK: &[File] = &[
+    (
+        "sdk/eddy_plugin/__init__.py",
+        include_str!("../../../plugin-sdk/python/eddy_plugin/__init__.py"),
+    ),
+    (
+        "sdk/eddy_plugin/_json.py",
+        include_str!("../../../plugin-sdk/python/eddy_plugin/_json.py"),
+    ),
+    (
+        "sdk/eddy_plugin/testing.py",
+        include_str!("../../../plugin-sdk/python/eddy_plugin/testing.py"),
+    ),
+    (
+        "sdk/toolchain.sh",
+        include_str!("../../../plugin-sdk/python/toolchain.sh"),
+    ),
+    (
+        "sdk/build.sh",
+        include_str!("../../../plugin-sdk/python/build.sh"),
+    ),
+    (
+        "sdk/test.sh",
+        include_str!("../../../plugin-sdk/python/test.sh"),
+    ),
+];
 
 /// What to run next, for the operator.
 fn next_steps(project: &NewProject) -> String {

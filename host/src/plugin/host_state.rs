@@ -291,7 +291,7 @@ impl Host for StoreData {
             Level::Warn => tracing::warn!(plugin, "{message}"),
             Level::Error => {
                 tracing::error!(plugin, "{message}");
-                self.last_words.push(&message);
+                self.last_words.push_error(&message);
             }
         }
         Ok(())

@@ -1,7 +1,9 @@
 //! A plugin's stdout and stderr: every line it writes goes to Eddy's log, tagged with the
 //! stage's name and the stream (a Python `print`, a JavaScript `console.log`, a Rust
 //! panic message). The last lines a plugin wrote to stderr or logged as errors are kept
-//! as its [`LastWords`], so a failed call can say why in the plugin's own words.
+//! as its [`LastWords`], so a failed call can say why in the plugin's own words: its
+//! error logs when it wrote any (the helper libraries log an uncaught exception's type
+//! and message), else its last stderr lines (a Rust panic message).
 //!
 //! Invariants: nothing a plugin writes blocks it or is lost before its line ends (a line
 //! longer than [`MAX_LINE`] is logged in pieces; a last line without a newline is logged
@@ -28,41 +30,63 @@ pub(super) enum Stream {
     Stderr,
 }
 
-/// The last lines a plugin wrote to stderr or logged as errors, shared between its
+/// The last lines a plugin wrote to stderr and logged as errors, shared between its
 /// stderr stream and its store.
 #[derive(Debug, Clone, Default)]
-pub(super) struct LastWords(Arc<Mutex<VecDeque<String>>>);
+pub(super) struct LastWords(Arc<Mutex<Words>>);
+
+#[derive(Debug, Default)]
+struct Words {
+    errors: VecDeque<String>,
+    stderr: VecDeque<String>,
+}
 
 impl LastWords {
-    /// Remembers `line`, forgetting the oldest beyond [`LAST_WORDS`]; blank lines and
-    /// Rust's hint about `RUST_BACKTRACE` say nothing and are not kept.
-    pub(super) fn push(&self, line: &str) {
-        let line = line.trim_end();
-        if line.is_empty() || line.starts_with("note: run with `RUST_BACKTRACE") {
-            return;
+    /// Remembers an error the plugin logged.
+    pub(super) fn push_error(&self, message: &str) {
+        if let Ok(mut words) = self.0.lock() {
+            keep(&mut words.errors, message);
         }
-        let Ok(mut lines) = self.0.lock() else {
-            return;
-        };
-        if lines.len() == LAST_WORDS {
-            lines.pop_front();
+    }
+
+    /// Remembers a line the plugin wrote to stderr.
+    pub(super) fn push_stderr(&self, line: &str) {
+        if let Ok(mut words) = self.0.lock() {
+            keep(&mut words.stderr, line);
         }
-        lines.push_back(line.to_owned());
     }
 
     /// Forgets every line (before a call).
     pub(super) fn clear(&self) {
-        if let Ok(mut lines) = self.0.lock() {
-            lines.clear();
+        if let Ok(mut words) = self.0.lock() {
+            *words = Words::default();
         }
     }
 
-    /// The lines kept, joined, or `None` when there are none.
+    /// The error logs kept, else the stderr lines, joined; `None` when there are none.
     pub(super) fn take(&self) -> Option<String> {
-        let mut lines = self.0.lock().ok()?;
-        let words: Vec<String> = lines.drain(..).collect();
-        (!words.is_empty()).then(|| words.join(" | "))
+        let mut words = self.0.lock().ok()?;
+        let words = std::mem::take(&mut *words);
+        let lines = if words.errors.is_empty() {
+            words.stderr
+        } else {
+            words.errors
+        };
+        (!lines.is_empty()).then(|| Vec::from(lines).join(" | "))
     }
+}
+
+/// Appends `line` to `lines`, forgetting the oldest beyond [`LAST_WORDS`]; blank lines and
+/// Rust's hint about `RUST_BACKTRACE` say nothing and are not kept.
+fn keep(lines: &mut VecDeque<String>, line: &str) {
+    let line = line.trim_end();
+    if line.is_empty() || line.starts_with("note: run with `RUST_BACKTRACE") {
+        return;
+    }
+    if lines.len() == LAST_WORDS {
+        lines.pop_front();
+    }
+    lines.push_back(line.to_owned());
 }
 
 /// A plugin's stdout or stderr, as WASI sees it.
@@ -140,7 +164,7 @@ fn log_line(stage: &str, stream: Stream, last_words: &LastWords, line: &[u8]) {
         Stream::Stdout => tracing::info!(plugin = stage, "stdout: {line}"),
         Stream::Stderr => {
             tracing::warn!(plugin = stage, "stderr: {line}");
-            last_words.push(line);
+            last_words.push_stderr(line);
         }
     }
 }
@@ -218,5 +242,18 @@ mod tests {
         writer.take(b"no newline");
         drop(writer);
         assert_eq!(words.take().as_deref(), Some("no newline"));
+    }
+
+    #[test]
+    fn prefers_the_errors_a_plugin_logged_to_its_stderr() {
+        let words = LastWords::default();
+        words.push_stderr("Traceback (most recent call last):");
+        words.push_error("ZeroDivisionError: division by zero");
+        words.push_stderr("thread '<unnamed>' panicked at runtime/src/lib.rs:1:");
+        assert_eq!(
+            words.take().as_deref(),
+            Some("ZeroDivisionError: division by zero")
+        );
+        assert_eq!(words.take(), None, "taken once");
     }
 }
