@@ -69,9 +69,15 @@ pub fn create(project: &NewProject) -> Result<String> {
         }
         None => String::new(),
     };
+    let (source, tests) = match project.lang {
+        Lang::Python => ("app.py", "test_*.py, with pytest"),
+        _ => ("app.js", "*.test.js, with node --test"),
+    };
     let fill = |template: &str| {
         template
             .replace("{{name}}", &project.name)
+            .replace("{{source}}", source)
+            .replace("{{tests}}", tests)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk_patch}}", &sdk_patch)
     };
@@ -126,8 +132,8 @@ fn language_files(lang: Lang) -> (&'static [File], &'static [File]) {
 const JS_TEMPLATES: &[File] = &[
     ("app.js", include_str!("templates/js/app.js.tmpl")),
     ("app.test.js", include_str!("templates/js/app.test.js.tmpl")),
-    ("build.sh", include_str!("templates/js/build.sh.tmpl")),
-    ("test.sh", include_str!("templates/js/test.sh.tmpl")),
+    ("build.sh", include_str!("templates/build.sh.tmpl")),
+    ("test.sh", include_str!("templates/test.sh.tmpl")),
     ("README.md", include_str!("templates/js/README.md.tmpl")),
     (".gitignore", "plugin.wasm\nnode_modules/\n"),
 ];
@@ -161,8 +167,8 @@ const PYTHON_TEMPLATES: &[File] = &[
         "test_app.py",
         include_str!("templates/python/test_app.py.tmpl"),
     ),
-    ("build.sh", include_str!("templates/python/build.sh.tmpl")),
-    ("test.sh", include_str!("templates/python/test.sh.tmpl")),
+    ("build.sh", include_str!("templates/build.sh.tmpl")),
+    ("test.sh", include_str!("templates/test.sh.tmpl")),
     ("README.md", include_str!("templates/python/README.md.tmpl")),
     (".gitignore", "plugin.wasm\n__pycache__/\n"),
 ];

@@ -170,9 +170,14 @@ def object_body(obj):
 
 
 def merge_objects(base, extra):
-    """The union of two JSON objects' members (bytes) as one object: `base`'s text, then
-    the members of `extra` whose keys `base` lacks, copied raw. None when either is not an
-    object (the Rust SDK's `json::merge_objects`, byte for byte)."""
+    """The union of two JSON objects' members (bytes, or str as UTF-8) as one object:
+    `base`'s text, then the members of `extra` whose keys `base` lacks, copied raw (on a
+    shared key, `base` wins). None when either is not an object (the Rust SDK's
+    `json::merge_objects`, byte for byte)."""
+    if isinstance(base, str):
+        base = base.encode()
+    if isinstance(extra, str):
+        extra = extra.encode()
     body = object_body(base)
     if body is None or object_body(extra) is None:
         return None

@@ -384,3 +384,9 @@ def test_export_refuses_a_plugin_of_another_world(component):
     del sys.modules["wit_world"].exports.Transform  # a filter-plugin build
     with pytest.raises(TypeError, match="build it as transform-plugin"):
         eddy.export(Tag)
+
+
+def test_merge_objects_takes_text_as_well_as_bytes_and_base_wins():
+    merged = eddy.merge_objects('{"a": 1}', '{"a": 2, "b": "x"}')
+    assert merged == b'{"a": 1,"b":"x"}'
+    assert eddy.merge_objects(b'{"a": 1}', '{"b": 2}') == b'{"a": 1,"b":2}'
