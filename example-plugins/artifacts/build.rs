@@ -31,7 +31,8 @@ const TARGET: &str = "wasm32-wasip2";
 
 /// Example plugins in other languages: (language, directory under
 /// `example-plugins/<language>/`, world), each built by `plugin-sdk/<language>/build.sh`
-/// (which installs its pinned toolchain once into a cache outside the repository).
+/// (which installs its pinned toolchain once into a cache outside the repository), with
+/// feature `other-languages`.
 const OTHER_LANGUAGES: &[(&str, &str, &str)] = &[
     ("python", "filter", "filter-plugin"),
     ("python", "enrich", "transform-plugin"),
@@ -85,7 +86,8 @@ fn main() {
         )
         .unwrap();
     }
-    for (language, name, world) in OTHER_LANGUAGES {
+    let other_languages = env::var_os("CARGO_FEATURE_OTHER_LANGUAGES").is_some();
+    for (language, name, world) in OTHER_LANGUAGES.iter().filter(|_| other_languages) {
         let wasm = build_other(&workspace, &out_dir, language, name, world);
         writeln!(
             generated,
