@@ -67,7 +67,7 @@ fi
 # the work directory. Its stdout (the app's top-level console.log) goes to stderr here.
 (cd "$work" && "$bin/componentize-js" app.js --wit "$wit" --world-name "$world" \
     --disable http fetch-event --out component.wasm >&2) ||
-    die "componentize-js could not build $app_dir/app.js as world \`$world\` of $wit"
+    die "componentize-js could not build $app_dir/app.js as world \`$world\` of $wit (a Filter builds as filter-plugin, a Transform as transform-plugin: is that the world it exports?)"
 [[ -s "$work/component.wasm" ]] || die "componentize-js wrote no component"
 
 mv "$work/component.wasm" "$partial"

@@ -63,7 +63,7 @@ rm -rf "$work/lib/eddy_plugin/__pycache__"
 # nothing to a plugin author: off. Its output goes to stderr here.
 (cd "$work" && env -u VIRTUAL_ENV RUST_BACKTRACE=0 "$toolchain/bin/componentize-py" -d "$wit" -w "$world" \
     componentize -p "$work/app" -p "$work/lib" app -o "$work/component.wasm" >&2) ||
-    die "componentize-py could not build $app_dir/app.py as world \`$world\` of $wit"
+    die "componentize-py could not build $app_dir/app.py as world \`$world\` of $wit (a Filter builds as filter-plugin, a Transform as transform-plugin: is that the world it exports?)"
 [[ -s "$work/component.wasm" ]] || die "componentize-py wrote no component"
 
 mv "$work/component.wasm" "$partial"
