@@ -64,7 +64,8 @@ pub struct Harness<'r> {
     runtime: &'r PluginRuntime,
     stage: PluginStage,
     side_inputs: SideInputs,
-    options: HarnessOptions,
+    fields: EventFields,
+    batch: usize,
 }
 
 impl<'r> Harness<'r> {
@@ -78,7 +79,8 @@ impl<'r> Harness<'r> {
             runtime,
             stage,
             side_inputs,
-            options,
+            fields: options.fields,
+            batch: options.batch.max(1),
         })
     }
 
@@ -106,7 +108,7 @@ impl<'r> Harness<'r> {
             };
             let checked = std::str::from_utf8(line)
                 .map_err(|_| "invalid UTF-8".to_owned())
-                .and_then(|_| extract(line, &self.options.fields));
+                .and_then(|_| extract(line, &self.fields));
             match checked {
                 Ok(fields) => {
                     let key = fields.key.as_deref().unwrap_or_default();
@@ -114,7 +116,7 @@ impl<'r> Harness<'r> {
                 }
                 Err(reason) => dead.push(&reason, origin, None, DeadValue::Raw(line)),
             }
-            if batch.len() >= self.options.batch.max(1) {
+            if batch.len() >= self.batch {
                 self.call(&mut batch, &mut dead, &mut out)?;
             }
         }
@@ -160,8 +162,7 @@ impl<'r> Harness<'r> {
             .stage
             .snapshot(0, false)?
             .context("the stage wrote no checkpoint section")?;
-        let config = plugin_config(&self.options.plugin, &self.options.config)?;
-        let loaded = self.runtime.load(&config)?;
+        let loaded = self.runtime.load(&self.running_config())?;
         let mut fresh = PluginStage::start(self.runtime, loaded, self.side_inputs.clone())?;
         fresh.restore(&section, self.runtime, None)?;
         self.stage = fresh;
@@ -171,22 +172,22 @@ impl<'r> Harness<'r> {
     /// Hot-swaps to the component at `plugin` with `config` on top of the running
     /// config, as `eddy reload` does: state carries over (and migrates).
     pub fn swap(&mut self, plugin: &Path, config: &[(String, String)]) -> Result<()> {
-        let mut merged = self.options.config.clone();
+        let mut next = self.running_config();
+        next.path = plugin.to_owned();
         for (key, value) in config {
-            merged.retain(|(k, _)| k != key);
-            merged.push((key.clone(), value.clone()));
+            next.config
+                .insert(key.clone(), toml::Value::String(value.clone()));
         }
-        let next = PluginInstance::prepare(
-            self.runtime,
-            &plugin_config(plugin, &merged)?,
-            self.side_inputs.clone(),
-        )?;
+        let next = PluginInstance::prepare(self.runtime, &next, self.side_inputs.clone())?;
         self.stage
             .swap_in(next, "test swap", std::time::Instant::now(), None)
-            .map_err(|e| anyhow::anyhow!("the swap to {} was refused: {e}", plugin.display()))?;
-        self.options.plugin = plugin.to_owned();
-        self.options.config = merged;
-        Ok(())
+            .map_err(|e| anyhow::anyhow!("the swap to {} was refused: {e}", plugin.display()))
+    }
+
+    /// The config of the version running now.
+    fn running_config(&self) -> PluginConfig {
+        let running = self.stage.history().last();
+        running.expect("a stage has run a version").config.clone()
     }
 
     /// Seeds keyed state from JSON: `{"<key>": {"<state name>": "<value>"}}` (a value is

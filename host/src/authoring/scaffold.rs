@@ -40,7 +40,7 @@ const WIT: &str = include_str!("../../../wit/eddy.wit");
 const INPUT: &str = include_str!("templates/input.jsonl");
 const EXPECTED: &str = include_str!("templates/expected.jsonl");
 
-/// Writes the project; returns the commands that build and test it, for the operator.
+/// Writes the project (its shell scripts executable); returns the commands that build and test it, for the operator.
 pub fn create(project: &NewProject) -> Result<String> {
     check_name(&project.name)?;
     let dir = &project.dir;
@@ -111,7 +111,6 @@ pub fn create(project: &NewProject) -> Result<String> {
     for (path, text) in &files {
         write(dir, path, text)?;
     }
-    make_executable(dir)?;
     Ok(next_steps(project))
 }
 
@@ -239,32 +238,13 @@ fn write(dir: &Path, path: &str, text: &str) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Marks the project's shell scripts executable.
-fn make_executable(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walk(dir)? {
-        if entry.extension().is_some_and(|e| e == "sh") {
-            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755))
-                .with_context(|| format!("cannot make {} executable", entry.display()))?;
-        }
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "sh") {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
     }
     Ok(())
-}
-
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            files.extend(walk(&path)?);
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::bindings::aggregate;
 use super::contract::World;
 use super::host_state::{KeyedState, StoreData};
 use super::instance::{recorded_version, PluginInstance, Role};
+use super::probation::Probation;
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::side_input::SideInputs;
 use super::stage::VersionRecord;
@@ -34,8 +35,9 @@ pub struct WasmAggregate {
     instance: PluginInstance,
     /// The plugin's empty accumulator (`create` is called once).
     empty: Vec<u8>,
-    /// The version swapped out, while the running one is on probation.
-    previous: Option<Previous>,
+    /// The version swapped out (with its empty accumulator), while the running one is on
+    /// probation.
+    previous: Probation<(PluginInstance, Vec<u8>)>,
     history: Vec<VersionRecord>,
     counters: StageMetrics,
     /// Deferred folds: event `events[p]` into the accumulator of `slots[targets[p]]`.
@@ -43,13 +45,6 @@ pub struct WasmAggregate {
     targets: Vec<u32>,
     slots: Vec<u32>,
     target_of_slot: HashMap<u32, u32>,
-}
-
-/// The version a swap replaced, kept until the new one's probation ends.
-struct Previous {
-    instance: PluginInstance,
-    empty: Vec<u8>,
-    until: std::time::Instant,
 }
 
 impl WasmAggregate {
@@ -74,7 +69,7 @@ impl WasmAggregate {
         let mut aggregate = Self {
             instance,
             empty: Vec::new(),
-            previous: None,
+            previous: Probation::default(),
             history,
             counters: StageMetrics::default(),
             events: Vec::new(),
@@ -100,18 +95,15 @@ impl WasmAggregate {
             &Packed,
         ) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R> {
-        if self
-            .previous
-            .as_ref()
-            .is_some_and(|p| std::time::Instant::now() >= p.until)
-        {
-            self.previous = None; // probation passed
-        }
+        let on_probation = self.previous.is_on();
         let packed = Packed::from_items(accs.iter().copied());
         let failure = match self.call(export, |a, s| f(a, s, &packed)) {
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
+        if !on_probation {
+            return Err(failure);
+        }
         let Some(failed_empty) = self.roll_back(&failure) else {
             return Err(failure);
         };
@@ -130,10 +122,10 @@ impl WasmAggregate {
     /// its probation; returns the failed version's empty accumulator (`None` when there
     /// is no version to go back to).
     fn roll_back(&mut self, failure: &anyhow::Error) -> Option<Vec<u8>> {
-        let previous = self.previous.take()?;
+        let (instance, empty) = self.previous.take()?;
         let started = std::time::Instant::now();
-        let failed = std::mem::replace(&mut self.instance, previous.instance);
-        let failed_empty = std::mem::replace(&mut self.empty, previous.empty);
+        let failed = std::mem::replace(&mut self.instance, instance);
+        let failed_empty = std::mem::replace(&mut self.empty, empty);
         tracing::error!(
             "window aggregate `{}`: version {} failed in its probation ({failure:#}); rolled back to version {}, which makes the call again",
             self.name(),
@@ -219,11 +211,7 @@ impl WasmAggregate {
                 return Err(format!("{e:#}"));
             }
         };
-        self.previous = (!probation.is_zero()).then(|| Previous {
-            instance: old,
-            empty: old_empty,
-            until: std::time::Instant::now() + probation,
-        });
+        self.previous.begin((old, old_empty), probation);
         let record = VersionRecord::new(&self.instance, why, Some(paused), checkpoint);
         self.history.push(record);
         Ok(())
@@ -258,7 +246,7 @@ impl WasmAggregate {
                 None,
             )
             .map_err(|e| anyhow!(e))?;
-            self.previous = None;
+            self.previous.end();
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ mod contract;
 mod host_state;
 mod instance;
 mod output;
+mod probation;
 mod runtime;
 mod shadow;
 mod side_input;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::contract::World;
 use super::host_state::{KeyedState, StateEntry, StateUpdate};
 use super::instance::{recorded_version, OwnState, PluginInstance, Role};
+use super::probation::Probation;
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use super::shadow::{Shadow, ShadowStatus};
 use super::side_input::SideInputs;
@@ -87,7 +88,7 @@ impl VersionRecord {
 pub struct PluginStage {
     instance: PluginInstance,
     /// The version swapped out, while the running one is on probation.
-    previous: Option<(PluginInstance, std::time::Instant)>,
+    previous: Probation<PluginInstance>,
     /// A candidate version running beside the live one (shadow mode).
     shadow: Option<Shadow>,
     history: Vec<VersionRecord>,
@@ -114,7 +115,7 @@ impl PluginStage {
         let history = vec![VersionRecord::new(&instance, "start", None, None)];
         Ok(Self {
             instance,
-            previous: None,
+            previous: Probation::default(),
             shadow: None,
             history,
             counters: StageMetrics::default(),
@@ -190,8 +191,7 @@ impl PluginStage {
         std::mem::swap(self.instance.state_mut(), next.state_mut());
         let probation = next.plugin().config.probation.0;
         let old = std::mem::replace(&mut self.instance, next);
-        self.previous =
-            (!probation.is_zero()).then(|| (old, std::time::Instant::now() + probation));
+        self.previous.begin(old, probation);
         self.record(why, paused, checkpoint);
         Ok(())
     }
@@ -205,7 +205,7 @@ impl PluginStage {
     /// its probation: the failed batch's keyed-state writes are undone (the instance
     /// restarts) and the keyed state moves back.
     fn roll_back(&mut self, reason: &str) -> Result<()> {
-        let Some((mut previous, _)) = self.previous.take() else {
+        let Some(mut previous) = self.previous.take() else {
             return Ok(());
         };
         let started = std::time::Instant::now();
@@ -331,7 +331,7 @@ impl PluginStage {
                 None,
             )
             .map_err(|e| anyhow::anyhow!(e))?;
-            self.previous = None;
+            self.previous.end();
         }
         Ok(())
     }
@@ -360,17 +360,11 @@ impl PluginStage {
             return Ok(());
         }
         self.counters.events_in.inc_by(batch.len() as u64);
-        if self
-            .previous
-            .as_ref()
-            .is_some_and(|(_, until)| std::time::Instant::now() >= *until)
-        {
-            self.previous = None; // probation passed
-        }
+        let on_probation = self.previous.is_on();
         let shadow_input = self.shadow.as_ref().map(|_| batch.clone());
         let mut result = self.call(batch, dead);
         if let Err(reason) = &result {
-            if self.previous.is_some() {
+            if on_probation {
                 self.roll_back(reason)?;
                 result = self.call(batch, dead);
             }
