@@ -1,0 +1,112 @@
+//! Pipelines that parse every event, against the same pipelines on the generator (which
+//! parses nothing): a file of generator payments (~100-byte JSON lines, event time `ts`,
+//! key `user`) → null, → Wasm filter → null, and → 10 s tumbling count at 100, 10k and
+//! 100k keys. One run each, printed as events/s and MB/s of input;
+//! `cargo bench -p eddy --bench ingest` (`EDDY_BENCH_EVENTS` sets the count, default 5M).
+//!
+//! The files are written once per count and key count under the system temp directory
+//! (`eddy-bench-ingest/`) by Eddy's own generator and file sink, so every engine and every
+//! build reads the same bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use eddy::config::PipelineConfig;
+use eddy::pipeline::Pipeline;
+use eddy::plugin::{CompiledCache, PluginRuntime};
+
+/// Runs `config` to the end; returns (seconds, events in).
+fn run(runtime: &PluginRuntime, config: &str) -> (f64, u64) {
+    let config = PipelineConfig::parse(config).unwrap();
+    let mut pipeline = Pipeline::build(&config, runtime, &Default::default()).unwrap();
+    let started = Instant::now();
+    let summary = pipeline.run(&AtomicBool::new(false), None, |_| {}).unwrap();
+    (started.elapsed().as_secs_f64(), summary.metrics.records_in)
+}
+
+fn generator(events: u64, keys: u64) -> String {
+    format!("[source]\nkind = \"generator\"\ncount = {events}\nkeys = {keys}\nseed = 42\n")
+}
+
+/// The file of `events` generator payments over `keys` keys, written if missing.
+fn payments_file(runtime: &PluginRuntime, events: u64, keys: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join("eddy-bench-ingest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("payments-{events}-{keys}.jsonl"));
+    if !path.exists() {
+        let partial = dir.join("partial.jsonl");
+        run(
+            runtime,
+            &format!(
+                "{}[sink]\nkind = \"file\"\npath = \"{}\"\n",
+                generator(events, keys),
+                partial.display()
+            ),
+        );
+        std::fs::rename(&partial, &path).unwrap();
+    }
+    path
+}
+
+fn file_source(path: &Path) -> String {
+    format!(
+        "[source]\nkind = \"file\"\npath = \"{}\"\ntime_field = \"ts\"\nkey_field = \"user\"\n",
+        path.display()
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument other than ours skips the run.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"ingest".contains(&a))
+    {
+        return;
+    }
+    let events: u64 = std::env::var("EDDY_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
+    let filter = format!(
+        "[[plugin]]\nname = \"big\"\npath = \"{}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"100\" }}\n",
+        eddy_example_artifacts::FILTER_COMPONENT
+    );
+    let window = "[watermark]\nmax_delay = \"5s\"\n[window]\nkind = \"tumbling\"\nsize = \"10s\"\naggregate = \"count\"\n";
+    let null = "[sink]\nkind = \"null\"\n";
+    let cases = [
+        ("→ null", 100, String::new()),
+        ("→ Wasm filter → null", 100, filter),
+        ("→ 10 s tumbling count, 100 keys", 100, window.to_string()),
+        (
+            "→ 10 s tumbling count, 10k keys",
+            10_000,
+            window.to_string(),
+        ),
+        (
+            "→ 10 s tumbling count, 100k keys",
+            100_000,
+            window.to_string(),
+        ),
+    ];
+    println!("{events} events per run");
+    for (name, keys, stages) in cases {
+        let path = payments_file(&runtime, events, keys);
+        let bytes = std::fs::metadata(&path).unwrap().len() as f64;
+        let (file_s, n) = run(&runtime, &format!("{}{stages}{null}", file_source(&path)));
+        assert_eq!(n, events);
+        let (gen_s, n) = run(
+            &runtime,
+            &format!("{}{stages}{null}", generator(events, keys)),
+        );
+        assert_eq!(n, events);
+        println!(
+            "{name}: file {:.2} M ev/s ({:.0} MB/s); generator {:.2} M ev/s; generator/file {:.2}x",
+            events as f64 / file_s / 1e6,
+            bytes / file_s / 1e6,
+            events as f64 / gen_s / 1e6,
+            file_s / gen_s,
+        );
+    }
+}
