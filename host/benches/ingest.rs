@@ -1,7 +1,9 @@
 //! Pipelines that parse every event, against the same pipelines on the generator (which
 //! parses nothing): a file of generator payments (~100-byte JSON lines, event time `ts`,
 //! key `user`) → null, → Wasm filter → null, and → 10 s tumbling count at 100, 10k and
-//! 100k keys. One run each, printed as events/s and MB/s of input;
+//! 100k keys. One run each, printed as events/s and MB/s of input; first, the ingest path
+//! alone (best of three; lines of the file, already in memory, validated and their time and key read into
+//! batches of 1024);
 //! `cargo bench -p eddy --bench ingest` (`EDDY_BENCH_EVENTS` sets the count, default 5M).
 //!
 //! The files are written once per count and key count under the system temp directory
@@ -12,9 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use eddy::config::PipelineConfig;
+use eddy::batch::EventBatch;
+use eddy::config::{EventFields, PipelineConfig};
+use eddy::dead_letter::DeadLetters;
 use eddy::pipeline::Pipeline;
 use eddy::plugin::{CompiledCache, PluginRuntime};
+use eddy::source::Ingest;
+use eddy::watermark::Watermarks;
 
 /// Runs `config` to the end; returns (seconds, events in).
 fn run(runtime: &PluginRuntime, config: &str) -> (f64, u64) {
@@ -56,6 +62,39 @@ fn file_source(path: &Path) -> String {
     )
 }
 
+/// Seconds to ingest every line of `text` (JSON lines) in batches of 1024, as a source
+/// does: line ends found, each line validated and its time and key read.
+fn ingest_only(text: &[u8]) -> f64 {
+    let fields = EventFields {
+        time_field: Some("ts".into()),
+        key_field: Some("user".into()),
+        ..EventFields::default()
+    };
+    let mut batch = EventBatch::default();
+    let mut dead = DeadLetters::new("bench");
+    let mut watermarks = Watermarks::new(1, std::time::Duration::ZERO, None);
+    let started = Instant::now();
+    let mut start = 0;
+    let mut lines = memchr::memchr_iter(b'\n', text)
+        .map(|end| {
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
+        .enumerate()
+        .peekable();
+    while lines.peek().is_some() {
+        batch.clear();
+        let mut ingest = Ingest::new(&mut batch, &mut dead, &fields, &mut watermarks);
+        for (number, line) in lines.by_ref().take(1024) {
+            ingest.push_json(0, number as u64, line);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(dead.is_empty());
+    elapsed
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument other than ours skips the run.
     if std::env::args()
@@ -91,6 +130,13 @@ fn main() {
         ),
     ];
     println!("{events} events per run");
+    let text = std::fs::read(payments_file(&runtime, events, 100)).unwrap();
+    let seconds = (0..3).map(|_| ingest_only(&text)).fold(f64::MAX, f64::min);
+    println!(
+        "ingest path alone: {:.2} M ev/s ({:.0} MB/s)",
+        events as f64 / seconds / 1e6,
+        text.len() as f64 / seconds / 1e6
+    );
     for (name, keys, stages) in cases {
         let path = payments_file(&runtime, events, keys);
         let bytes = std::fs::metadata(&path).unwrap().len() as f64;

@@ -2,18 +2,20 @@
 //! letters and late events beside it, and checkpoints taken at batch boundaries.
 //!
 //! One thread drives the whole chain a batch at a time, so an event's path through the
-//! pipeline is a handful of function calls and memory copies, never a channel hop.
+//! pipeline is a handful of function calls and memory copies; only whole batches cross
+//! from the reader thread, which gathers the next batch meanwhile ([`reader`]).
 //! Control (checkpoints, savepoints, stop) happens between batches: the run loop moves
 //! batches and hands the job's components to the checkpoint coordinator at each batch
-//! boundary.
+//! boundary, with the read side as it stood after the batch just processed.
 
 mod control;
 mod metrics;
+mod reader;
 mod restore;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -24,19 +26,17 @@ pub use control::{
     StatusBoard, SwapReport,
 };
 pub use metrics::RunSummary;
+use reader::{Gathered, Input, PipelineEnds, ReadCut};
 
-use crate::batch::EventBatch;
 use crate::checkpoint::{self, CheckpointDir, Checkpointed, Coordinator, DirLock, Snapshot};
-use crate::config::{
-    AggregateKind, BatchConfig, EventFields, PipelineConfig, SinkConfig, WindowConfig,
-};
+use crate::config::{AggregateKind, EventFields, PipelineConfig, SinkConfig, WindowConfig};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::{set_total, JobMetrics, MetricsRegistry};
 use crate::plugin::{
     LoadedPlugin, PluginInstance, PluginRuntime, PluginStage, SideInputs, WasmAggregate,
 };
 use crate::sink::{self, FileMode, FileSinkState, RecordBuffer, Records, Sink};
-use crate::source::{self, Ingest, Source, SourceState};
+use crate::source::{self, SourceState};
 use crate::watermark::{Watermarks, MIN_WATERMARK};
 use crate::window::{Aggregator, Assigner, Builtin, WindowCounters, WindowOperator};
 
@@ -210,13 +210,13 @@ impl Checkpointed for Box<dyn Sink> {
 
 /// A pipeline ready to run.
 pub struct Pipeline {
-    source: Box<dyn Source>,
-    fields: EventFields,
-    watermarks: Watermarks,
+    /// The read side, home between runs (on the reader thread during one).
+    input: Option<Input>,
+    /// The read side after the last batch processed: what checkpoints record of it.
+    cut: ReadCut,
     stages: Vec<PluginStage>,
     window: Option<WindowOperator>,
     sinks: Sinks,
-    batch: BatchConfig,
     side_inputs: SideInputs,
     coordinator: Coordinator,
     /// Where the components swapped in are kept (a job that checkpoints).
@@ -231,6 +231,12 @@ pub struct Pipeline {
     status_refreshed: Instant,
 }
 
+/// A `Stop` request: the savepoint to take, and where its answer goes.
+type StopReply = (
+    Option<PathBuf>,
+    Sender<std::result::Result<Option<PathBuf>, String>>,
+);
+
 /// How often a running pipeline refreshes its status board.
 const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -241,7 +247,7 @@ macro_rules! with_components {
     ($pipeline:expr, |$coordinator:ident, $parts:ident| $body:expr) => {{
         let p = &mut *$pipeline;
         let $coordinator = &mut p.coordinator;
-        let mut parts: Vec<&mut dyn Checkpointed> = vec![&mut p.source, &mut p.watermarks];
+        let mut parts: Vec<&mut dyn Checkpointed> = vec![&mut p.cut.source, &mut p.cut.watermarks];
         parts.extend(p.stages.iter_mut().map(|s| s as &mut dyn Checkpointed));
         if let Some(window) = &mut p.window {
             parts.push(window);
@@ -295,13 +301,18 @@ impl Pipeline {
             .map(CheckpointDir::lock)
             .transpose()?;
         let resume = restore::find_snapshot(config, checkpoint_dir.as_ref(), options)?;
-        let mut pipeline = Self {
+        let input = Input {
             source,
             fields: EventFields {
                 max_future_ms: Some(config.watermark.max_future.as_millis()).filter(|&ms| ms > 0),
                 ..config.source.event_fields()
             },
             watermarks,
+            batch: config.batch,
+        };
+        let mut pipeline = Self {
+            cut: input.cut(),
+            input: Some(input),
             stages,
             window,
             sinks: Sinks {
@@ -309,7 +320,6 @@ impl Pipeline {
                 dead: Box::new(sink::NullSink::default()),
                 late: None,
             },
-            batch: config.batch,
             side_inputs,
             coordinator: Coordinator::savepoints_only(),
             _checkpoint_lock: checkpoint_lock,
@@ -380,32 +390,97 @@ impl Pipeline {
 
     /// Runs until the source is exhausted, `stop` is set or a `Stop` request arrives,
     /// calling `on_batch` with the counters after every batch. With checkpoints, the run
-    /// ends with a final checkpoint, so all output is committed.
+    /// ends with a final checkpoint, so all output is committed. The source is read on a
+    /// second thread, a batch ahead.
     pub fn run(
         &mut self,
         stop: &AtomicBool,
         control: Option<&Receiver<Control>>,
-        mut on_batch: impl FnMut(&JobMetrics),
+        on_batch: impl FnMut(&JobMetrics),
     ) -> Result<RunSummary> {
         let started = Instant::now();
         let at_start = self.metrics.values();
-        let mut batch = EventBatch::default();
-        let mut dead = DeadLetters::new(self.source.describe());
-        let mut late = DeadLetters::new(self.source.describe());
+        let input = self
+            .input
+            .take()
+            .context("the pipeline's source is still held by an earlier run that failed")?;
+        let stopping = AtomicBool::new(false);
+        let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
+        let (outcome, input) = std::thread::scope(|scope| {
+            let (ends, pipeline_ends) = reader::channels();
+            let reader = std::thread::Builder::new()
+                .name("eddy-reader".into())
+                .spawn_scoped(scope, || input.read_ahead(ends, &should_stop))
+                .expect("cannot start the reader thread");
+            let outcome = self.process_batches(&pipeline_ends, &stopping, control, on_batch);
+            stopping.store(true, Ordering::Relaxed);
+            drop(pipeline_ends); // a reader waiting to hand over a batch gives up
+            let input = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (outcome, input)
+        });
+        self.input = Some(input);
+        let (exhausted, stop_reply) = outcome?;
+        let mut final_savepoint = Ok(None);
+        if let Some((Some(dir), _)) = &stop_reply {
+            final_savepoint = self.savepoint(dir).map(Some).map_err(|e| format!("{e:#}"));
+        } else {
+            with_components!(self, |coordinator, parts| coordinator
+                .final_checkpoint(parts))?;
+        }
+        if let Some(input) = &mut self.input {
+            for id in self.cut.source.take_completed() {
+                input.checkpoint_completed(id)?;
+            }
+        }
+        self.refresh_status(if exhausted { "finished" } else { "stopped" });
+        if let Some((_, reply)) = stop_reply {
+            let _ = reply.send(final_savepoint);
+        }
+        Ok(RunSummary {
+            metrics: self.metrics.values(),
+            records_this_run: self.metrics.records_in.get() - at_start.records_in,
+            elapsed: started.elapsed(),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| (s.name().to_owned(), s.hash().to_owned(), s.counters()))
+                .collect(),
+            stopped: !exhausted,
+        })
+    }
+
+    /// The run loop: processes the batches the reader gathers until the reader hangs up
+    /// (the source is exhausted, or the run is stopped from outside or by a `Stop`
+    /// request, which sets `stopping`); after a stop, the batch the reader was gathering
+    /// is processed too. Returns whether the source was exhausted, and the `Stop` request's reply.
+    fn process_batches(
+        &mut self,
+        ends: &PipelineEnds,
+        stopping: &AtomicBool,
+        control: Option<&Receiver<Control>>,
+        mut on_batch: impl FnMut(&JobMetrics),
+    ) -> Result<(bool, Option<StopReply>)> {
+        let mut late = DeadLetters::new(self.cut.source.name());
         let mut results = RecordBuffer::default();
         let mut exhausted = false;
         let mut stop_reply = None;
         self.refresh_status("running");
-        while !exhausted && !stop.load(Ordering::Relaxed) && stop_reply.is_none() {
-            batch.clear();
-            dead.clear();
+        // Ends when the reader hangs up: exhausted, stopped, or failed.
+        while let Ok(next) = ends.gathered.recv() {
+            let Gathered {
+                mut batch,
+                mut dead,
+                state,
+                unparseable,
+                cut,
+            } = next?;
+            self.cut.source.advance(cut.source);
+            self.cut.watermarks = cut.watermarks;
+            exhausted = state == SourceState::Exhausted;
             late.clear();
             results.clear();
-            let (state, unparseable) = self.gather(&mut batch, &mut dead, stop)?;
-            exhausted = state == SourceState::Exhausted;
-            if exhausted {
-                self.watermarks.finish();
-            }
             self.metrics
                 .records_in
                 .inc_by(batch.len() as u64 + unparseable);
@@ -417,7 +492,7 @@ impl Pipeline {
                 Some(window) => {
                     window.process(
                         &batch,
-                        self.watermarks.current(),
+                        self.cut.watermarks.current(),
                         &mut results,
                         &mut late,
                         &mut dead,
@@ -443,10 +518,14 @@ impl Pipeline {
             }
             self.metrics.dead_letters.inc_by(dead.len() as u64);
             self.metrics.batches.inc();
+            let _ = ends.recycle.send((batch, dead));
             self.count_operator_outcomes();
             if self.coordinator.has_work() {
                 with_components!(self, |coordinator, parts| coordinator
                     .at_batch_boundary(parts))?;
+                for id in self.cut.source.take_completed() {
+                    let _ = ends.completions.send(id);
+                }
             }
             if let Some(control) = control {
                 while let Ok(request) = control.try_recv() {
@@ -473,64 +552,15 @@ impl Pipeline {
                     }
                 }
             }
+            if stop_reply.is_some() {
+                stopping.store(true, Ordering::Relaxed);
+            }
             if self.status_refreshed.elapsed() >= STATUS_INTERVAL {
                 self.refresh_status("running");
             }
             on_batch(&self.metrics);
         }
-        let mut final_savepoint = Ok(None);
-        if let Some((Some(dir), _)) = &stop_reply {
-            final_savepoint = self.savepoint(dir).map(Some).map_err(|e| format!("{e:#}"));
-        } else {
-            with_components!(self, |coordinator, parts| coordinator
-                .final_checkpoint(parts))?;
-        }
-        self.refresh_status(if exhausted { "finished" } else { "stopped" });
-        if let Some((_, reply)) = stop_reply {
-            let _ = reply.send(final_savepoint);
-        }
-        Ok(RunSummary {
-            metrics: self.metrics.values(),
-            records_this_run: self.metrics.records_in.get() - at_start.records_in,
-            elapsed: started.elapsed(),
-            stages: self
-                .stages
-                .iter()
-                .map(|s| (s.name().to_owned(), s.hash().to_owned(), s.counters()))
-                .collect(),
-            stopped: !exhausted,
-        })
-    }
-
-    /// Gathers one batch: until it holds `max_records`, `max_wait` has passed, or the
-    /// source is exhausted. A batch may be empty (an idle source): the loop then still
-    /// answers control requests and fires windows that idleness released.
-    fn gather(
-        &mut self,
-        batch: &mut EventBatch,
-        dead: &mut DeadLetters,
-        stop: &AtomicBool,
-    ) -> Result<(SourceState, u64)> {
-        let max = self.batch.max_records;
-        let deadline = Instant::now() + self.batch.max_wait.0;
-        let changes = self.source.assignment_changes();
-        if !changes.is_empty() {
-            source::apply_assignment(&changes, &mut self.watermarks, Instant::now());
-        }
-        let mut ingest = Ingest::new(batch, dead, &self.fields, &mut self.watermarks);
-        loop {
-            let remaining = max - ingest.len();
-            let state = self.source.poll(&mut ingest, remaining, deadline)?;
-            let now = Instant::now();
-            if state == SourceState::Exhausted
-                || ingest.len() >= max
-                || stop.load(Ordering::Relaxed)
-                || now >= deadline
-            {
-                ingest.tick(now);
-                return Ok((state, ingest.unparseable()));
-            }
-        }
+        Ok((exhausted, stop_reply))
     }
 
     fn count_operator_outcomes(&mut self) {
@@ -553,7 +583,7 @@ impl Pipeline {
             set_total(&self.metrics.late_rejected, late_rejected);
             self.metrics.open_windows.set(window.open_windows() as i64);
         }
-        self.metrics.watermark.set(self.watermarks.current());
+        self.metrics.watermark.set(self.cut.watermarks.current());
     }
 
     /// Restores a snapshot into the freshly built pipeline (sinks are opened afterwards
@@ -570,9 +600,15 @@ impl Pipeline {
                 format!("the checkpoint has no `{name}` section; it was not written by a whole Eddy job")
             })
         };
-        source::restore(self.source.as_mut(), required(source::SECTION)?)?;
-        self.watermarks
+        let input = self
+            .input
+            .as_mut()
+            .context("a running pipeline cannot be restored")?;
+        source::restore(input.source.as_mut(), required(source::SECTION)?)?;
+        input
+            .watermarks
             .restore(required(crate::watermark::SECTION)?)?;
+        self.cut = input.cut();
         for stage in &mut self.stages {
             if let Some(section) = snapshot.section(&stage.section_name()) {
                 stage.restore(section, runtime, components)?;
@@ -596,7 +632,7 @@ impl Pipeline {
                 "checkpoint"
             },
             snapshot.id,
-            self.source.position()
+            self.cut.source.position()
         );
         Ok(())
     }
@@ -750,11 +786,11 @@ impl Pipeline {
         };
         status.state = state.to_owned();
         status.source = SourceStatus {
-            name: self.source.describe(),
-            position: self.source.position(),
+            name: self.cut.source.name().to_owned(),
+            position: self.cut.source.position().clone(),
         };
-        status.partitions = self
-            .watermarks
+        let watermarks = &self.cut.watermarks;
+        status.partitions = watermarks
             .partitions()
             .iter()
             .enumerate()
@@ -762,12 +798,11 @@ impl Pipeline {
                 partition: i as u32,
                 position: p.position,
                 max_event_time: p.max_timestamp,
-                watermark: Some(self.watermarks.partition_watermark(p))
-                    .filter(|&w| w != MIN_WATERMARK),
+                watermark: Some(watermarks.partition_watermark(p)).filter(|&w| w != MIN_WATERMARK),
                 idle: p.idle,
             })
             .collect();
-        status.watermark = Some(self.watermarks.current()).filter(|&w| w != MIN_WATERMARK);
+        status.watermark = Some(watermarks.current()).filter(|&w| w != MIN_WATERMARK);
         status.metrics = self.metrics.values();
         status.open_windows = status.metrics.open_windows;
         status.last_checkpoint = self.coordinator.last_completed().cloned();

@@ -1,5 +1,6 @@
 //! Reads an event's time and key out of its JSON text while validating it, in one pass and
-//! without building the object.
+//! without building the object: the fast path ([`super::json_scan`]) for plain events,
+//! serde_json for the rest and for the reason an event is refused.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,6 +8,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserializer as _;
 
+use super::json_scan;
 use crate::config::EventFields;
 
 /// What [`extract`] found in an event.
@@ -18,29 +20,47 @@ pub struct Extracted<'a> {
     pub key: Option<Cow<'a, [u8]>>,
 }
 
-/// Validates that `json` is one JSON object and reads the fields `fields` names.
+/// Validates that `json` is one JSON object in UTF-8 and reads the fields `fields` names.
 ///
-/// Returns a reason fit for a dead letter when the text is not a JSON object, or a named
-/// field is missing or of the wrong type.
+/// Returns a reason fit for a dead letter when the bytes are not UTF-8, the text is not a
+/// JSON object, or a named field is missing or of the wrong type.
 pub fn extract<'a>(json: &'a [u8], fields: &EventFields) -> Result<Extracted<'a>, String> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let visitor = ObjectVisitor {
-        time: fields.time_field.as_deref(),
-        key: fields.key_field.as_deref(),
+    let (time, key) = (fields.time_field.as_deref(), fields.key_field.as_deref());
+    let extracted = match json_scan::scan(json, time, key) {
+        Some(found) => Extracted {
+            timestamp: found.timestamp,
+            key: found.key.map(Cow::Borrowed),
+        },
+        None => extract_slowly(json, time, key)?,
     };
-    let extracted = de
-        .deserialize_map(visitor)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| format!("malformed JSON: {e}"))?;
-    if let (Some(name), None) = (&fields.time_field, extracted.timestamp) {
+    if let (Some(name), None) = (time, extracted.timestamp) {
         return Err(format!(
             "no event-time field `{name}` (integer milliseconds since the Unix epoch)"
         ));
     }
-    if let (Some(name), None) = (&fields.key_field, &extracted.key) {
+    if let (Some(name), None) = (key, &extracted.key) {
         return Err(format!("no key field `{name}`"));
     }
     Ok(extracted)
+}
+
+/// The slow path of [`extract`], through serde_json: any valid event, and the reason for
+/// an invalid one.
+fn extract_slowly<'a>(
+    json: &'a [u8],
+    time: Option<&str>,
+    key: Option<&str>,
+) -> Result<Extracted<'a>, String> {
+    if let Err(e) = std::str::from_utf8(json) {
+        return Err(format!(
+            "not valid UTF-8 (at byte {}); events are UTF-8 JSON",
+            e.valid_up_to()
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    de.deserialize_map(ObjectVisitor { time, key })
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| format!("malformed JSON: {e}"))
 }
 
 /// Which of the wanted fields a key names.
@@ -206,6 +226,8 @@ impl<'de> Visitor<'de> for KeyValue<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn fields(time: Option<&str>, key: Option<&str>) -> EventFields {
@@ -250,6 +272,100 @@ mod tests {
                 String::from_utf8_lossy(json)
             );
         }
+    }
+
+    /// JSON values with the shapes events have: nested containers, strings with escapes
+    /// and non-ASCII, numbers of every syntax.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z\"\\\n\u{1}é😀]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("(ts|user|[a-z]{1,3})", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Events as text: an object with maybe a time and a key among other fields, written
+    /// compact or pretty, then maybe damaged by splicing in a fragment.
+    fn event_text() -> impl Strategy<Value = Vec<u8>> {
+        let fragment = prop::sample::select(vec![
+            &b""[..],
+            &b"{"[..],
+            &b"}"[..],
+            &b"]"[..],
+            &b","[..],
+            &b":"[..],
+            &b"\""[..],
+            &b"\\"[..],
+            &b"\\u00"[..],
+            &b"0"[..],
+            &b"-"[..],
+            &b"."[..],
+            &b"e"[..],
+            &b" "[..],
+            &b"\x0c"[..],
+            &b"\xff"[..],
+            &b"\xc3"[..],
+            &b"\"ts\":1,"[..],
+            &b"\"user\":\"u\","[..],
+        ]);
+        (
+            prop::collection::btree_map("(ts|user|[a-z]{1,3})", json_value(), 0..5),
+            any::<bool>(),
+            prop::option::of((any::<prop::sample::Index>(), 0..3usize, fragment)),
+        )
+            .prop_map(|(fields, pretty, damage)| {
+                let object = serde_json::Value::Object(fields.into_iter().collect());
+                let mut text = if pretty {
+                    serde_json::to_vec_pretty(&object).unwrap()
+                } else {
+                    serde_json::to_vec(&object).unwrap()
+                };
+                if let Some((at, cut, fragment)) = damage {
+                    let at = at.index(text.len() + 1);
+                    let end = (at + cut).min(text.len());
+                    text.splice(at..end, fragment.iter().copied());
+                }
+                text
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The fast path accepts only what serde_json accepts, and reads the same fields.
+        #[test]
+        fn the_fast_path_agrees_with_serde_json(text in event_text()) {
+            for (time, key) in [(Some("ts"), Some("user")), (None, None), (Some("user"), Some("ts"))] {
+                if let Some(found) = json_scan::scan(&text, time, key) {
+                    let slow = extract_slowly(&text, time, key);
+                    prop_assert!(slow.is_ok(), "fast path accepted what serde_json refuses: {slow:?}");
+                    let slow = slow.unwrap();
+                    prop_assert_eq!(found.timestamp, slow.timestamp);
+                    prop_assert_eq!(found.key, slow.key.as_deref());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_events_take_the_fast_path() {
+        let line = br#"{"seq":0,"ts":1700000000000,"user":"user-17","amount":42.17,"tags":["a",{"b":null}]}"#;
+        let found = json_scan::scan(line, Some("ts"), Some("user")).unwrap();
+        let slow = extract_slowly(line, Some("ts"), Some("user")).unwrap();
+        assert_eq!(
+            (found.timestamp, found.key),
+            (slow.timestamp, slow.key.as_deref())
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod fields;
 mod file;
 mod generator;
+mod json_scan;
 mod stdin;
 
 use std::time::Instant;
@@ -66,7 +67,7 @@ pub const SECTION: &str = "source";
 const SECTION_VERSION: u32 = 1;
 
 /// What a source's checkpoint section holds.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SourceSection {
     /// The source as [`Source::describe`] names it.
     name: String,
@@ -125,20 +126,61 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>> {
     })
 }
 
-impl Checkpointed for Box<dyn Source> {
+/// A source as a checkpoint records it, at the cut after the last batch the pipeline
+/// processed: its name, partitions and position. The pipeline checkpoints the cut, not the
+/// source, because the source may have read ahead; checkpoints that complete are kept
+/// for the source to hear ([`SourceCut::take_completed`]).
+#[derive(Debug, Clone)]
+pub struct SourceCut {
+    section: SourceSection,
+    completed: Vec<u64>,
+}
+
+impl SourceCut {
+    /// The cut of `source` where it is now.
+    pub fn of(source: &dyn Source) -> Self {
+        Self {
+            section: SourceSection {
+                name: source.describe(),
+                partitions: source.partitions(),
+                position: source.position(),
+            },
+            completed: Vec::new(),
+        }
+    }
+
+    /// Moves to a later cut of the same source, keeping completions not yet taken.
+    pub fn advance(&mut self, later: SourceCut) {
+        self.section = later.section;
+    }
+
+    /// The source's name, as [`Source::describe`] gives it.
+    pub fn name(&self) -> &str {
+        &self.section.name
+    }
+
+    /// The position at the cut.
+    pub fn position(&self) -> &SourcePosition {
+        &self.section.position
+    }
+
+    /// Checkpoints completed since the last call, for the source
+    /// ([`Source::checkpoint_completed`]).
+    pub fn take_completed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.completed)
+    }
+}
+
+impl Checkpointed for SourceCut {
     fn snapshot(&mut self, _id: u64, _incremental: bool) -> Result<Option<Section>> {
-        let state = SourceSection {
-            name: self.describe(),
-            partitions: self.partitions(),
-            position: self.position(),
-        };
         Ok(Some(
-            Section::new(SECTION, SECTION_VERSION).with_meta(&state)?,
+            Section::new(SECTION, SECTION_VERSION).with_meta(&self.section)?,
         ))
     }
 
     fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
-        Source::checkpoint_completed(self.as_mut(), id)
+        self.completed.push(id);
+        Ok(())
     }
 }
 
@@ -257,24 +299,16 @@ impl<'a> Ingest<'a> {
     /// record's key. A record that is not a valid event becomes a dead letter.
     pub fn push_record(&mut self, partition: u32, position: u64, record: SourceRecord<'_>) {
         let line = record.value;
-        let checked = std::str::from_utf8(line)
-            .map_err(|e| {
-                format!(
-                    "not valid UTF-8 (at byte {}); events are UTF-8 JSON",
-                    e.valid_up_to()
-                )
-            })
-            .and_then(|_| extract(line, self.fields))
-            .and_then(|found| {
-                let timestamp = found.timestamp.or(record.timestamp);
-                match (timestamp, self.fields.max_future_ms) {
-                    (Some(ts), Some(max)) if ts > self.wall_ms.saturating_add(max) => Err(format!(
-                        "event time {ts} is more than {max} ms ahead of the wall clock \
+        let checked = extract(line, self.fields).and_then(|found| {
+            let timestamp = found.timestamp.or(record.timestamp);
+            match (timestamp, self.fields.max_future_ms) {
+                (Some(ts), Some(max)) if ts > self.wall_ms.saturating_add(max) => Err(format!(
+                    "event time {ts} is more than {max} ms ahead of the wall clock \
                          ([watermark] max_future); it would make every later event late"
-                    )),
-                    _ => Ok((found, timestamp)),
-                }
-            });
+                )),
+                _ => Ok((found, timestamp)),
+            }
+        });
         match checked {
             Ok((found, timestamp)) => {
                 let timestamp = timestamp.unwrap_or_else(now_millis);

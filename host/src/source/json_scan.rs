@@ -1,0 +1,361 @@
+//! The fast path of [`super::extract`]: one pass over an event's bytes that validates it as
+//! a JSON object and finds the raw values of two top-level fields, building nothing.
+//!
+//! Invariants:
+//! - [`scan`] returns `Some` only for bytes that are valid UTF-8 and that serde_json
+//!   accepts as exactly one JSON object (with JSON whitespace around it), and then the
+//!   time and key it returns are what serde_json's reading of the fields gives.
+//! - Whatever it is unsure of — an escaped field name, a time that is not a plain
+//!   integer, a key that is not a plain string, deep nesting, invalid input — gives `None`,
+//!   and the caller takes the slow path (serde_json), which is the authority on what is
+//!   wrong. A property test holds the two paths to agree.
+//!
+//! Strings are skipped with a byte-class table (a quote, a backslash, a control character
+//! or a non-ASCII byte stops the skip); lines are ASCII in the common case, and only a
+//! line with a non-ASCII byte pays a full UTF-8 check.
+
+/// The time and key fields a [`scan`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scanned<'a> {
+    /// The time field's value, an integer.
+    pub timestamp: Option<i64>,
+    /// The key field's value, a string without escapes (the bytes between its quotes).
+    pub key: Option<&'a [u8]>,
+}
+
+/// Containers nested deeper than this take the slow path (serde_json allows 128).
+const MAX_DEPTH: u32 = 64;
+
+/// Digits of the longest time the fast path reads (fits an `i64` whatever the digits).
+const MAX_TIME_DIGITS: usize = 18;
+
+/// Bytes that stop a string skip: `"`, `\`, control characters and non-ASCII.
+static STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    table
+};
+
+/// Validates `json` as one JSON object and reads its top-level fields named `time` and
+/// `key`; `None` when the input is invalid or needs the slow path (see the module doc).
+pub fn scan<'a>(json: &'a [u8], time: Option<&str>, key: Option<&str>) -> Option<Scanned<'a>> {
+    let mut scanner = Scanner {
+        bytes: json,
+        at: 0,
+        non_ascii: false,
+    };
+    let found = scanner.object(time.map(str::as_bytes), key.map(str::as_bytes))?;
+    scanner.whitespace();
+    if scanner.at != json.len() {
+        return None;
+    }
+    if scanner.non_ascii && std::str::from_utf8(json).is_err() {
+        return None;
+    }
+    Some(found)
+}
+
+/// The first index from `at` of a byte that stops a string skip ([`STRING_STOP`]), or
+/// `bytes.len()`; eight bytes at a time (SWAR) where eight remain.
+fn skip_plain_string_bytes(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Marks the bytes of `word` that are zero (exactly the first; after it, borrows may
+    // mark more, which is harmless as only the first is used).
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let stops = zero(word ^ (ONES * u64::from(b'"')))
+            | zero(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS) // below 0x20 (or 0x80 and up)
+            | (word & HIGHS);
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && !STRING_STOP[bytes[at] as usize] {
+        at += 1;
+    }
+    at
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// Whether a string held a non-ASCII byte (then the whole input gets a UTF-8 check).
+    non_ascii: bool,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `byte` after optional whitespace.
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.whitespace();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// The top-level object, reading the wanted fields.
+    fn object(&mut self, time: Option<&[u8]>, key: Option<&[u8]>) -> Option<Scanned<'a>> {
+        let mut found = Scanned::default();
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(found);
+        }
+        loop {
+            self.expect(b'"')?;
+            let (name, escaped) = self.string_body()?;
+            if escaped {
+                return None; // an escaped name may spell a wanted field
+            }
+            self.expect(b':')?;
+            self.whitespace();
+            if Some(name) == time {
+                found.timestamp = Some(self.plain_integer()?);
+            } else if Some(name) == key {
+                self.expect(b'"')?;
+                let (value, escaped) = self.string_body()?;
+                if escaped {
+                    return None;
+                }
+                found.key = Some(value);
+            } else {
+                self.value(1)?;
+            }
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(found);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Any JSON value, nested `depth` containers deep.
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_body().map(|_| ())
+            }
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            b'{' => {
+                self.at += 1;
+                self.members(b'}', depth, true)
+            }
+            b'[' => {
+                self.at += 1;
+                self.members(b']', depth, false)
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    /// The members of a nested object (`named`) or array, after its opening bracket.
+    fn members(&mut self, close: u8, depth: u32, named: bool) -> Option<()> {
+        self.whitespace();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if named {
+                self.expect(b'"')?;
+                self.string_body()?;
+                self.expect(b':')?;
+            }
+            self.whitespace();
+            self.value(depth + 1)?;
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b if b == close => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// The rest of a string after its opening quote: its raw bytes, and whether it holds
+    /// an escape.
+    fn string_body(&mut self) -> Option<(&'a [u8], bool)> {
+        let bytes = self.bytes;
+        let start = self.at;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            at = skip_plain_string_bytes(bytes, at);
+            match *bytes.get(at)? {
+                b'"' => {
+                    self.at = at + 1;
+                    return Some((&bytes[start..at], escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    at += match *bytes.get(at + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                        b'u' if bytes.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                        _ => return None,
+                    };
+                }
+                b if b >= 0x80 => {
+                    self.non_ascii = true;
+                    at += 1;
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// A JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// A number that is a plain integer of at most [`MAX_TIME_DIGITS`] digits, as an
+    /// `i64`; anything else (a fraction, an exponent, a string) takes the slow path.
+    fn plain_integer(&mut self) -> Option<i64> {
+        let start = self.at;
+        self.number()?;
+        let text = &self.bytes[start..self.at];
+        let (negative, digits) = match text.split_first()? {
+            (b'-', rest) => (true, rest),
+            _ => (false, text),
+        };
+        if digits.len() > MAX_TIME_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = digits
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        Some(if negative { -value } else { value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_plain_fields_and_skips_the_rest() {
+        let line = br#"{"seq":0,"ts":1700000000000,"user":"user-17","card":"card-17-1","amount":42.17,"country":"DE"}"#;
+        let found = scan(line, Some("ts"), Some("user")).unwrap();
+        assert_eq!(found.timestamp, Some(1_700_000_000_000));
+        assert_eq!(found.key, Some(&b"user-17"[..]));
+        let nested = br#" {"a":[1,-2.5e+3,{"b":null,"c":[true,false,"x\"\u00e9\n"]}],"ts":-7,"user":"\u00e9t\u00e9"} "#;
+        assert!(scan(nested, Some("ts"), None).is_some());
+        assert_eq!(scan(nested, Some("ts"), Some("user")), None); // escaped key: slow path
+        assert_eq!(
+            scan("{\"user\":\"été\"}".as_bytes(), None, Some("user"))
+                .unwrap()
+                .key,
+            Some("été".as_bytes())
+        );
+    }
+
+    proptest::proptest! {
+        /// The eight-at-a-time skip stops where a byte-by-byte skip would.
+        #[test]
+        fn the_word_skip_stops_where_the_byte_skip_does(
+            bytes in proptest::collection::vec(proptest::sample::select(
+                vec![b'a', b' ', b'"', b'\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff]), 0..40),
+            at in 0..8usize,
+        ) {
+            let at = at.min(bytes.len());
+            let naive = (at..bytes.len()).find(|&i| STRING_STOP[bytes[i] as usize]).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(skip_plain_string_bytes(&bytes, at), naive);
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_plain_object() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"a\":1,}",
+            b"{\"a\":01}",
+            b"{\"a\":1.}",
+            b"{\"a\":1e}",
+            b"{\"a\":-}",
+            b"{\"a\":tru}",
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\\x\"}",
+            b"{\"a\":\"\\u12g4\"}",
+            b"{\"a\":1} {}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"ts\":1.0}",
+            b"{\"ts\":1234567890123456789}",
+        ] {
+            assert_eq!(
+                scan(bad, Some("ts"), None),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(scan(deep.as_bytes(), None, None), None);
+    }
+}
