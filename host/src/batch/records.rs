@@ -34,6 +34,9 @@ impl<'a> Records<'a> {
     }
 }
 
+/// The most buffer a [`RecordBuffer`] keeps between uses.
+const RETAINED_BYTES: usize = 8 << 20;
+
 /// A growable buffer of records, packed as [`Records`] reads them.
 #[derive(Debug, Default)]
 pub struct RecordBuffer {
@@ -66,8 +69,13 @@ impl RecordBuffer {
         }
     }
 
-    /// Forgets every record, keeping the buffers.
+    /// Forgets every record, keeping the buffers unless a burst (a large window firing)
+    /// grew them past [`RETAINED_BYTES`]: those are given back, so one burst does not
+    /// pin its memory for the rest of the run.
     pub fn clear(&mut self) {
+        if self.bytes.capacity() > RETAINED_BYTES {
+            *self = Self::default();
+        }
         self.bytes.clear();
         self.ends.clear();
     }

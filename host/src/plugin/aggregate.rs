@@ -266,7 +266,7 @@ impl Aggregator for WasmAggregate {
     }
 
     fn create(&mut self) -> Result<Acc> {
-        Ok(Acc::Bytes(self.empty.clone()))
+        Ok(Acc::Bytes(self.empty.as_slice().into()))
     }
 
     fn prepare(&self, _batch: &EventBatch, _i: usize) -> Result<Option<f64>, String> {
@@ -308,7 +308,7 @@ impl Aggregator for WasmAggregate {
             );
         }
         for (i, &slot) in self.slots.iter().enumerate() {
-            accs[slot as usize] = Acc::Bytes(folded.get(i).to_vec());
+            accs[slot as usize] = Acc::Bytes(folded.get(i).into());
         }
         self.slots.clear();
         self.target_of_slot.clear();
@@ -323,7 +323,7 @@ impl Aggregator for WasmAggregate {
         self.call_with("merge", &[bytes(&a), bytes(&b)], |plugin, s, packed| {
             plugin.call_merge(s, packed.get(0), packed.get(1))
         })
-        .map(Acc::Bytes)
+        .map(|merged| Acc::Bytes(merged.into()))
     }
 
     fn version(&self) -> Option<AggregatorVersion> {

@@ -26,7 +26,7 @@ pub enum Acc {
         count: u64,
     },
     /// A Wasm aggregate's accumulator, opaque to the host.
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
 }
 
 /// An aggregate function over the events of a key and window.

@@ -4,6 +4,7 @@ mod aggregate;
 mod assigner;
 mod checkpoint;
 mod operator;
+mod table;
 
 pub use aggregate::{write_number, Acc, Aggregator, AggregatorVersion, Builtin};
 pub use assigner::{window_start, Assigner, TimeWindow};

@@ -14,7 +14,6 @@
 //! times), so a watermark advance costs only the windows it fires.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -23,6 +22,7 @@ use anyhow::Result;
 use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
 use super::checkpoint::WindowSnapshot;
+use super::table::{Keys, Windows};
 use crate::batch::EventBatch;
 use crate::batch::RecordBuffer;
 use crate::dead_letter::DeadLetters;
@@ -42,84 +42,28 @@ pub struct WindowCounters {
     pub unaggregatable: u64,
 }
 
-/// Keys interned to small ids, so windows and timers hold 4 bytes instead of the key.
-/// A key is forgotten (and its id reused) once it has no open window, so a stream of
-/// ever-new keys does not grow the table without bound. Each key's bytes are allocated
-/// once and shared by the lookup table and the id table.
-#[derive(Debug, Default)]
-struct Keys {
-    ids: HashMap<Arc<[u8]>, u32>,
-    bytes: Vec<Arc<[u8]>>,
-    /// Open windows per key id.
-    windows: Vec<u32>,
-    free: Vec<u32>,
-}
-
-impl Keys {
-    fn intern(&mut self, key: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(key) {
-            return id;
-        }
-        let key: Arc<[u8]> = Arc::from(key);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.bytes[id as usize] = key.clone();
-                id
-            }
-            None => {
-                self.bytes.push(key.clone());
-                self.windows.push(0);
-                u32::try_from(self.bytes.len() - 1).expect("more than 4 billion keys")
-            }
-        };
-        self.ids.insert(key, id);
-        id
-    }
-
-    fn window_opened(&mut self, id: u32) {
-        self.windows[id as usize] += 1;
-    }
-
-    fn window_closed(&mut self, id: u32) {
-        self.windows[id as usize] -= 1;
-    }
-
-    /// Forgets a key that has no open window.
-    fn release_if_unused(&mut self, id: u32) {
-        if self.windows[id as usize] == 0 {
-            let bytes = std::mem::replace(&mut self.bytes[id as usize], Arc::from(&[][..]));
-            self.ids.remove(&bytes);
-            self.free.push(id);
-        }
-    }
-}
-
-/// A window of a key.
-type WindowId = (u32, i64, i64);
-
 /// The keyed window operator.
 pub struct WindowOperator {
     assigner: Assigner,
     lateness: i64,
     aggregator: Box<dyn Aggregator>,
     keys: Keys,
-    /// Open windows and the slot of their accumulator.
-    windows: HashMap<WindowId, u32>,
+    /// Open windows, each in a slot with its accumulator.
+    windows: Windows,
     /// Session windows per key (merging assigners only).
     sessions: HashMap<u32, Vec<TimeWindow>>,
-    accs: Vec<Acc>,
-    free: Vec<u32>,
-    /// Windows by timer time: fire at `end - 1`, clean up at `end - 1 + lateness`. Many
-    /// windows share an end, so a watermark step takes whole groups.
-    timers: BTreeMap<i64, Vec<WindowId>>,
+    /// Window slots by timer time: fire at `end - 1`, clean up at `end - 1 + lateness`.
+    /// Many windows share an end, so a watermark step takes whole groups. An entry may
+    /// outlive its window (a merged session): at its time, a slot is acted on only for
+    /// what the window it holds then is due for.
+    timers: BTreeMap<i64, Vec<u32>>,
     watermark: i64,
     counters: WindowCounters,
     assigned: Vec<TimeWindow>,
     /// Scratch space for one window's result.
     result: Vec<u8>,
-    /// Changes since the last checkpoint, for incremental checkpoints: the window each
-    /// slot holds, which slots changed, and the windows closed.
-    slot_window: Vec<WindowId>,
+    /// Changes since the last checkpoint, for incremental checkpoints: which slots
+    /// changed, and the windows closed.
     dirty: Vec<bool>,
     dirty_slots: Vec<u32>,
     removed: Vec<(Vec<u8>, i64, i64)>,
@@ -141,16 +85,13 @@ impl WindowOperator {
             lateness: allowed_lateness,
             aggregator,
             keys: Keys::default(),
-            windows: HashMap::default(),
+            windows: Windows::default(),
             sessions: HashMap::default(),
-            accs: Vec::new(),
-            free: Vec::new(),
             timers: BTreeMap::new(),
             watermark: MIN_WATERMARK,
             counters: WindowCounters::default(),
             assigned: Vec::new(),
             result: Vec::new(),
-            slot_window: Vec::new(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
             removed: Vec::new(),
@@ -171,7 +112,7 @@ impl WindowOperator {
     /// The windows of `assigned` an event of `key` would open that are not open yet,
     /// when that takes the key past its bound: how many the key would then hold.
     fn over_bound(&self, key: u32, assigned: &[TimeWindow]) -> Option<u64> {
-        let open = u64::from(self.keys.windows[key as usize]);
+        let open = u64::from(self.keys.open(key));
         if open + assigned.len() as u64 <= self.max_open_per_key {
             return None; // the common case: no lookup needed
         }
@@ -181,7 +122,7 @@ impl WindowOperator {
         } else {
             assigned
                 .iter()
-                .filter(|w| !self.windows.contains_key(&(key, w.start, w.end)))
+                .filter(|w| self.windows.get(key, **w).is_none())
                 .count() as u64
         };
         (new > 0 && open + new > self.max_open_per_key).then_some(open + new)
@@ -220,13 +161,15 @@ impl WindowOperator {
         let windows = if incremental {
             self.dirty_slots
                 .iter()
-                .filter(|&&slot| self.windows.get(&self.slot_window[slot as usize]) == Some(&slot))
-                .map(|&slot| self.window_entry(self.slot_window[slot as usize], slot))
+                .filter_map(|&slot| {
+                    let (key, window) = self.windows.held(slot)?;
+                    Some(self.window_entry(slot, key, window))
+                })
                 .collect()
         } else {
             self.windows
                 .iter()
-                .map(|(&id, &slot)| self.window_entry(id, slot))
+                .map(|(slot, key, window)| self.window_entry(slot, key, window))
                 .collect()
         };
         let removed = std::mem::take(&mut self.removed);
@@ -249,12 +192,12 @@ impl WindowOperator {
         }
     }
 
-    fn window_entry(&self, (key, start, end): WindowId, slot: u32) -> (Vec<u8>, i64, i64, Acc) {
+    fn window_entry(&self, slot: u32, key: u32, window: TimeWindow) -> (Vec<u8>, i64, i64, Acc) {
         (
-            self.keys.bytes[key as usize].to_vec(),
-            start,
-            end,
-            self.accs[slot as usize].clone(),
+            self.keys.bytes(key).to_vec(),
+            window.start,
+            window.end,
+            self.windows.accs[slot as usize].clone(),
         )
     }
 
@@ -269,8 +212,14 @@ impl WindowOperator {
     }
 
     fn mark_dirty(&mut self, slot: u32) {
+        if !self.track_changes {
+            return;
+        }
+        if self.dirty.len() <= slot as usize {
+            self.dirty.resize(self.windows.slot_count(), false);
+        }
         let flag = &mut self.dirty[slot as usize];
-        if self.track_changes && !*flag {
+        if !*flag {
             *flag = true;
             self.dirty_slots.push(slot);
         }
@@ -288,27 +237,23 @@ impl WindowOperator {
             late_rejected,
             unaggregatable,
         };
-        self.windows.reserve(snapshot.windows.len());
         for (key, start, end, acc) in &snapshot.windows {
             let key = self.keys.intern(key);
             let window = TimeWindow {
                 start: *start,
                 end: *end,
             };
-            let slot = self.store_acc(acc.clone(), (key, window.start, window.end));
-            self.windows.insert((key, window.start, window.end), slot);
-            self.keys.window_opened(key);
+            let slot = self.store_acc(key, window, acc.clone());
             if self.assigner.is_merging() {
                 self.sessions.entry(key).or_default().push(window);
             }
             let fire = window.max_timestamp();
             let cleanup = fire.saturating_add(self.lateness);
-            let id = (key, window.start, window.end);
             if fire > self.watermark {
-                self.timers.entry(fire).or_default().push(id);
+                self.timers.entry(fire).or_default().push(slot);
             }
             if cleanup != fire && cleanup > self.watermark {
-                self.timers.entry(cleanup).or_default().push(id);
+                self.timers.entry(cleanup).or_default().push(slot);
             }
         }
         for slot in self.dirty_slots.drain(..) {
@@ -318,7 +263,7 @@ impl WindowOperator {
 
     /// Number of keys with open windows.
     pub fn open_keys(&self) -> usize {
-        self.keys.ids.len()
+        self.keys.len()
     }
 
     /// Number of open (key, window) pairs.
@@ -398,7 +343,7 @@ impl WindowOperator {
             }
             self.keys.release_if_unused(key);
         }
-        self.aggregator.flush(batch, &mut self.accs)?;
+        self.aggregator.flush(batch, &mut self.windows.accs)?;
         self.advance(batch, end_watermark, out)
     }
 
@@ -420,22 +365,28 @@ impl WindowOperator {
             if time > watermark {
                 break;
             }
-            let mut due = entry.remove();
+            let mut due: Vec<(u32, u32, TimeWindow)> = entry
+                .remove()
+                .into_iter()
+                .filter_map(|slot| {
+                    // A slot whose window closed (merged into a larger session, or
+                    // cleaned up) holds nothing, or a window with timers of its own.
+                    let (key, window) = self.windows.held(slot)?;
+                    Some((slot, key, window))
+                })
+                .collect();
             // Key bytes, not ids, so the order survives a restore (ids are reassigned).
-            let keys = &self.keys.bytes;
+            let keys = &self.keys;
             due.sort_unstable_by(|a, b| {
-                keys[a.0 as usize]
-                    .cmp(&keys[b.0 as usize])
-                    .then((a.1, a.2).cmp(&(b.1, b.2)))
+                keys.bytes(a.1)
+                    .cmp(keys.bytes(b.1))
+                    .then((a.2.start, a.2.end).cmp(&(b.2.start, b.2.end)))
             });
-            for (key, start, end) in due {
-                let window = TimeWindow { start, end };
-                let Some(&slot) = self.windows.get(&(key, start, end)) else {
-                    continue; // merged into a larger session, or already cleaned up
-                };
+            due.dedup_by_key(|d| d.0);
+            for (slot, key, window) in due {
                 if time == window.max_timestamp() {
                     if !flushed {
-                        self.aggregator.flush(batch, &mut self.accs)?;
+                        self.aggregator.flush(batch, &mut self.windows.accs)?;
                         flushed = true;
                     }
                     self.emit(key, window, slot, out)?;
@@ -473,11 +424,11 @@ impl WindowOperator {
             }
             accepted = true;
             let slot = self.window_slot(key, window)?;
-            self.aggregator.fold(&mut self.accs, slot, i, value);
+            self.aggregator.fold(&mut self.windows.accs, slot, i, value);
             self.mark_dirty(slot);
             if window.max_timestamp() <= self.watermark {
                 late_but_allowed = true;
-                self.aggregator.flush(batch, &mut self.accs)?;
+                self.aggregator.flush(batch, &mut self.windows.accs)?;
                 self.emit(key, window, slot, out)?;
             }
         }
@@ -516,9 +467,11 @@ impl WindowOperator {
             return Ok(Err(merged));
         }
         let slot = if touching.len() == 1 && touching[0] == merged {
-            self.windows[&(key, merged.start, merged.end)]
+            self.windows
+                .get(key, merged)
+                .expect("a session in the list has state")
         } else {
-            self.aggregator.flush(batch, &mut self.accs)?;
+            self.aggregator.flush(batch, &mut self.windows.accs)?;
             let mut acc = self.aggregator.create()?;
             for old in &touching {
                 let old = self
@@ -526,18 +479,16 @@ impl WindowOperator {
                     .expect("a session in the list has state");
                 acc = self.aggregator.merge(acc, old)?;
             }
-            let slot = self.store_acc(acc, (key, merged.start, merged.end));
-            self.windows.insert((key, merged.start, merged.end), slot);
-            self.keys.window_opened(key);
+            let slot = self.store_acc(key, merged, acc);
             self.sessions.entry(key).or_default().push(merged);
-            self.register_timers(key, merged);
+            self.register_timers(slot, merged);
             slot
         };
-        self.aggregator.fold(&mut self.accs, slot, i, value);
+        self.aggregator.fold(&mut self.windows.accs, slot, i, value);
         self.mark_dirty(slot);
         if merged.max_timestamp() <= self.watermark {
             self.counters.late_accepted += 1;
-            self.aggregator.flush(batch, &mut self.accs)?;
+            self.aggregator.flush(batch, &mut self.windows.accs)?;
             self.emit(key, merged, slot, out)?;
         }
         Ok(Ok(()))
@@ -545,56 +496,43 @@ impl WindowOperator {
 
     /// The accumulator slot of a window, creating the window (and its timers) if new.
     fn window_slot(&mut self, key: u32, window: TimeWindow) -> Result<u32> {
-        if let Some(&slot) = self.windows.get(&(key, window.start, window.end)) {
+        if let Some(slot) = self.windows.get(key, window) {
             return Ok(slot);
         }
         let acc = self.aggregator.create()?;
-        let slot = self.store_acc(acc, (key, window.start, window.end));
-        self.windows.insert((key, window.start, window.end), slot);
-        self.keys.window_opened(key);
-        self.register_timers(key, window);
+        let slot = self.store_acc(key, window, acc);
+        self.register_timers(slot, window);
         Ok(slot)
     }
 
     /// Registers a new window's timers. A window created when the watermark is already
     /// past its end (a late event within the allowed lateness) gets no firing timer: it
     /// fires on the element itself, as Flink's event-time trigger does.
-    fn register_timers(&mut self, key: u32, window: TimeWindow) {
+    fn register_timers(&mut self, slot: u32, window: TimeWindow) {
         let fire = window.max_timestamp();
-        let id = (key, window.start, window.end);
         if fire > self.watermark {
-            self.timers.entry(fire).or_default().push(id);
+            self.timers.entry(fire).or_default().push(slot);
         }
         if self.lateness > 0 {
             let cleanup = fire.saturating_add(self.lateness);
-            self.timers.entry(cleanup).or_default().push(id);
+            self.timers.entry(cleanup).or_default().push(slot);
         }
     }
 
-    fn store_acc(&mut self, acc: Acc, id: WindowId) -> u32 {
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.accs[slot as usize] = acc;
-                self.slot_window[slot as usize] = id;
-                slot
-            }
-            None => {
-                self.accs.push(acc);
-                self.slot_window.push(id);
-                self.dirty.push(false);
-                u32::try_from(self.accs.len() - 1).expect("more than 4 billion open windows")
-            }
-        };
+    /// Opens `window` of `key` with `acc`; returns its slot.
+    fn store_acc(&mut self, key: u32, window: TimeWindow, acc: Acc) -> u32 {
+        let slot = self.windows.insert(key, window, acc);
+        self.keys.window_opened(key);
         self.mark_dirty(slot);
         slot
     }
 
     /// Removes a window's state, returning its accumulator.
     fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
-        let slot = self.windows.remove(&(key, window.start, window.end))?;
+        let (_, acc) = self.windows.remove(key, window)?;
         self.keys.window_closed(key);
         if self.track_changes {
-            let key = self.keys.bytes[key as usize].to_vec();
+            let key = self.keys.bytes(key).to_vec();
             self.removed.push((key, window.start, window.end));
         }
         if let Some(sessions) = self.sessions.get_mut(&key) {
@@ -603,11 +541,7 @@ impl WindowOperator {
                 self.sessions.remove(&key);
             }
         }
-        self.free.push(slot);
-        Some(std::mem::replace(
-            &mut self.accs[slot as usize],
-            Acc::Count(0),
-        ))
+        Some(acc)
     }
 
     /// Writes one window result:
@@ -623,12 +557,12 @@ impl WindowOperator {
         result.clear();
         if let Err(e) = self
             .aggregator
-            .finish(&self.accs[slot as usize], &mut result)
+            .finish(&self.windows.accs[slot as usize], &mut result)
         {
             self.result = result;
             return Err(e);
         }
-        let key = &self.keys.bytes[key as usize];
+        let key = self.keys.bytes(key);
         let name = self.aggregator.name();
         out.push_with(|buf| {
             let mut num = itoa::Buffer::new();
