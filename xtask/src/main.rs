@@ -2,6 +2,9 @@
 //!
 //! - `plugins`: builds the example plugins and copies them to `target/plugins/`.
 //! - `quickstart`: `plugins`, then runs `examples/quickstart.toml` with a release `eddy`.
+//! - `peers [ARGS]`: `plugins` and a release `eddy`, then `tools/peers/run.py` (Eddy, Apache
+//!   Flink and Bytewax on the same files; outside CI: it installs ~900 MB of peers into
+//!   `~/.cache/eddy/peers` and runs for tens of minutes). `ARGS` go to the script.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +16,8 @@ fn main() -> Result<()> {
     match task.as_str() {
         "plugins" => plugins().map(|_| ()),
         "quickstart" => quickstart(),
-        _ => bail!("usage: cargo xtask <plugins|quickstart>"),
+        "peers" => peers(std::env::args().skip(2).collect()),
+        _ => bail!("usage: cargo xtask <plugins|quickstart|peers [ARGS]>"),
     }
 }
 
@@ -42,26 +46,55 @@ fn plugins() -> Result<PathBuf> {
 
 fn quickstart() -> Result<()> {
     plugins()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "eddy",
-            "--",
-            "run",
-            "examples/quickstart.toml",
-        ])
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("the quickstart pipeline failed");
-    }
+    cargo(&[
+        "run",
+        "--release",
+        "-p",
+        "eddy",
+        "--",
+        "run",
+        "examples/quickstart.toml",
+    ])
+    .context("the quickstart pipeline failed")?;
     let out = examples_dir().join("quickstart");
     println!("\nresults: {}", out.join("payments.jsonl").display());
     println!("dead letters: {}", out.join("dead-letters.jsonl").display());
+    Ok(())
+}
+
+/// Runs `cargo` with `args` in the workspace.
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn peers(args: Vec<String>) -> Result<()> {
+    let plugins = plugins()?;
+    cargo(&["build", "--release", "-p", "eddy"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let status = Command::new("python3")
+        .current_dir(workspace())
+        .arg("tools/peers/run.py")
+        .arg("--eddy")
+        .arg(target.join("release").join("eddy"))
+        .arg("--filter-wasm")
+        .arg(plugins.join("filter.wasm"))
+        .args(args)
+        .status()
+        .context("cannot run python3 (the peers script needs Python 3.9 or later)")?;
+    if !status.success() {
+        bail!("the peers comparison failed; its logs are in ~/.cache/eddy/peers/work");
+    }
     Ok(())
 }
 

@@ -276,8 +276,8 @@ mod tests {
 
     #[test]
     fn a_window_takes_a_16_byte_slot_and_a_24_byte_accumulator() {
-        assert_eq!(std::mem::size_of::<SlotWindow>(), 16);
-        assert_eq!(std::mem::size_of::<Acc>(), 24);
+        assert_eq!(size_of::<SlotWindow>(), 16);
+        assert_eq!(size_of::<Acc>(), 24);
     }
 
     #[test]
