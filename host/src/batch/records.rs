@@ -80,3 +80,27 @@ impl RecordBuffer {
         self.ends.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_keeps_a_small_buffer_and_gives_back_a_burst() {
+        let mut buffer = RecordBuffer::default();
+        buffer.push_with(|b| b.extend_from_slice(b"{}"));
+        buffer.clear();
+        let kept = buffer.bytes.capacity();
+        assert!(kept > 0 && buffer.is_empty());
+        for _ in 0..(RETAINED_BYTES / 1000 + 1) {
+            buffer.push_with(|b| b.extend_from_slice(&[b' '; 1000]));
+        }
+        assert_eq!(buffer.records().len(), RETAINED_BYTES / 1000 + 1);
+        buffer.clear();
+        assert!(buffer.is_empty());
+        assert!(
+            buffer.bytes.capacity() <= kept,
+            "the burst's buffer is given back"
+        );
+    }
+}
