@@ -61,6 +61,7 @@ pub fn scan<'a>(json: &'a [u8], time: Option<&str>, key: Option<&str>) -> Option
 
 /// The first index from `at` of a byte that stops a string skip ([`STRING_STOP`]), or
 /// `bytes.len()`; eight bytes at a time (SWAR) where eight remain.
+#[inline(always)]
 fn skip_plain_string_bytes(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -92,10 +93,12 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
@@ -103,6 +106,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Consumes `byte` after optional whitespace.
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Option<()> {
         self.whitespace();
         (self.peek()? == byte).then(|| self.at += 1)
@@ -135,7 +139,15 @@ impl<'a> Scanner<'a> {
                 }
                 found.key = Some(value);
             } else {
-                self.value(1)?;
+                // Scalars inline; containers through the recursive path.
+                match self.peek()? {
+                    b'"' => {
+                        self.at += 1;
+                        self.string_body()?;
+                    }
+                    b'-' | b'0'..=b'9' => self.number()?,
+                    _ => self.value(1)?,
+                }
             }
             self.whitespace();
             match self.peek()? {
@@ -199,6 +211,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at + word.len();
         (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
@@ -206,6 +219,7 @@ impl<'a> Scanner<'a> {
 
     /// The rest of a string after its opening quote: its raw bytes, and whether it holds
     /// an escape.
+    #[inline(always)]
     fn string_body(&mut self) -> Option<(&'a [u8], bool)> {
         let bytes = self.bytes;
         let start = self.at;
@@ -235,6 +249,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.at;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -244,6 +259,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -275,6 +291,7 @@ impl<'a> Scanner<'a> {
 
     /// A number that is a plain integer of at most [`MAX_TIME_DIGITS`] digits, as an
     /// `i64`; anything else (a fraction, an exponent, a string) takes the slow path.
+    #[inline(always)]
     fn plain_integer(&mut self) -> Option<i64> {
         let start = self.at;
         self.number()?;
