@@ -403,7 +403,7 @@ impl Pipeline {
         let input = self
             .input
             .take()
-            .context("the pipeline's source is still held by an earlier run that failed")?;
+            .context("the pipeline lost its source when an earlier run's reader thread panicked; build the pipeline again")?;
         let stopping = AtomicBool::new(false);
         let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
         let (outcome, input) = std::thread::scope(|scope| {
