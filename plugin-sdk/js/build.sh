@@ -15,39 +15,17 @@
 #   (cli, clocks, io, random; no wasi:http, whence `--disable http fetch-event`). stdio
 #   stays on, so console.log/console.error and uncaught exceptions reach the plugin's
 #   stdout/stderr, which the host passes on.
-# - OUT.wasm is replaced by rename, never written in place, so a host watching it never
-#   loads half a file; a failed build leaves it as it was.
+# - OUT.wasm is replaced by rename (build-common.sh), never written in place.
 # - The toolchain comes from toolchain.sh (pinned versions, installed once).
 set -euo pipefail
 
-die() {
-    echo "build.sh: $*" >&2
-    exit 1
-}
-
-[[ $# -eq 3 ]] || die "usage: build.sh APP_DIR WORLD OUT.wasm"
-app_dir=$1
-world=$2
-out=$3
-[[ -f "$app_dir/app.js" ]] || die "no $app_dir/app.js"
-
 sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-wit=${EDDY_WIT_DIR:-$sdk/../../wit}
-[[ -d "$wit" ]] || die "no WIT directory at $wit (set EDDY_WIT_DIR)"
-wit=$(cd "$wit" && pwd)
-app=$(cd "$app_dir" && pwd)
+# shellcheck source=../build-common.sh
+source "$sdk/build-common.sh"
+build_setup app.js "$@"
 
 toolchain=$("$sdk/toolchain.sh")
 bin="$toolchain/node_modules/.bin"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/eddy-js-build.XXXXXX")
-out_dir=$(dirname "$out")
-mkdir -p "$out_dir"
-partial="$out_dir/.$(basename "$out").partial.$$"
-trap 'rm -rf "$work" "$partial"' EXIT
-
-# Microseconds since the epoch, without bc (not on every machine).
-started=${EPOCHREALTIME//[!0-9]/}
 
 # One ES module: the app, the library and the app's packages. The WIT import stays an
 # import (componentize-js provides it); `eddy-plugin` is the library beside this script.
@@ -68,13 +46,4 @@ fi
 (cd "$work" && "$bin/componentize-js" app.js --wit "$wit" --world-name "$world" \
     --disable http fetch-event --out component.wasm >&2) ||
     die "componentize-js could not build $app_dir/app.js as world \`$world\` of $wit (a Filter builds as filter-plugin, a Transform as transform-plugin: is that the world it exports?)"
-[[ -s "$work/component.wasm" ]] || die "componentize-js wrote no component"
-
-mv "$work/component.wasm" "$partial"
-mv -f "$partial" "$out"
-
-tenths_s=$(((${EPOCHREALTIME//[!0-9]/} - started) / 100000))
-size=$(stat -c %s "$out")
-tenths_mb=$((size / 100000))
-printf 'build.sh: %s (%s, %d.%d MB) in %d.%d s\n' "$out" "$world" $((tenths_mb / 10)) $((tenths_mb % 10)) \
-    $((tenths_s / 10)) $((tenths_s % 10)) >&2
+publish_component componentize-js

@@ -19,36 +19,15 @@
 # - componentize-py reads copies: APP_DIR without its tests (test_*.py, *_test.py,
 #   conftest.py), fixtures/, caches and .wasm files, and eddy_plugin/ alone. It would
 #   otherwise write __pycache__ directories into the source tree.
-# - OUT.wasm is replaced by rename, never written in place, so a host watching it never
-#   loads half a file; a failed build leaves it as it was.
+# - OUT.wasm is replaced by rename (build-common.sh), never written in place.
 set -euo pipefail
 
-die() {
-    echo "build.sh: $*" >&2
-    exit 1
-}
-
-[[ $# -eq 3 ]] || die "usage: build.sh APP_DIR WORLD OUT.wasm"
-app_dir=$1
-world=$2
-out=$3
-[[ -f "$app_dir/app.py" ]] || die "no $app_dir/app.py"
-
 sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-wit=${EDDY_WIT_DIR:-$sdk/../../wit}
-[[ -d "$wit" ]] || die "no WIT directory at $wit (set EDDY_WIT_DIR)"
-wit=$(cd "$wit" && pwd)
-app=$(cd "$app_dir" && pwd)
+# shellcheck source=../build-common.sh
+source "$sdk/build-common.sh"
+build_setup app.py "$@"
 
 toolchain=$("$sdk/toolchain.sh")
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/eddy-py-build.XXXXXX")
-out_dir=$(dirname "$out")
-mkdir -p "$out_dir"
-partial="$out_dir/.$(basename "$out").partial.$$"
-trap 'rm -rf "$work" "$partial"' EXIT
-
-started=$(date +%s%N)
 
 # What goes into the component: the app without its tests, and the library.
 mkdir -p "$work/app" "$work/lib"
@@ -64,11 +43,4 @@ rm -rf "$work/lib/eddy_plugin/__pycache__"
 (cd "$work" && env -u VIRTUAL_ENV RUST_BACKTRACE=0 "$toolchain/bin/componentize-py" -d "$wit" -w "$world" \
     componentize -p "$work/app" -p "$work/lib" app -o "$work/component.wasm" >&2) ||
     die "componentize-py could not build $app_dir/app.py as world \`$world\` of $wit (a Filter builds as filter-plugin, a Transform as transform-plugin: is that the world it exports?)"
-[[ -s "$work/component.wasm" ]] || die "componentize-py wrote no component"
-
-mv "$work/component.wasm" "$partial"
-mv -f "$partial" "$out"
-
-awk -v out="$out" -v world="$world" -v size="$(stat -c %s "$out")" \
-    -v ns="$(($(date +%s%N) - started))" \
-    'BEGIN { printf "build.sh: %s (%s, %.1f MB) in %.1f s\n", out, world, size / 1e6, ns / 1e9 }' >&2
+publish_component componentize-py

@@ -155,6 +155,10 @@ const JS_SDK: &[File] = &[
         include_str!("../../../plugin-sdk/js/build.sh"),
     ),
     (
+        "sdk/build-common.sh",
+        include_str!("../../../plugin-sdk/build-common.sh"),
+    ),
+    (
         "sdk/test.sh",
         include_str!("../../../plugin-sdk/js/test.sh"),
     ),
@@ -192,6 +196,10 @@ const PYTHON_SDK: &[File] = &[
     (
         "sdk/build.sh",
         include_str!("../../../plugin-sdk/python/build.sh"),
+    ),
+    (
+        "sdk/build-common.sh",
+        include_str!("../../../plugin-sdk/build-common.sh"),
     ),
     (
         "sdk/test.sh",

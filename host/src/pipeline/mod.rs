@@ -474,10 +474,11 @@ impl Pipeline {
                 mut dead,
                 state,
                 unparseable,
-                cut,
+                position,
+                watermarks,
             } = next?;
-            self.cut.source.advance(cut.source);
-            self.cut.watermarks = cut.watermarks;
+            self.cut.source.advance(position);
+            self.cut.watermarks = watermarks;
             exhausted = state == SourceState::Exhausted;
             late.clear();
             results.clear();

@@ -20,7 +20,7 @@ use anyhow::Result;
 use crate::batch::EventBatch;
 use crate::config::{BatchConfig, EventFields};
 use crate::dead_letter::DeadLetters;
-use crate::source::{self, Ingest, Source, SourceCut, SourceState};
+use crate::source::{self, Ingest, Source, SourceCut, SourcePosition, SourceState};
 use crate::watermark::Watermarks;
 
 /// The source and what reading it needs.
@@ -54,8 +54,10 @@ pub struct Gathered {
     pub state: SourceState,
     /// How many records were not valid events.
     pub unparseable: u64,
-    /// Where reading stood after the batch.
-    pub cut: ReadCut,
+    /// The source's position after the batch.
+    pub position: SourcePosition,
+    /// The watermarks after the batch.
+    pub watermarks: Watermarks,
 }
 
 /// The channels between the pipeline and its reader thread.
@@ -136,7 +138,8 @@ impl Input {
                     dead,
                     state,
                     unparseable,
-                    cut: self.cut(),
+                    position: self.source.position(),
+                    watermarks: self.watermarks.clone(),
                 });
             let last = match &gathered {
                 Ok(g) => g.state == SourceState::Exhausted || stop(),
@@ -188,7 +191,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::source::{FileSource, SourcePosition};
+    use crate::source::FileSource;
 
     /// An input reading `lines` JSON lines (one bad) in batches of 10.
     fn input(dir: &std::path::Path, lines: u64) -> Input {
@@ -215,8 +218,8 @@ mod tests {
         }
     }
 
-    fn lines_read(cut: &ReadCut) -> u64 {
-        match cut.source.position() {
+    fn lines_read(position: &SourcePosition) -> u64 {
+        match position {
             SourcePosition::File { line, .. } => *line,
             other => panic!("{other:?}"),
         }
@@ -235,9 +238,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
             let g = next.unwrap();
             read += (g.batch.len() + g.dead.len()) as u64;
-            assert_eq!(lines_read(&g.cut), read);
+            assert_eq!(lines_read(&g.position), read);
             let newest = *g.batch.columns.timestamps.last().unwrap();
-            let watermark = g.cut.watermarks.current();
+            let watermark = g.watermarks.current();
             if g.state == SourceState::Open {
                 assert_eq!(watermark, newest - 1, "the watermark after the batch");
             } else {
@@ -248,7 +251,7 @@ mod tests {
         }
         assert_eq!(read, 95);
         let input = reader.join().unwrap();
-        assert_eq!(lines_read(&input.cut()), 95);
+        assert_eq!(lines_read(input.cut().source.position()), 95);
     }
 
     #[test]
@@ -264,15 +267,22 @@ mod tests {
             let first = gathered.recv().unwrap().unwrap();
             stop.store(true, Ordering::Relaxed);
             let mut delivered = (first.batch.len() + first.dead.len()) as u64;
-            let mut last_cut = first.cut;
+            let mut last_position = first.position;
             while let Ok(next) = gathered.recv() {
                 let g = next.unwrap();
                 delivered += (g.batch.len() + g.dead.len()) as u64;
-                last_cut = g.cut;
+                last_position = g.position;
             }
             assert!(delivered < 1000, "stopped early");
-            assert_eq!(lines_read(&last_cut), delivered, "nothing read is dropped");
-            assert_eq!(lines_read(&reader.join().unwrap().cut()), delivered);
+            assert_eq!(
+                lines_read(&last_position),
+                delivered,
+                "nothing read is dropped"
+            );
+            assert_eq!(
+                lines_read(reader.join().unwrap().cut().source.position()),
+                delivered
+            );
         });
     }
 }

@@ -149,9 +149,10 @@ impl SourceCut {
         }
     }
 
-    /// Moves to a later cut of the same source, keeping completions not yet taken.
-    pub fn advance(&mut self, later: SourceCut) {
-        self.section = later.section;
+    /// Moves the cut to a later position of the same source, keeping completions not
+    /// yet taken.
+    pub fn advance(&mut self, position: SourcePosition) {
+        self.section.position = position;
     }
 
     /// The source's name, as [`Source::describe`] gives it.
