@@ -27,6 +27,7 @@ pub mod dead_letter;
 pub mod durable;
 pub mod file_watch;
 mod json_text;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

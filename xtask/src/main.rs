@@ -2,6 +2,9 @@
 //!
 //! - `plugins`: builds the example plugins and copies them to `target/plugins/`.
 //! - `quickstart`: `plugins`, then runs `examples/quickstart.toml` with a release `eddy`.
+//! - `broker [--partitions N] [--topic NAME[:N]]...`: a Kafka-protocol broker for
+//!   development (librdkafka's mock cluster, `tools/broker`) on loopback; prints its
+//!   bootstrap address first and runs until stopped.
 //! - `peers [ARGS]`: `plugins` and a release `eddy`, then `tools/peers/run.py` (Eddy, Apache
 //!   Flink and Bytewax on the same files; outside CI: it installs ~900 MB of peers into
 //!   `~/.cache/eddy/peers` and runs for tens of minutes). `ARGS` go to the script.
@@ -16,8 +19,9 @@ fn main() -> Result<()> {
     match task.as_str() {
         "plugins" => plugins().map(|_| ()),
         "quickstart" => quickstart(),
+        "broker" => broker(std::env::args().skip(2).collect()),
         "peers" => peers(std::env::args().skip(2).collect()),
-        _ => bail!("usage: cargo xtask <plugins|quickstart|peers [ARGS]>"),
+        _ => bail!("usage: cargo xtask <plugins|quickstart|broker [ARGS]|peers [ARGS]>"),
     }
 }
 
@@ -74,6 +78,13 @@ fn cargo(args: &[&str]) -> Result<()> {
         bail!("cargo {} failed", args.join(" "));
     }
     Ok(())
+}
+
+/// Runs the development broker in the foreground; `args` go to it.
+fn broker(args: Vec<String>) -> Result<()> {
+    let mut run = vec!["run", "--quiet", "-p", "eddy-dev-broker", "--"];
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run)
 }
 
 fn peers(args: Vec<String>) -> Result<()> {

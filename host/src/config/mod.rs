@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-pub use crate::sink::{FileSinkConfig, NullSinkConfig, StdioSinkConfig};
-pub use crate::source::{FileSourceConfig, GeneratorConfig, StdinSourceConfig};
+pub use crate::sink::{FileSinkConfig, KafkaSinkConfig, NullSinkConfig, StdioSinkConfig};
+pub use crate::source::{FileSourceConfig, GeneratorConfig, KafkaSourceConfig, StdinSourceConfig};
 pub use duration::ConfigDuration;
 
 /// A whole pipeline file.
@@ -165,6 +165,8 @@ pub enum SourceConfig {
     Stdin(StdinSourceConfig),
     /// The built-in synthetic payments stream.
     Generator(GeneratorConfig),
+    /// Topics of a Kafka cluster.
+    Kafka(KafkaSourceConfig),
 }
 
 /// Which fields of a JSON event carry its event time and its key.
@@ -286,6 +288,8 @@ pub enum SinkConfig {
     Stderr(StdioSinkConfig),
     /// Counts and drops everything (for benchmarks).
     Null(NullSinkConfig),
+    /// A topic of a Kafka cluster.
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -489,6 +493,7 @@ impl SourceConfig {
             SourceConfig::File(f) => f.event_fields(),
             SourceConfig::Stdin(s) => s.event_fields(),
             SourceConfig::Generator(g) => g.event_fields(),
+            SourceConfig::Kafka(k) => k.event_fields(),
         }
     }
 }
@@ -529,6 +534,21 @@ impl PipelineConfig {
             }
             if !matches!(g.key_field.as_str(), "user" | "card") {
                 bail!("[source] generator key_field must be \"user\" or \"card\"");
+            }
+        }
+        if let SourceConfig::Kafka(k) = &self.source {
+            k.check()?;
+        }
+        for sink in [
+            Some(&self.sink),
+            self.dead_letter.as_ref(),
+            self.late.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let SinkConfig::Kafka(k) = sink {
+                k.check()?;
             }
         }
         if let Some(window) = &self.window {

@@ -35,7 +35,7 @@ use crate::metrics::{set_total, JobMetrics, MetricsRegistry};
 use crate::plugin::{
     LoadedPlugin, PluginInstance, PluginRuntime, PluginStage, SideInputs, WasmAggregate,
 };
-use crate::sink::{self, FileMode, FileSinkState, RecordBuffer, Records, Sink};
+use crate::sink::{self, RecordBuffer, Records, Sink, SinkMode};
 use crate::source::{self, SourceState};
 use crate::watermark::{Watermarks, MIN_WATERMARK};
 use crate::window::{Aggregator, Assigner, Builtin, WindowCounters, WindowOperator};
@@ -138,35 +138,13 @@ impl Sinks {
         transactional: bool,
         resume: Option<&Snapshot>,
     ) -> Result<Self> {
-        let recovered = |role: &str, sink: &SinkConfig| -> Result<Option<FileSinkState>> {
-            let Some(section) = resume.and_then(|s| s.section(&format!("sink/{role}"))) else {
-                return Ok(None);
-            };
-            let state = FileSinkState::from_section(section)?;
-            Ok((sink.file() == Some(state.path.as_path())).then_some(state))
-        };
-        let states = [
-            recovered("sink", &config.sink)?,
-            config
-                .dead_letter
-                .as_ref()
-                .map(|s| recovered("dead_letter", s))
-                .transpose()?
-                .flatten(),
-            config
-                .late
-                .as_ref()
-                .map(|s| recovered("late", s))
-                .transpose()?
-                .flatten(),
-        ];
-        let mode = |role: &'static str, index: usize| {
+        let mode = |role: &'static str| {
             if !transactional {
-                return FileMode::Direct;
+                return SinkMode::Direct;
             }
-            FileMode::Transactional {
+            SinkMode::Checkpointed {
                 role,
-                recover: states[index].as_ref(),
+                recover: resume.and_then(|s| s.section(&format!("sink/{role}"))),
             }
         };
         let dead_config = config
@@ -174,15 +152,13 @@ impl Sinks {
             .clone()
             .unwrap_or(SinkConfig::Stderr(Default::default()));
         Ok(Self {
-            main: sink::build(&config.sink, mode("sink", 0)).context("cannot open the [sink]")?,
-            dead: sink::build(&dead_config, mode("dead_letter", 1))
+            main: sink::build(&config.sink, mode("sink")).context("cannot open the [sink]")?,
+            dead: sink::build(&dead_config, mode("dead_letter"))
                 .context("cannot open the [dead_letter] sink")?,
             late: config
                 .late
                 .as_ref()
-                .map(|late| {
-                    sink::build(late, mode("late", 2)).context("cannot open the [late] sink")
-                })
+                .map(|late| sink::build(late, mode("late")).context("cannot open the [late] sink"))
                 .transpose()?,
         })
     }
@@ -430,8 +406,8 @@ impl Pipeline {
                 .final_checkpoint(parts))?;
         }
         if let Some(input) = &mut self.input {
-            for id in self.cut.source.take_completed() {
-                input.checkpoint_completed(id)?;
+            for (id, position) in self.cut.source.take_completed() {
+                input.checkpoint_completed(id, &position)?;
             }
         }
         self.refresh_status(if exhausted { "finished" } else { "stopped" });
@@ -489,7 +465,7 @@ impl Pipeline {
             for stage in &mut self.stages {
                 stage.run(&mut batch, &mut dead)?;
             }
-            let records = match &mut self.window {
+            let (records, origins) = match &mut self.window {
                 Some(window) => {
                     window.process(
                         &batch,
@@ -498,23 +474,26 @@ impl Pipeline {
                         &mut late,
                         &mut dead,
                     )?;
-                    results.records()
+                    (results.records(), None)
                 }
-                None => Records {
-                    bytes: &batch.columns.values,
-                    ends: &batch.columns.value_ends,
-                },
+                None => (
+                    Records {
+                        bytes: &batch.columns.values,
+                        ends: &batch.columns.value_ends,
+                    },
+                    Some(batch.origins.as_slice()),
+                ),
             };
             self.metrics.records_out.inc_by(records.len() as u64);
-            self.sinks.main.write(records)?;
+            self.sinks.main.write(records, origins)?;
             self.sinks.main.flush()?;
             if !dead.is_empty() {
-                self.sinks.dead.write(dead.records())?;
+                self.sinks.dead.write(dead.records(), None)?;
                 self.sinks.dead.flush()?;
             }
             if !late.is_empty() {
                 let late_sink = self.sinks.late.as_mut().unwrap_or(&mut self.sinks.dead);
-                late_sink.write(late.records())?;
+                late_sink.write(late.records(), None)?;
                 late_sink.flush()?;
             }
             self.metrics.dead_letters.inc_by(dead.len() as u64);
@@ -524,8 +503,8 @@ impl Pipeline {
             if self.coordinator.has_work() {
                 with_components!(self, |coordinator, parts| coordinator
                     .at_batch_boundary(parts))?;
-                for id in self.cut.source.take_completed() {
-                    let _ = ends.completions.send(id);
+                for completed in self.cut.source.take_completed() {
+                    let _ = ends.completions.send(completed);
                 }
             }
             if let Some(control) = control {

@@ -67,7 +67,7 @@ pub struct ReaderEnds {
     /// Buffers of processed batches, to gather into again without allocating.
     pub recycled: Receiver<(EventBatch, DeadLetters)>,
     /// Checkpoints that completed, for the source.
-    pub completed: Receiver<u64>,
+    pub completed: Receiver<(u64, SourcePosition)>,
 }
 
 /// The pipeline's ends of the channels to its reader thread.
@@ -76,8 +76,8 @@ pub struct PipelineEnds {
     pub gathered: Receiver<Result<Gathered>>,
     /// Where a processed batch's buffers go back.
     pub recycle: Sender<(EventBatch, DeadLetters)>,
-    /// Where completed checkpoints go, for the source.
-    pub completions: Sender<u64>,
+    /// Where completed checkpoints and their positions go, for the source.
+    pub completions: Sender<(u64, SourcePosition)>,
 }
 
 /// The channels between a pipeline and its reader thread: at most one gathered batch
@@ -109,9 +109,9 @@ impl Input {
         }
     }
 
-    /// Tells the source that checkpoint `id` completed.
-    pub fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
-        self.source.checkpoint_completed(id)
+    /// Tells the source that checkpoint `id`, cut at `position`, completed.
+    pub fn checkpoint_completed(&mut self, id: u64, position: &SourcePosition) -> Result<()> {
+        self.source.checkpoint_completed(id, position)
     }
 
     /// Gathers batches into `ends.batches` until the source is exhausted, `stop` says so
@@ -119,8 +119,8 @@ impl Input {
     /// next run.
     pub fn read_ahead(mut self, ends: ReaderEnds, stop: &(dyn Fn() -> bool + Sync)) -> Self {
         loop {
-            while let Ok(id) = ends.completed.try_recv() {
-                if let Err(e) = self.checkpoint_completed(id) {
+            while let Ok((id, position)) = ends.completed.try_recv() {
+                if let Err(e) = self.checkpoint_completed(id, &position) {
                     let _ = ends.batches.send(Err(e));
                     return self;
                 }

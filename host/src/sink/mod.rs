@@ -1,16 +1,19 @@
 //! Sinks: where results and dead letters go. Each kind is one module behind [`Sink`].
 
 mod file;
+mod kafka;
 mod null;
 mod stdio;
 
 use anyhow::Result;
 
-use crate::checkpoint::Checkpointed;
+use crate::batch::Origin;
+use crate::checkpoint::{Checkpointed, Section};
 use crate::config::SinkConfig;
 
 pub use crate::batch::{RecordBuffer, Records};
 pub use file::{FileSink, FileSinkConfig, FileSinkState};
+pub use kafka::{Delivery, KafkaSink, KafkaSinkConfig, IDENTITY_HEADER};
 pub use null::{NullSink, NullSinkConfig};
 pub use stdio::{StdioSink, StdioSinkConfig};
 
@@ -22,40 +25,50 @@ pub use stdio::{StdioSink, StdioSinkConfig};
 pub trait Sink: Checkpointed + Send {
     /// Writes a batch of records, one per line. Records become visible to readers of the
     /// sink no later than the next [`Sink::flush`] (a transactional sink: once the
-    /// checkpoint covering them completes).
-    fn write(&mut self, records: Records<'_>) -> Result<()>;
+    /// checkpoint covering them completes). `origins`, when the records are events, says
+    /// where each came from (a sink that deduplicates identifies records by it).
+    fn write(&mut self, records: Records<'_>, origins: Option<&[Origin]>) -> Result<()>;
 
     /// Makes everything written so far visible to readers (for a transactional sink:
     /// hands it to the operating system, still staged).
     fn flush(&mut self) -> Result<()>;
 }
 
-/// How a file sink treats its file.
+/// Whether a sink takes part in checkpoints.
 #[derive(Debug, Clone, Copy)]
-pub enum FileMode<'a> {
-    /// Written directly; truncated when the run starts (no checkpoints).
+pub enum SinkMode<'a> {
+    /// The job has no checkpoints: a file is written directly (truncated when the run
+    /// starts).
     Direct,
-    /// Transactional, starting empty or recovered to a checkpoint.
-    Transactional {
+    /// The job checkpoints: the sink keeps a section, starting fresh or recovered to a
+    /// checkpoint.
+    Checkpointed {
         /// `sink`, `dead_letter` or `late`.
         role: &'a str,
-        /// The checkpoint's record of this sink, when resuming.
-        recover: Option<&'a FileSinkState>,
+        /// The checkpoint's section of this sink (`sink/<role>`), when resuming.
+        recover: Option<&'a Section>,
     },
 }
 
 /// Builds the sink a `[sink]`, `[dead_letter]` or `[late]` section describes.
-pub fn build(config: &SinkConfig, mode: FileMode<'_>) -> Result<Box<dyn Sink>> {
+pub fn build(config: &SinkConfig, mode: SinkMode<'_>) -> Result<Box<dyn Sink>> {
     Ok(match config {
         SinkConfig::File(FileSinkConfig { path }) => Box::new(match mode {
-            FileMode::Direct => FileSink::create(path)?,
-            FileMode::Transactional { role, recover } => {
-                FileSink::transactional(path, role, recover)?
+            SinkMode::Direct => FileSink::create(path)?,
+            SinkMode::Checkpointed { role, recover } => {
+                let state = recover.map(FileSinkState::from_section).transpose()?;
+                // A section of another file (the sink was moved) recovers nothing here.
+                let state = state.filter(|s| s.path == *path);
+                FileSink::transactional(path, role, state.as_ref())?
             }
         }),
         SinkConfig::Stdout(_) => Box::new(StdioSink::stdout()),
         SinkConfig::Stderr(_) => Box::new(StdioSink::stderr()),
         SinkConfig::Null(_) => Box::new(NullSink::default()),
+        SinkConfig::Kafka(k) => Box::new(match mode {
+            SinkMode::Direct => KafkaSink::open(k, "sink", None)?,
+            SinkMode::Checkpointed { role, recover } => KafkaSink::open(k, role, recover)?,
+        }),
     })
 }
 

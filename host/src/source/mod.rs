@@ -12,6 +12,7 @@ pub mod fields;
 mod file;
 mod generator;
 mod json_scan;
+mod kafka;
 mod stdin;
 
 use std::time::Instant;
@@ -29,6 +30,7 @@ use crate::watermark::Watermarks;
 pub use fields::{extract, Extracted};
 pub use file::{FileSource, FileSourceConfig};
 pub use generator::{Generator, GeneratorConfig};
+pub use kafka::{KafkaSource, KafkaSourceConfig, PartitionOffset};
 pub use stdin::{StdinSource, StdinSourceConfig};
 
 /// Whether a source may produce more events.
@@ -59,6 +61,11 @@ pub enum SourcePosition {
     /// A source that cannot be replayed (stdin).
     #[default]
     Unreplayable,
+    /// Kafka: the next offset of each partition.
+    Kafka {
+        /// One entry per partition, in source-partition order.
+        offsets: Vec<PartitionOffset>,
+    },
 }
 
 /// The name of a source's checkpoint section.
@@ -100,9 +107,9 @@ pub trait Source: Send {
         Vec::new()
     }
 
-    /// Checkpoint `id`, which covers everything read so far up to its cut, is durable
-    /// (a broker source commits its offsets here).
-    fn checkpoint_completed(&mut self, _id: u64) -> Result<()> {
+    /// Checkpoint `id`, whose cut was at `position`, is durable (a broker source commits
+    /// those offsets to its group here).
+    fn checkpoint_completed(&mut self, _id: u64, _position: &SourcePosition) -> Result<()> {
         Ok(())
     }
 
@@ -123,6 +130,7 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>> {
         SourceConfig::File(f) => Box::new(FileSource::open(&f.path)?),
         SourceConfig::Stdin(_) => Box::new(StdinSource::spawn()),
         SourceConfig::Generator(g) => Box::new(Generator::new(g.clone())),
+        SourceConfig::Kafka(k) => Box::new(KafkaSource::open(k)?),
     })
 }
 
@@ -133,7 +141,9 @@ pub fn build(config: &SourceConfig) -> Result<Box<dyn Source>> {
 #[derive(Debug, Clone)]
 pub struct SourceCut {
     section: SourceSection,
-    completed: Vec<u64>,
+    /// The checkpoint being written and its position (at most one at a time).
+    pending: Option<(u64, SourcePosition)>,
+    completed: Vec<(u64, SourcePosition)>,
 }
 
 impl SourceCut {
@@ -145,6 +155,7 @@ impl SourceCut {
                 partitions: source.partitions(),
                 position: source.position(),
             },
+            pending: None,
             completed: Vec::new(),
         }
     }
@@ -165,22 +176,27 @@ impl SourceCut {
         &self.section.position
     }
 
-    /// Checkpoints completed since the last call, for the source
+    /// Checkpoints completed since the last call and their positions, for the source
     /// ([`Source::checkpoint_completed`]).
-    pub fn take_completed(&mut self) -> Vec<u64> {
+    pub fn take_completed(&mut self) -> Vec<(u64, SourcePosition)> {
         std::mem::take(&mut self.completed)
     }
 }
 
 impl Checkpointed for SourceCut {
-    fn snapshot(&mut self, _id: u64, _incremental: bool) -> Result<Option<Section>> {
+    fn snapshot(&mut self, id: u64, _incremental: bool) -> Result<Option<Section>> {
+        self.pending = Some((id, self.section.position.clone()));
         Ok(Some(
             Section::new(SECTION, SECTION_VERSION).with_meta(&self.section)?,
         ))
     }
 
     fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
-        self.completed.push(id);
+        if let Some((pending, position)) = self.pending.take() {
+            if pending == id {
+                self.completed.push((id, position));
+            }
+        }
         Ok(())
     }
 }

@@ -196,7 +196,11 @@ fn restore(path: &Path, snapshot: &FileSinkState) -> Result<u64> {
 }
 
 impl Sink for FileSink {
-    fn write(&mut self, records: Records<'_>) -> Result<()> {
+    fn write(
+        &mut self,
+        records: Records<'_>,
+        _origins: Option<&[crate::batch::Origin]>,
+    ) -> Result<()> {
         if let Some(txn) = &mut self.txn {
             txn.pending_len += records.bytes.len() as u64 + records.len() as u64;
         }
@@ -299,11 +303,11 @@ mod tests {
             bytes.extend_from_slice(l.as_bytes());
             ends.push(bytes.len() as u32);
         }
-        sink.write(Records {
+        let records = Records {
             bytes: &bytes,
             ends: &ends,
-        })
-        .unwrap();
+        };
+        sink.write(records, None).unwrap();
         sink.flush().unwrap();
     }
 

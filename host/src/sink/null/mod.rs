@@ -19,7 +19,11 @@ pub struct NullSink {
 impl crate::checkpoint::Checkpointed for NullSink {}
 
 impl Sink for NullSink {
-    fn write(&mut self, records: Records<'_>) -> Result<()> {
+    fn write(
+        &mut self,
+        records: Records<'_>,
+        _origins: Option<&[crate::batch::Origin]>,
+    ) -> Result<()> {
         self.count += records.len() as u64;
         Ok(())
     }

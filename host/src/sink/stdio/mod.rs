@@ -41,7 +41,11 @@ impl StdioSink {
 impl crate::checkpoint::Checkpointed for StdioSink {}
 
 impl Sink for StdioSink {
-    fn write(&mut self, records: Records<'_>) -> Result<()> {
+    fn write(
+        &mut self,
+        records: Records<'_>,
+        _origins: Option<&[crate::batch::Origin]>,
+    ) -> Result<()> {
         write_lines(&mut self.out, records)
             .with_context(|| format!("cannot write to {}", self.name))
     }

@@ -1,0 +1,39 @@
+//! What the Kafka source and sink share: how long a request to the cluster may take, and
+//! retrying the calls a run cannot start without while the cluster is unreachable.
+//!
+//! Invariant: a retried call is attempted for at most [`STARTUP_PATIENCE`], with waits
+//! doubling from 100 ms to 5 s, and each failure is logged with what is being retried.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+/// How long one request to the cluster (metadata, offsets) may take.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a run keeps retrying the cluster before it gives up starting: long enough for
+/// a broker restart, short enough that a wrong address is reported in time.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Calls `attempt` until it succeeds, waiting longer after each failure, for at most
+/// [`STARTUP_PATIENCE`]; the last error says what was tried for how long.
+pub fn retry_with_backoff<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if started.elapsed() + wait < STARTUP_PATIENCE => {
+                tracing::warn!("{what}: {e:#}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "gave up {what} after {:?}; check that the Kafka cluster is up and reachable",
+                    started.elapsed()
+                )))
+            }
+        }
+    }
+}
