@@ -888,3 +888,30 @@ fn an_admin_endpoint_others_could_reach_is_refused_without_a_token() {
         );
     }
 }
+
+#[test]
+fn parallel_workers_share_the_generator_and_stdout_without_losing_or_splitting_a_line() {
+    let pipeline = |parallelism: u32| {
+        format!(
+            "parallelism = {parallelism}\n[source]\nkind = \"generator\"\ncount = 20000\npartitions = 4\nkeys = 50\n\
+             [[plugin]]\nname = \"some\"\npath = \"{}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"20\" }}\n\
+             [sink]\nkind = \"stdout\"\n",
+            eddy_example_artifacts::FILTER_COMPONENT
+        )
+    };
+    let lines = |parallelism: u32| {
+        let s = Scratch::new();
+        let output = s.eddy("run", &pipeline(parallelism));
+        assert_success(&output);
+        let mut lines: Vec<String> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let one = lines(1);
+    assert!(one.len() > 10_000, "{} events passed", one.len());
+    assert_eq!(lines(2), one, "two workers write what one writes");
+}

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -102,8 +103,27 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, Option<String>)> {
     records
 }
 
-/// The pipeline: the input topic through a filter (amount >= 20) and a 1 s tumbling sum
-/// per user into `output`, checkpointing every 50 ms.
+/// The filter stage (amount >= 20), then the result sink: `output` with `delivery`.
+fn filter_into(bootstrap: &str, output: &str, delivery: &str) -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "big"
+path = "{FILTER_COMPONENT}"
+config = {{ field = "amount", op = ">=", value = "20" }}
+
+[sink]
+kind = "kafka"
+brokers = "{bootstrap}"
+topic = "{output}"
+key_field = "key"
+delivery = "{delivery}"
+"#
+    )
+}
+
+/// The pipeline: the input topic, read to its end, through the filter and a 1 s tumbling
+/// sum per user into `output`, checkpointing every 50 ms.
 fn pipeline(bootstrap: &str, output: &str, delivery: &str) -> String {
     format!(
         r#"
@@ -124,24 +144,13 @@ max_wait = "5ms"
 dir = "state"
 interval = "50ms"
 
-[[plugin]]
-name = "big"
-path = "{FILTER_COMPONENT}"
-config = {{ field = "amount", op = ">=", value = "20" }}
-
 [window]
 kind = "tumbling"
 size = "1s"
 aggregate = "sum"
 field = "amount"
-
-[sink]
-kind = "kafka"
-brokers = "{bootstrap}"
-topic = "{output}"
-key_field = "key"
-delivery = "{delivery}"
-"#
+{}"#,
+        filter_into(bootstrap, output, delivery)
     )
 }
 
@@ -299,4 +308,174 @@ fn a_missing_topic_or_an_unreachable_cluster_is_a_clear_error() {
     );
     let typo = missing.replace("delivery = \"deduplicated\"", "delivery = \"exactly-once\"");
     assert_failure_says(&s.eddy("validate", &typo), &["exactly-once"]);
+}
+
+/// Streaming input for the partition-task tests: `count` events with ids, over 6
+/// partitions, produced over about three seconds by a background thread.
+fn produce_stream(
+    bootstrap: String,
+    topic: &'static str,
+    count: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let base = chrono_free_now_ms() - 3_600_000;
+        for i in 0..count {
+            let value = format!(
+                r#"{{"id":{i},"user":"u{}","ts":{},"amount":{}}}"#,
+                i % 40,
+                base + i as i64,
+                (i * 37) % 100
+            );
+            while producer
+                .send(
+                    BaseRecord::<(), _>::to(topic)
+                        .payload(&value)
+                        .partition((i % 6) as i32),
+                )
+                .is_err()
+            {
+                producer.poll(Duration::from_millis(10));
+            }
+            if i % 1000 == 999 {
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    })
+}
+
+/// A streaming pipeline of partition tasks: the filter, into `output`, deduplicated,
+/// checkpointing every second (so a SIGKILL leaves output past the last checkpoint).
+fn tasks_pipeline(bootstrap: &str, group: &str, output: &str, parallelism: u32) -> String {
+    format!(
+        r#"
+parallelism = {parallelism}
+
+[source]
+kind = "kafka"
+brokers = "{bootstrap}"
+topics = ["events"]
+group = "{group}"
+time_field = "ts"
+key_field = "user"
+
+[source.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[checkpoint]
+dir = "state"
+interval = "1s"
+{}"#,
+        filter_into(bootstrap, output, "deduplicated")
+    )
+}
+
+/// Waits until `topic` holds `count` records (or a minute passes), then returns the ids
+/// it holds.
+fn wait_for_ids(bootstrap: &str, topic: &str, count: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = read_topic(bootstrap, topic);
+        if records.len() >= count || Instant::now() > deadline {
+            // A moment more: anything past `count` would be a duplicate to report.
+            std::thread::sleep(Duration::from_millis(500));
+            return read_topic(bootstrap, topic)
+                .iter()
+                .map(|(v, _)| {
+                    serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every id of the input that passes the filter, once.
+fn assert_each_kept_once(mut ids: Vec<u64>, count: usize) {
+    let expected: Vec<u64> = (0..count as u64).filter(|i| (i * 37) % 100 >= 20).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(
+        before,
+        ids.len(),
+        "{} records were written twice",
+        before - ids.len()
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|i| ids.binary_search(i).is_err())
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} missing, e.g. {missing:?}",
+        expected.len() - ids.len(),
+        expected.len()
+    );
+    assert_eq!(ids, expected);
+}
+
+/// Stops a job with SIGTERM (its tasks end with checkpoints) and waits for it.
+fn terminate(mut child: std::process::Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `processes` jobs of `parallelism` workers each on a 6-partition topic being
+/// produced, SIGKILLs one 1.5 s in and starts it again, and checks that every input
+/// record that passes the filter reached the output once.
+fn kill_one_of(processes: usize, parallelism: u32) {
+    const COUNT: usize = 30_000;
+    let broker = Broker::start(1).unwrap();
+    broker.create_topic("events", Some(6)).unwrap();
+    broker.create_topic("kept", Some(3)).unwrap();
+    let producing = produce_stream(broker.bootstrap(), "events", COUNT);
+    let s = Scratch::new();
+    let file = s.write(
+        "pipeline.toml",
+        &tasks_pipeline(&broker.bootstrap(), "group", "kept", parallelism),
+    );
+    let file = file.to_str().unwrap();
+    let mut jobs: Vec<_> = (0..processes)
+        .map(|_| spawn(&["run", file, "--quiet"]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut victim = jobs.remove(processes / 2);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    jobs.push(spawn(&["run", file, "--quiet"]));
+    producing.join().unwrap();
+    let expected = (0..COUNT).filter(|i| (i * 37) % 100 >= 20).count();
+    let ids = wait_for_ids(&broker.bootstrap(), "kept", expected);
+    for job in jobs {
+        terminate(job);
+    }
+    assert_each_kept_once(ids, COUNT);
+    // Each partition's task checkpointed in the shared store.
+    let tasks = std::fs::read_dir(s.path("state/tasks")).unwrap().count();
+    assert_eq!(tasks, 6);
+}
+
+#[test]
+fn one_process_of_three_workers_survives_a_sigkill_and_reads_each_record_once() {
+    kill_one_of(1, 3);
+}
+
+#[test]
+fn three_processes_in_one_group_survive_a_sigkill_and_read_each_record_once() {
+    kill_one_of(3, 1);
 }

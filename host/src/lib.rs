@@ -35,3 +35,4 @@ pub mod sink;
 pub mod source;
 pub mod watermark;
 pub mod window;
+pub mod workers;

@@ -348,6 +348,9 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if eddy::workers::runs_as_workers(&config) {
+        return run_workers(&config, &runtime, &options, &tokio, quiet);
+    }
     // Everything that can refuse to start comes before the pipeline is built, since
     // building it opens (and may truncate) the sinks.
     let token = config
@@ -381,40 +384,78 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             )
         });
         let worker_stop = stop.clone();
-        let mut worker = tokio::task::spawn_blocking(move || {
+        let worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
             let summary = pipeline.run(&worker_stop, Some(&requests), |m| progress.update(m));
             progress.finish();
             summary
         });
-        let (summary, signal) = tokio::select! {
-            done = &mut worker => (done, None),
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("eddy: stopping after the current batch (SIGINT)");
-                stop.store(true, Ordering::Relaxed);
-                (worker.await, Some(RunEnd::Interrupted))
-            }
-            _ = terminate.recv() => {
-                eprintln!("eddy: stopping after the current batch (SIGTERM)");
-                stop.store(true, Ordering::Relaxed);
-                (worker.await, Some(RunEnd::Terminated))
-            }
-        };
+        let (summary, signal) = until_done_or_signal(worker, &mut terminate, &stop).await;
         if let Some((shutdown, server)) = admin {
             let _ = shutdown.send(());
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
         anyhow::Ok((summary??, signal))
     })?;
+    Ok(report(&summary, signal, quiet))
+}
+
+/// Waits for a run to end, or for SIGINT/SIGTERM, which set `stop` (the run then ends
+/// after its current batches); returns the run's outcome and the signal that stopped it.
+async fn until_done_or_signal(
+    mut run: tokio::task::JoinHandle<Result<RunSummary>>,
+    terminate: &mut tokio::signal::unix::Signal,
+    stop: &AtomicBool,
+) -> (
+    Result<Result<RunSummary>, tokio::task::JoinError>,
+    Option<RunEnd>,
+) {
+    let signal = tokio::select! {
+        done = &mut run => return (done, None),
+        _ = tokio::signal::ctrl_c() => ("SIGINT", RunEnd::Interrupted),
+        _ = terminate.recv() => ("SIGTERM", RunEnd::Terminated),
+    };
+    eprintln!("eddy: stopping after the current batch ({})", signal.0);
+    stop.store(true, Ordering::Relaxed);
+    (run.await, Some(signal.1))
+}
+
+/// Prints a run's summary (unless `quiet`) and says how it ended.
+fn report(summary: &RunSummary, signal: Option<RunEnd>, quiet: bool) -> RunEnd {
     if !quiet {
         eprintln!("eddy: {summary}");
-        print_stages(&summary);
+        print_stages(summary);
     }
-    Ok(match (summary.stopped, signal) {
+    match (summary.stopped, signal) {
         (false, _) => RunEnd::Finished,
         (true, Some(signal)) => signal,
         (true, None) => RunEnd::Stopped,
-    })
+    }
+}
+
+/// Runs a job as workers (a streaming Kafka source, or `parallelism` above 1) until
+/// their sources end or SIGINT/SIGTERM stops them, each task ending with a checkpoint.
+fn run_workers(
+    config: &PipelineConfig,
+    runtime: &Arc<PluginRuntime>,
+    options: &RunOptions,
+    tokio: &tokio::runtime::Runtime,
+    quiet: bool,
+) -> Result<RunEnd> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (summary, signal) = tokio.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?;
+        let worker_stop = stop.clone();
+        let (config, runtime, options) = (config.clone(), runtime.clone(), options.clone());
+        let workers = tokio::task::spawn_blocking(move || {
+            eddy::workers::run(&config, &runtime, &options, &worker_stop)
+        });
+        let (summary, signal) = until_done_or_signal(workers, &mut terminate, &stop).await;
+        anyhow::Ok((summary??, signal))
+    })?;
+    Ok(report(&summary, signal, quiet))
 }
 
 /// Binds the admin endpoint's address. Without an [admin] section the default address

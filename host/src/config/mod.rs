@@ -19,6 +19,10 @@ pub use duration::ConfigDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
+    /// Workers in this process, each owning a part of the source's partitions (see
+    /// [`crate::workers`]); 1 by default.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
     /// Where events come from.
     pub source: SourceConfig,
     /// Plugin stages, run in order.
@@ -46,6 +50,10 @@ pub struct PipelineConfig {
     pub checkpoint: Option<CheckpointConfig>,
     /// The admin endpoint; on by default at its default address.
     pub admin: Option<AdminConfig>,
+}
+
+fn default_parallelism() -> u32 {
+    1
 }
 
 /// `[checkpoint]`: where and how often to checkpoint.
@@ -536,8 +544,18 @@ impl PipelineConfig {
                 bail!("[source] generator key_field must be \"user\" or \"card\"");
             }
         }
+        if self.parallelism == 0 {
+            bail!("parallelism must be at least 1");
+        }
         if let SourceConfig::Kafka(k) = &self.source {
             k.check()?;
+            if k.bounded && self.parallelism > 1 {
+                bail!(
+                    "[source] bounded = true reads every partition with one consumer; \
+                     use parallelism = 1, or a streaming source (bounded = false) to split \
+                     the partitions between workers"
+                );
+            }
         }
         for sink in [
             Some(&self.sink),
@@ -551,6 +569,7 @@ impl PipelineConfig {
                 k.check()?;
             }
         }
+        crate::workers::check(self)?;
         if let Some(window) = &self.window {
             window.check()?;
         }
@@ -796,5 +815,33 @@ mod tests {
         let nested = "[[plugin]]\nname = \"a\"\npath = \"a.wasm\"\nconfig = { x = [1] }\n";
         let err = error_of(&format!("{MINIMAL}{nested}"));
         assert!(err.contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn parallelism_needs_partitions_and_shareable_sinks() {
+        let generator = "[source]\nkind = \"generator\"\npartitions = 4\n";
+        let null = "[sink]\nkind = \"null\"\n";
+        let config = PipelineConfig::parse(&format!("parallelism = 2\n{generator}{null}")).unwrap();
+        assert_eq!(config.parallelism, 2);
+        assert!(crate::workers::runs_as_workers(&config));
+        let err = error_of(&format!("parallelism = 0\n{generator}{null}"));
+        assert!(err.contains("at least 1"), "{err}");
+        let err = error_of(&format!(
+            "parallelism = 2\n{generator}[sink]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+        ));
+        assert!(err.contains("cannot be shared"), "{err}");
+        let err = error_of(&format!(
+            "parallelism = 2\n[source]\nkind = \"file\"\npath = \"in.jsonl\"\n{null}"
+        ));
+        assert!(err.contains("partitions to split"), "{err}");
+        let kafka =
+            "[source]\nkind = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup = \"g\"\n";
+        let err = error_of(&format!("parallelism = 2\n{kafka}bounded = true\n{null}"));
+        assert!(err.contains("bounded"), "{err}");
+        // A streaming Kafka source runs partition tasks, even with one worker.
+        let config = PipelineConfig::parse(&format!("{kafka}{null}")).unwrap();
+        assert!(crate::workers::runs_as_workers(&config));
+        let err = error_of(&format!("{kafka}{null}[admin]\nlisten = \"127.0.0.1:0\"\n"));
+        assert!(err.contains("[admin]"), "{err}");
     }
 }

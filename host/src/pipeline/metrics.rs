@@ -22,6 +22,50 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary of a run that processed nothing in `elapsed`.
+    pub fn empty(elapsed: Duration) -> Self {
+        Self {
+            metrics: Metrics::default(),
+            records_this_run: 0,
+            elapsed,
+            stages: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// Adds another worker's or task's run: counters summed, the lowest watermark, the
+    /// longest time, each stage's counters summed by name.
+    pub fn absorb(&mut self, other: RunSummary) {
+        let (m, o) = (&mut self.metrics, other.metrics);
+        m.records_in += o.records_in;
+        m.records_out += o.records_out;
+        m.unparseable += o.unparseable;
+        m.rejected += o.rejected;
+        m.failed += o.failed;
+        m.dead_letters += o.dead_letters;
+        m.batches += o.batches;
+        m.firings += o.firings;
+        m.late_accepted += o.late_accepted;
+        m.late_rejected += o.late_rejected;
+        m.watermark = m.watermark.min(o.watermark);
+        m.open_windows += o.open_windows;
+        self.records_this_run += other.records_this_run;
+        self.elapsed = self.elapsed.max(other.elapsed);
+        self.stopped |= other.stopped;
+        for (name, hash, counters) in other.stages {
+            match self.stages.iter_mut().find(|(n, _, _)| *n == name) {
+                Some((_, _, c)) => {
+                    c.events_in += counters.events_in;
+                    c.events_out += counters.events_out;
+                    c.rejected += counters.rejected;
+                    c.failed += counters.failed;
+                    c.failed_batches += counters.failed_batches;
+                }
+                None => self.stages.push((name, hash, counters)),
+            }
+        }
+    }
+
     /// Records read per second.
     pub fn rate(&self) -> f64 {
         self.records_this_run as f64 / self.elapsed.as_secs_f64().max(1e-9)

@@ -246,6 +246,26 @@ impl Pipeline {
         runtime: &PluginRuntime,
         options: &RunOptions,
     ) -> Result<Self> {
+        Self::build_from(config, runtime, options, None)
+    }
+
+    /// Builds a pipeline as [`Pipeline::build`] does, reading `source` instead of the one
+    /// `[source]` describes (a partition task's feed).
+    pub fn build_with_source(
+        config: &PipelineConfig,
+        runtime: &PluginRuntime,
+        options: &RunOptions,
+        source: Box<dyn source::Source>,
+    ) -> Result<Self> {
+        Self::build_from(config, runtime, options, Some(source))
+    }
+
+    fn build_from(
+        config: &PipelineConfig,
+        runtime: &PluginRuntime,
+        options: &RunOptions,
+        source: Option<Box<dyn source::Source>>,
+    ) -> Result<Self> {
         let LoadedPipeline {
             side_inputs,
             stages,
@@ -260,7 +280,10 @@ impl Pipeline {
             .as_ref()
             .map(|w| build_window(w, window_plugin, runtime, &side_inputs))
             .transpose()?;
-        let source = source::build(&config.source)?;
+        let source = match source {
+            Some(source) => source,
+            None => source::build(&config.source)?,
+        };
         let watermarks = Watermarks::new(
             source.partitions(),
             config.watermark.max_delay.0,

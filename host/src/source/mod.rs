@@ -12,7 +12,7 @@ pub mod fields;
 mod file;
 mod generator;
 mod json_scan;
-mod kafka;
+pub mod kafka;
 mod stdin;
 
 use std::time::Instant;

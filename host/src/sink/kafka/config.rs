@@ -28,6 +28,10 @@ pub struct KafkaSinkConfig {
     /// Extra librdkafka producer properties (security, batching), passed through.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// The partition task or worker writing (its identities are prefixed with it, so
+    /// tasks writing one topic never share one). Set by the workers, not the file.
+    #[serde(skip)]
+    pub identity_scope: Option<String>,
 }
 
 /// How a Kafka sink makes its output survive a crash of the job.

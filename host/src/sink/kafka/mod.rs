@@ -111,6 +111,8 @@ struct Dedup {
     state: DedupState,
     /// Identities still to skip, with their remaining copies.
     skip: HashMap<Vec<u8>, u32>,
+    /// The writer's scope, prefixed to identities.
+    scope: Option<String>,
     identity: Vec<u8>,
 }
 
@@ -282,6 +284,7 @@ impl Dedup {
                 unmatched: Vec::new(),
             },
             skip: HashMap::new(),
+            scope: config.identity_scope.clone(),
             identity: Vec::new(),
         };
         let Some(section) = recover else {
@@ -316,6 +319,10 @@ impl Dedup {
     fn identify(&mut self, records: &Records<'_>, origins: Option<&[Origin]>, i: usize) {
         use std::io::Write;
         self.identity.clear();
+        if let Some(scope) = &self.scope {
+            self.identity.extend_from_slice(scope.as_bytes());
+            self.identity.push(b'/');
+        }
         match origins {
             Some(origins) => {
                 let origin = origins[i];

@@ -24,6 +24,10 @@ pub struct GeneratorConfig {
     pub start_ts: i64,
     /// The key field (`user` or `card`).
     pub key_field: String,
+    /// With `parallelism = N`, worker `index` of `N` emits `seq` index, index + N, …: its
+    /// share of the stream. Set by the workers, not the pipeline file.
+    #[serde(skip)]
+    pub share: (u64, u64),
 }
 
 impl Default for GeneratorConfig {
@@ -37,6 +41,7 @@ impl Default for GeneratorConfig {
             seed: 0,
             start_ts: 1_700_000_000_000,
             key_field: "user".into(),
+            share: (0, 1),
         }
     }
 }

@@ -33,8 +33,8 @@ impl Generator {
     /// A generator that starts at `seq` 0.
     pub fn new(config: GeneratorConfig) -> Self {
         Self {
+            next_seq: config.share.0,
             config,
-            next_seq: 0,
             started: None,
             key: Vec::with_capacity(32),
         }
@@ -148,7 +148,7 @@ impl Source for Generator {
                 }
             }
             self.emit(ingest, seq);
-            self.next_seq += 1;
+            self.next_seq += self.config.share.1;
         }
         let exhausted = self
             .config

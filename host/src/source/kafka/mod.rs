@@ -9,8 +9,10 @@
 //! group only for checkpoints that completed.
 
 mod config;
+mod feed;
 
 pub use config::{KafkaSourceConfig, StartAt};
+pub use feed::{Commit, Fetched, PartitionFeed};
 
 use std::time::{Duration, Instant};
 

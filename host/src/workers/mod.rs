@@ -1,0 +1,147 @@
+//! Workers: a pipeline run as several copies, each owning a part of the source's
+//! partitions with its own plugin instances, windows, keyed state and checkpoints (the
+//! Kafka Streams model: the partition is the unit of parallelism and of state).
+//!
+//! - A streaming Kafka source runs one **task per partition**: each worker is a member of
+//!   the consumer group, and the group protocol decides which partitions it holds, whether
+//!   the members are threads of one process (`parallelism = N`) or separate processes.
+//!   Each task keeps its state in `<checkpoint dir>/tasks/<topic>-<partition>`, which every
+//!   member reaches (the shared checkpoint store), so a partition moves between members
+//!   with its state ([`group`]).
+//! - The generator with `parallelism = N` runs N workers, worker `i` emitting its share of
+//!   the sequence and checkpointing in `<checkpoint dir>/worker-<i>-of-<N>`.
+//!
+//! Invariants: a partition's state is held by one task at a time (its directory is locked
+//! while a task holds it); a task gives its partition up only after a final checkpoint.
+
+mod group;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
+use crate::pipeline::{Pipeline, RunOptions, RunSummary};
+use crate::plugin::PluginRuntime;
+
+/// Whether `config` runs as workers rather than one pipeline: a streaming Kafka source
+/// (partition tasks in the consumer group), or `parallelism` above 1.
+pub fn runs_as_workers(config: &PipelineConfig) -> bool {
+    config.parallelism > 1 || matches!(&config.source, SourceConfig::Kafka(k) if !k.bounded)
+}
+
+/// Checks what workers need of a pipeline: sinks they can share, and no admin endpoint.
+pub fn check(config: &PipelineConfig) -> Result<()> {
+    if !runs_as_workers(config) {
+        return Ok(());
+    }
+    match &config.source {
+        SourceConfig::Kafka(_) | SourceConfig::Generator(_) => {}
+        _ => bail!(
+            "parallelism = {} needs a source with partitions to split (kafka or generator); \
+             a file or stdin is read by one worker",
+            config.parallelism
+        ),
+    }
+    let sinks = [
+        Some(&config.sink),
+        config.dead_letter.as_ref(),
+        config.late.as_ref(),
+    ];
+    if let Some(path) = sinks.into_iter().flatten().find_map(SinkConfig::file) {
+        bail!(
+            "sink file {} cannot be shared by partition tasks or workers; write to Kafka, \
+             stdout or null, or read a bounded source with parallelism = 1",
+            path.display()
+        );
+    }
+    if config.admin.is_some() {
+        bail!(
+            "[admin] is not available yet for jobs run as workers (a streaming Kafka source \
+             or parallelism > 1); remove the [admin] section"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the workers until their sources end or `stop` is set; returns their summed
+/// summary.
+pub fn run(
+    config: &PipelineConfig,
+    runtime: &Arc<PluginRuntime>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
+    check(config)?;
+    match &config.source {
+        SourceConfig::Kafka(kafka) => group::run(config, kafka, runtime, options, stop),
+        _ => run_shares(config, runtime, options, stop),
+    }
+}
+
+/// The generator split N ways, each share a pipeline on its own thread.
+fn run_shares(
+    config: &PipelineConfig,
+    runtime: &Arc<PluginRuntime>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
+    let n = config.parallelism;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n)
+            .map(|i| {
+                let mut share = task_config(config, &format!("worker-{i}-of-{n}"));
+                if let SourceConfig::Generator(g) = &mut share.source {
+                    g.share = (u64::from(i), u64::from(n));
+                }
+                std::thread::Builder::new()
+                    .name(format!("eddy-worker-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let mut pipeline = Pipeline::build(&share, runtime, options)?;
+                        pipeline.run(stop, None, |_| {})
+                    })
+                    .context("cannot start a worker thread")
+            })
+            .collect::<Result<_>>()?;
+        let mut total: Option<RunSummary> = None;
+        for worker in workers {
+            let summary = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            match &mut total {
+                Some(total) => total.absorb(summary),
+                None => total = Some(summary),
+            }
+        }
+        total.context("parallelism must be at least 1")
+    })
+}
+
+/// The configuration of one task or worker named `name`: its own checkpoint directory
+/// under the job's, and its name in the identities a deduplicating Kafka sink writes.
+fn task_config(config: &PipelineConfig, name: &str) -> PipelineConfig {
+    let mut task = config.clone();
+    if let Some(checkpoint) = &mut task.checkpoint {
+        checkpoint.dir = task_dir(&checkpoint.dir, name);
+    }
+    for sink in [
+        Some(&mut task.sink),
+        task.dead_letter.as_mut(),
+        task.late.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let SinkConfig::Kafka(k) = sink {
+            k.identity_scope = Some(name.to_owned());
+        }
+    }
+    task
+}
+
+/// Where task `name` keeps its checkpoints in the job's checkpoint directory.
+fn task_dir(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join("tasks").join(name)
+}
