@@ -896,7 +896,7 @@ fn parallel_workers_share_the_generator_and_stdout_without_losing_or_splitting_a
             "parallelism = {parallelism}\n[source]\nkind = \"generator\"\ncount = 20000\npartitions = 4\nkeys = 50\n\
              [[plugin]]\nname = \"some\"\npath = \"{}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"20\" }}\n\
              [sink]\nkind = \"stdout\"\n",
-            eddy_example_artifacts::FILTER_COMPONENT
+            FILTER_COMPONENT
         )
     };
     let lines = |parallelism: u32| {
