@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-pub use crate::sink::{FileSinkConfig, KafkaSinkConfig, NullSinkConfig, StdioSinkConfig};
+pub use crate::sink::{
+    FileSinkConfig, KafkaSinkConfig, NullSinkConfig, PostgresSinkConfig, StdioSinkConfig,
+};
 pub use crate::source::{FileSourceConfig, GeneratorConfig, KafkaSourceConfig, StdinSourceConfig};
 pub use duration::ConfigDuration;
 
@@ -298,6 +300,8 @@ pub enum SinkConfig {
     Null(NullSinkConfig),
     /// A topic of a Kafka cluster.
     Kafka(KafkaSinkConfig),
+    /// A table of a PostgreSQL database.
+    Postgres(PostgresSinkConfig),
 }
 
 impl SinkConfig {
@@ -565,8 +569,10 @@ impl PipelineConfig {
         .into_iter()
         .flatten()
         {
-            if let SinkConfig::Kafka(k) = sink {
-                k.check()?;
+            match sink {
+                SinkConfig::Kafka(k) => k.check()?,
+                SinkConfig::Postgres(p) => p.check()?,
+                _ => {}
             }
         }
         crate::workers::check(self)?;

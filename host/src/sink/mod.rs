@@ -3,6 +3,7 @@
 mod file;
 mod kafka;
 mod null;
+mod postgres;
 mod stdio;
 
 use anyhow::Result;
@@ -15,6 +16,7 @@ pub use crate::batch::{RecordBuffer, Records};
 pub use file::{FileSink, FileSinkConfig, FileSinkState};
 pub use kafka::{Delivery, KafkaSink, KafkaSinkConfig, IDENTITY_HEADER};
 pub use null::{NullSink, NullSinkConfig};
+pub use postgres::{PostgresSink, PostgresSinkConfig};
 pub use stdio::{StdioSink, StdioSinkConfig};
 
 /// A destination for records, written a batch at a time as JSON lines.
@@ -65,6 +67,10 @@ pub fn build(config: &SinkConfig, mode: SinkMode<'_>) -> Result<Box<dyn Sink>> {
         SinkConfig::Stdout(_) => Box::new(StdioSink::stdout()),
         SinkConfig::Stderr(_) => Box::new(StdioSink::stderr()),
         SinkConfig::Null(_) => Box::new(NullSink::default()),
+        SinkConfig::Postgres(p) => Box::new(match mode {
+            SinkMode::Direct => PostgresSink::open(p, "sink", false, None)?,
+            SinkMode::Checkpointed { role, recover } => PostgresSink::open(p, role, true, recover)?,
+        }),
         SinkConfig::Kafka(k) => Box::new(match mode {
             SinkMode::Direct => KafkaSink::open(k, "sink", None)?,
             SinkMode::Checkpointed { role, recover } => KafkaSink::open(k, role, recover)?,

@@ -134,8 +134,10 @@ fn task_config(config: &PipelineConfig, name: &str) -> PipelineConfig {
     .into_iter()
     .flatten()
     {
-        if let SinkConfig::Kafka(k) = sink {
-            k.identity_scope = Some(name.to_owned());
+        match sink {
+            SinkConfig::Kafka(k) => k.identity_scope = Some(name.to_owned()),
+            SinkConfig::Postgres(p) => p.identity_scope = Some(name.to_owned()),
+            _ => {}
         }
     }
     task

@@ -1,0 +1,393 @@
+//! Kafka figures, on the development broker (librdkafka's mock cluster) in this process:
+//!
+//! 1. Kafka → Wasm filter → Kafka (one worker, 100-byte JSON records) next to a plain
+//!    rdkafka consume-produce loop over the same records, in the same run.
+//! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks.
+//! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
+//!    50k records/s for `max_records` 1, 64 and 1024 with `max_wait` 1 ms.
+//!
+//! `cargo bench -p eddy --bench kafka`. The broker, the load's producer and consumer share
+//! the machine's cores with Eddy, so these figures are lower bounds.
+
+#![allow(missing_docs)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy::config::PipelineConfig;
+use eddy::pipeline::Pipeline;
+use eddy::plugin::{CompiledCache, PluginRuntime};
+use eddy_dev_broker::Broker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const RECORDS: usize = 400_000;
+const FILTER: &str = eddy_example_artifacts::FILTER_COMPONENT;
+
+fn producer(bootstrap: &str, linger_ms: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", linger_ms)
+        .create()
+        .unwrap()
+}
+
+/// A ~100-byte JSON payment.
+fn payment(i: usize, sent_us: u128) -> String {
+    let mut value = format!(
+        r#"{{"seq":{i},"ts":{},"user":"user-{}","amount":{}.{:02},"sent_us":{sent_us}}}"#,
+        1_700_000_000_000u64 + i as u64,
+        i % 1000,
+        (i * 37) % 500,
+        i % 100
+    );
+    while value.len() < 100 {
+        value.insert(value.len() - 1, ' ');
+    }
+    value
+}
+
+fn send(producer: &BaseProducer, topic: &str, value: &str) {
+    let mut record = BaseRecord::<(), str>::to(topic).payload(value);
+    while let Err((_, back)) = producer.send(record) {
+        record = back;
+        producer.poll(Duration::from_millis(1));
+    }
+}
+
+fn fill(broker: &Broker, topic: &str, partitions: i32) {
+    broker.create_topic(topic, Some(partitions)).unwrap();
+    let p = producer(&broker.bootstrap(), "5");
+    for i in 0..RECORDS {
+        send(&p, topic, &payment(i, 0));
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Records in `topic` (the sum of its partitions' end offsets).
+fn count(consumer: &BaseConsumer, topic: &str, partitions: i32) -> usize {
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |(_, high)| high as usize)
+        })
+        .sum()
+}
+
+/// The plain loop: consume every record of `topic`, produce it to `out`.
+fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "plain")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < RECORDS {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let mut record = BaseRecord::<[u8], [u8]>::to(out).payload(m.payload().unwrap());
+            while let Err((_, back)) = p.send(record) {
+                record = back;
+                p.poll(Duration::from_millis(1));
+            }
+            seen += 1;
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    started.elapsed()
+}
+
+/// Kafka `topic` → filter keeping every record → Kafka `out`; `top` goes before the
+/// tables, `source` into `[source]`, `rest` after `[sink]` (more of it, and tables).
+fn kafka_pipeline(
+    bootstrap: &str,
+    topic: &str,
+    out: &str,
+    top: &str,
+    source: &str,
+    rest: &str,
+) -> PipelineConfig {
+    PipelineConfig::parse(&format!(
+        r#"{top}
+[source]
+kind = "kafka"
+brokers = "{bootstrap}"
+topics = ["{topic}"]
+group = "eddy-{out}"
+time_field = "ts"
+key_field = "user"
+{source}
+
+[[plugin]]
+name = "all"
+path = "{FILTER}"
+config = {{ field = "amount", op = ">=", value = "0" }}
+
+[sink]
+kind = "kafka"
+brokers = "{bootstrap}"
+topic = "{out}"
+{rest}
+"#
+    ))
+    .unwrap()
+}
+
+fn eddy_bounded(runtime: &PluginRuntime, config: &PipelineConfig) -> Duration {
+    let started = Instant::now();
+    let mut pipeline = Pipeline::build(config, runtime, &Default::default()).unwrap();
+    let summary = pipeline.run(&AtomicBool::new(false), None, |_| {}).unwrap();
+    assert_eq!(summary.metrics.records_in, RECORDS as u64);
+    drop(pipeline); // the sink flushes
+    started.elapsed()
+}
+
+/// Runs `config` as workers until `out` holds `expected` records; returns the time.
+fn eddy_workers(
+    runtime: &Arc<PluginRuntime>,
+    config: &PipelineConfig,
+    bootstrap: &str,
+    out: &str,
+    out_partitions: i32,
+) -> Duration {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let mut took = Duration::ZERO;
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| eddy::workers::run(config, runtime, &Default::default(), &stop));
+        while count(&probe, out, out_partitions) < RECORDS {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        run.join().unwrap().unwrap();
+    });
+    took
+}
+
+fn rate(d: Duration) -> f64 {
+    RECORDS as f64 / d.as_secs_f64() / 1e6
+}
+
+fn throughput(broker: &Broker, runtime: &PluginRuntime) {
+    let bootstrap = broker.bootstrap();
+    fill(broker, "in", 1);
+    println!("## Kafka → Wasm filter → Kafka, {RECORDS} records of 100 bytes, one partition");
+    for round in 0..2 {
+        broker
+            .create_topic(&format!("plain-{round}"), Some(1))
+            .unwrap();
+        broker
+            .create_topic(&format!("eddy-{round}"), Some(1))
+            .unwrap();
+        broker
+            .create_topic(&format!("dedup-{round}"), Some(1))
+            .unwrap();
+        let plain = plain_loop(&bootstrap, "in", &format!("plain-{round}"));
+        let bounded = "bounded = true";
+        let eddy = eddy_bounded(
+            runtime,
+            &kafka_pipeline(&bootstrap, "in", &format!("eddy-{round}"), "", bounded, ""),
+        );
+        let state = tempfile::tempdir().unwrap();
+        let checkpointed = format!(
+            "delivery = \"deduplicated\"\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n",
+            state.path().display()
+        );
+        let dedup = eddy_bounded(
+            runtime,
+            &kafka_pipeline(
+                &bootstrap,
+                "in",
+                &format!("dedup-{round}"),
+                "",
+                bounded,
+                &checkpointed,
+            ),
+        );
+        println!(
+            "round {round}: plain loop {:.2} M rec/s · eddy at-least-once {:.2} M rec/s ({:.0}% of plain) · eddy deduplicated {:.2} M rec/s ({:.0}%)",
+            rate(plain),
+            rate(eddy),
+            100.0 * plain.as_secs_f64() / eddy.as_secs_f64(),
+            rate(dedup),
+            100.0 * plain.as_secs_f64() / dedup.as_secs_f64(),
+        );
+    }
+}
+
+fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
+    println!("\n## parallelism 1 and 2 (2 cores)");
+    let events = 20_000_000u64;
+    for round in 0..2 {
+        let mut line = format!("round {round}: generator → filter → null, {events} events:");
+        for parallelism in [1, 2] {
+            let config = PipelineConfig::parse(&format!(
+                "parallelism = {parallelism}\n[source]\nkind = \"generator\"\ncount = {events}\nkeys = 1000\npartitions = 4\n\
+                 [[plugin]]\nname = \"big\"\npath = \"{FILTER}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"100\" }}\n\
+                 [sink]\nkind = \"null\"\n"
+            ))
+            .unwrap();
+            let started = Instant::now();
+            let summary = eddy::workers::run(
+                &config,
+                runtime,
+                &Default::default(),
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            assert_eq!(summary.metrics.records_in, events);
+            line += &format!(
+                " p{parallelism} {:.2} M ev/s",
+                events as f64 / started.elapsed().as_secs_f64() / 1e6
+            );
+        }
+        println!("{line}");
+    }
+    let bootstrap = broker.bootstrap();
+    fill(broker, "in4", 4);
+    for round in 0..2 {
+        let mut line =
+            format!("round {round}: Kafka (4 partitions) → filter → Kafka, partition tasks:");
+        for parallelism in [1, 2] {
+            let out = format!("par-{round}-{parallelism}");
+            broker.create_topic(&out, Some(4)).unwrap();
+            let config = kafka_pipeline(
+                &bootstrap,
+                "in4",
+                &out,
+                &format!("parallelism = {parallelism}"),
+                "",
+                "",
+            );
+            let took = eddy_workers(runtime, &config, &bootstrap, &out, 4);
+            line += &format!(" p{parallelism} {:.2} M rec/s", rate(took));
+        }
+        println!("{line}");
+    }
+}
+
+fn now_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
+    const RATE: u64 = 50_000;
+    const SECONDS: u64 = 5;
+    let bootstrap = broker.bootstrap();
+    println!("\n## end-to-end latency at {RATE} records/s, max_wait 1 ms");
+    for max_records in [1, 64, 1024] {
+        let (input, out) = (
+            format!("lat-in-{max_records}"),
+            format!("lat-out-{max_records}"),
+        );
+        broker.create_topic(&input, Some(1)).unwrap();
+        broker.create_topic(&out, Some(1)).unwrap();
+        let config = kafka_pipeline(
+            &bootstrap,
+            &input,
+            &out,
+            "",
+            "",
+            &format!("[batch]\nmax_records = {max_records}\nmax_wait = \"1ms\"\n"),
+        );
+        let stop = AtomicBool::new(false);
+        let done_producing = AtomicBool::new(false);
+        let mut latencies: Vec<u64> = Vec::new();
+        std::thread::scope(|scope| {
+            let run =
+                scope.spawn(|| eddy::workers::run(&config, runtime, &Default::default(), &stop));
+            std::thread::sleep(Duration::from_secs(1)); // the group assigns the partition
+            scope.spawn(|| {
+                let p = producer(&bootstrap, "0");
+                let started = Instant::now();
+                let total = RATE * SECONDS;
+                for i in 0..total {
+                    let due = started + Duration::from_micros(i * 1_000_000 / RATE);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        p.poll(Duration::ZERO);
+                        std::thread::sleep(wait);
+                    }
+                    send(&p, &input, &payment(i as usize, now_us()));
+                }
+                p.flush(Duration::from_secs(10)).unwrap();
+                done_producing.store(true, Ordering::Relaxed);
+            });
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "latency")
+                .set("fetch.wait.max.ms", "1")
+                .create()
+                .unwrap();
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&out, 0, Offset::Beginning)
+                .unwrap();
+            consumer.assign(&list).unwrap();
+            let mut quiet_since = Instant::now();
+            while !done_producing.load(Ordering::Relaxed)
+                || quiet_since.elapsed() < Duration::from_secs(1)
+            {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(m.payload().unwrap()).unwrap();
+                    let sent = value["sent_us"].as_u64().unwrap();
+                    latencies.push((now_us() as u64).saturating_sub(sent));
+                    quiet_since = Instant::now();
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            run.join().unwrap().unwrap();
+        });
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64
+                / 1000.0
+        };
+        println!(
+            "max_records {max_records:>4}: {} records, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latencies.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
+}
+
+fn main() {
+    let broker = Broker::start(1).unwrap();
+    let runtime = Arc::new(PluginRuntime::new(CompiledCache::from_env()).unwrap());
+    let only = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    if only.is_empty() || only == "throughput" {
+        throughput(&broker, &runtime);
+    }
+    if only.is_empty() || only == "scaling" {
+        scaling(&broker, &runtime);
+    }
+    if only.is_empty() || only == "latency" {
+        latency(&broker, &runtime);
+    }
+}
