@@ -6,8 +6,10 @@
 //! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
 //!    50k records/s for `max_records` 1, 64 and 1024 with `max_wait` 1 ms.
 //!
-//! `cargo bench -p eddy --bench kafka`. The broker, the load's producer and consumer share
-//! the machine's cores with Eddy, so these figures are lower bounds.
+//! `cargo bench -p eddy --bench kafka [throughput|scaling|latency]`. The broker, the load's
+//! producer and consumer share the machine's cores with Eddy, so these figures are lower
+//! bounds. The mock cluster keeps at most 5 MiB per partition, so inputs are spread over
+//! [`PARTITIONS`] partitions.
 
 #![allow(missing_docs)]
 
@@ -25,6 +27,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const RECORDS: usize = 400_000;
+/// Partitions of the input topics: 25k records of 100 bytes each, within what the mock
+/// cluster retains per partition.
+const PARTITIONS: i32 = 16;
 const FILTER: &str = eddy_example_artifacts::FILTER_COMPONENT;
 
 fn producer(bootstrap: &str, linger_ms: &str) -> BaseProducer {
@@ -50,8 +55,11 @@ fn payment(i: usize, sent_us: u128) -> String {
     value
 }
 
-fn send(producer: &BaseProducer, topic: &str, value: &str) {
+fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, value: &str) {
     let mut record = BaseRecord::<(), str>::to(topic).payload(value);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
     while let Err((_, back)) = producer.send(record) {
         record = back;
         producer.poll(Duration::from_millis(1));
@@ -62,7 +70,7 @@ fn fill(broker: &Broker, topic: &str, partitions: i32) {
     broker.create_topic(topic, Some(partitions)).unwrap();
     let p = producer(&broker.bootstrap(), "5");
     for i in 0..RECORDS {
-        send(&p, topic, &payment(i, 0));
+        send(&p, topic, Some(i as i32 % partitions), &payment(i, 0));
     }
     p.flush(Duration::from_secs(60)).unwrap();
 }
@@ -78,7 +86,7 @@ fn count(consumer: &BaseConsumer, topic: &str, partitions: i32) -> usize {
         .sum()
 }
 
-/// The plain loop: consume every record of `topic`, produce it to `out`.
+/// The plain loop: consume every record of `topic`'s partitions, produce it to `out`.
 fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -86,8 +94,10 @@ fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
+    for partition in 0..PARTITIONS {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
     consumer.assign(&list).unwrap();
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -98,7 +108,8 @@ fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
     let started = Instant::now();
     let mut seen = 0;
     while seen < RECORDS {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        if let Some(Ok(m)) = polled {
             let mut record = BaseRecord::<[u8], [u8]>::to(out).payload(m.payload().unwrap());
             while let Err((_, back)) = p.send(record) {
                 record = back;
@@ -189,8 +200,8 @@ fn rate(d: Duration) -> f64 {
 
 fn throughput(broker: &Broker, runtime: &PluginRuntime) {
     let bootstrap = broker.bootstrap();
-    fill(broker, "in", 1);
-    println!("## Kafka → Wasm filter → Kafka, {RECORDS} records of 100 bytes, one partition");
+    fill(broker, "in", PARTITIONS);
+    println!("## Kafka → Wasm filter → Kafka, {RECORDS} records of 100 bytes, {PARTITIONS} partitions, one consumer");
     for round in 0..2 {
         broker
             .create_topic(&format!("plain-{round}"), Some(1))
@@ -263,22 +274,23 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
         println!("{line}");
     }
     let bootstrap = broker.bootstrap();
-    fill(broker, "in4", 4);
+    fill(broker, "in16", PARTITIONS);
     for round in 0..2 {
-        let mut line =
-            format!("round {round}: Kafka (4 partitions) → filter → Kafka, partition tasks:");
+        let mut line = format!(
+            "round {round}: Kafka ({PARTITIONS} partitions) → filter → Kafka, partition tasks:"
+        );
         for parallelism in [1, 2] {
             let out = format!("par-{round}-{parallelism}");
-            broker.create_topic(&out, Some(4)).unwrap();
+            broker.create_topic(&out, Some(PARTITIONS)).unwrap();
             let config = kafka_pipeline(
                 &bootstrap,
-                "in4",
+                "in16",
                 &out,
                 &format!("parallelism = {parallelism}"),
                 "",
                 "",
             );
-            let took = eddy_workers(runtime, &config, &bootstrap, &out, 4);
+            let took = eddy_workers(runtime, &config, &bootstrap, &out, PARTITIONS);
             line += &format!(" p{parallelism} {:.2} M rec/s", rate(took));
         }
         println!("{line}");
@@ -293,10 +305,13 @@ fn now_us() -> u128 {
 }
 
 fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
-    const RATE: u64 = 50_000;
+    let rate: u64 = std::env::var("EDDY_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50_000);
     const SECONDS: u64 = 5;
     let bootstrap = broker.bootstrap();
-    println!("\n## end-to-end latency at {RATE} records/s, max_wait 1 ms");
+    println!("\n## end-to-end latency at {rate} records/s, max_wait 1 ms");
     for max_records in [1, 64, 1024] {
         let (input, out) = (
             format!("lat-in-{max_records}"),
@@ -309,7 +324,9 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
             &input,
             &out,
             "",
-            "",
+            // The mock broker answers a fetch only when its wait is up, even once data
+            // has come: wait 1 ms, as a real broker would answer at once.
+            "[source.properties]\n\"fetch.wait.max.ms\" = \"1\"\n\"fetch.error.backoff.ms\" = \"1\"",
             &format!("[batch]\nmax_records = {max_records}\nmax_wait = \"1ms\"\n"),
         );
         let stop = AtomicBool::new(false);
@@ -320,16 +337,16 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
                 scope.spawn(|| eddy::workers::run(&config, runtime, &Default::default(), &stop));
             std::thread::sleep(Duration::from_secs(1)); // the group assigns the partition
             scope.spawn(|| {
-                let p = producer(&bootstrap, "0");
+                let p = producer(&bootstrap, "1");
                 let started = Instant::now();
-                let total = RATE * SECONDS;
+                let total = rate * SECONDS;
                 for i in 0..total {
-                    let due = started + Duration::from_micros(i * 1_000_000 / RATE);
+                    let due = started + Duration::from_micros(i * 1_000_000 / rate);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         p.poll(Duration::ZERO);
                         std::thread::sleep(wait);
                     }
-                    send(&p, &input, &payment(i as usize, now_us()));
+                    send(&p, &input, None, &payment(i as usize, now_us()));
                 }
                 p.flush(Duration::from_secs(10)).unwrap();
                 done_producing.store(true, Ordering::Relaxed);
@@ -338,6 +355,7 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
                 .set("bootstrap.servers", &bootstrap)
                 .set("group.id", "latency")
                 .set("fetch.wait.max.ms", "1")
+                .set("fetch.error.backoff.ms", "1")
                 .create()
                 .unwrap();
             let mut list = TopicPartitionList::new();
@@ -365,9 +383,10 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
                 / 1000.0
         };
         println!(
-            "max_records {max_records:>4}: {} records, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "max_records {max_records:>4}: {} records, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             latencies.len(),
             at(0.5),
+            at(0.9),
             at(0.99),
             at(1.0)
         );
