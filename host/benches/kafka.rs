@@ -4,7 +4,8 @@
 //!    rdkafka consume-produce loop over the same records, in the same run.
 //! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks.
 //! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
-//!    50k records/s for `max_records` 1, 64 and 1024 with `max_wait` 1 ms.
+//!    50k records/s (`EDDY_BENCH_RATE` to change it) for `max_records` 1, 64 and 1024 with
+//!    `max_wait` 1 ms; the load's producer lingers 1 ms.
 //!
 //! `cargo bench -p eddy --bench kafka [throughput|scaling|latency]`. The broker, the load's
 //! producer and consumer share the machine's cores with Eddy, so these figures are lower
