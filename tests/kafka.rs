@@ -298,7 +298,7 @@ fn the_broker_away_at_start_and_in_the_middle_delays_the_run_and_loses_nothing()
 }
 
 #[test]
-fn a_missing_topic_or_an_unreachable_cluster_is_a_clear_error() {
+fn a_missing_topic_a_misspelt_or_unbuilt_delivery_are_clear_errors() {
     let broker = Broker::start(1).unwrap();
     let s = Scratch::new();
     let missing = pipeline(&broker.bootstrap(), "alerts", "deduplicated");
@@ -308,6 +308,16 @@ fn a_missing_topic_or_an_unreachable_cluster_is_a_clear_error() {
     );
     let typo = missing.replace("delivery = \"deduplicated\"", "delivery = \"exactly-once\"");
     assert_failure_says(&s.eddy("validate", &typo), &["exactly-once"]);
+    broker.create_topic("payments", Some(1)).unwrap();
+    broker.create_topic("alerts", Some(1)).unwrap();
+    let transactional = missing.replace(
+        "delivery = \"deduplicated\"",
+        "delivery = \"transactional\"",
+    );
+    assert_failure_says(
+        &s.eddy("run", &transactional),
+        &["\"transactional\" is not available yet", "deduplicated"],
+    );
 }
 
 /// Streaming input for the partition-task tests: `count` events with ids, over 6
