@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use rdkafka::client::{Client, ClientContext};
 
 /// How long one request to the cluster (metadata, offsets) may take.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +35,31 @@ pub fn retry_with_backoff<T>(what: &str, mut attempt: impl FnMut() -> Result<T>)
                     started.elapsed()
                 )))
             }
+        }
+    }
+}
+
+/// The number of partitions of `topic` on the cluster at `brokers`, retrying while the
+/// cluster cannot be reached; a topic the cluster does not have is an error that names
+/// `setting`, the pipeline setting that named the topic.
+pub fn topic_partitions<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topic: &str,
+    setting: &str,
+) -> Result<usize> {
+    let metadata = retry_with_backoff(
+        &format!("reading the partitions of topic {topic} from {brokers}"),
+        || {
+            client
+                .fetch_metadata(Some(topic), CLUSTER_TIMEOUT)
+                .map_err(anyhow::Error::from)
+        },
+    )?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+        _ => {
+            bail!("Kafka at {brokers} has no topic {topic:?}; check {setting}, or create the topic")
         }
     }
 }

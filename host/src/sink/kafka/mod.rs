@@ -36,7 +36,7 @@ use super::{Records, Sink};
 use crate::batch::Origin;
 use crate::checkpoint::{Checkpointed, Section};
 use crate::config::EventFields;
-use crate::kafka::{retry_with_backoff, CLUSTER_TIMEOUT};
+use crate::kafka::{retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
 use crate::source::extract;
 
 /// The header that carries a record's identity (`deduplicated`).
@@ -138,7 +138,12 @@ impl KafkaSink {
                     config.brokers
                 )
             })?;
-        let partitions = topic_partitions(&producer, config)?;
+        let partitions = topic_partitions(
+            producer.client(),
+            &config.brokers,
+            &config.topic,
+            "[sink] topic",
+        )?;
         let dedup = match config.delivery {
             Delivery::Deduplicated => Some(Dedup::open(&producer, config, partitions, recover)?),
             Delivery::AtLeastOnce => None,
@@ -182,7 +187,11 @@ impl KafkaSink {
 
     /// Sends one record, waiting while the producer's queue is full.
     fn send(&self, value: &[u8], headers: Option<OwnedHeaders>) -> Result<()> {
-        let found = extract(value, &self.fields).ok();
+        // Only records whose key or timestamp comes from a field are parsed.
+        let wants_fields = self.fields.key_field.is_some() || self.fields.time_field.is_some();
+        let found = wants_fields
+            .then(|| extract(value, &self.fields).ok())
+            .flatten();
         let key = found.as_ref().and_then(|f| f.key.as_deref());
         let mut record: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&self.config.topic).payload(value);
@@ -230,30 +239,6 @@ impl KafkaSink {
         }
         self.producer.poll(Duration::ZERO);
         self.check_delivered()
-    }
-}
-
-/// The number of partitions of the sink's topic, retrying while the cluster is away.
-fn topic_partitions(producer: &BaseProducer<Reports>, config: &KafkaSinkConfig) -> Result<usize> {
-    let topic = &config.topic;
-    let metadata = retry_with_backoff(
-        &format!(
-            "reading the partitions of topic {topic} from {}",
-            config.brokers
-        ),
-        || {
-            producer
-                .client()
-                .fetch_metadata(Some(topic), CLUSTER_TIMEOUT)
-                .map_err(anyhow::Error::from)
-        },
-    )?;
-    match metadata.topics().iter().find(|t| t.name() == topic) {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
-        _ => bail!(
-            "Kafka at {} has no topic {topic:?}; check [sink] topic, or create the topic",
-            config.brokers
-        ),
     }
 }
 
@@ -392,10 +377,12 @@ fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result
         .context("cannot create a consumer to read back the Kafka sink's topic")?;
     consumer.assign(&list)?;
     let started = Instant::now();
-    let mut done = vec![false; to.len()];
-    for (p, (&from, &to)) in from.iter().zip(to).enumerate() {
-        done[p] = !(from >= 0 && from < to);
-    }
+    // A partition with nothing to read back is done from the start.
+    let mut done: Vec<bool> = from
+        .iter()
+        .zip(to)
+        .map(|(&from, &to)| !(from >= 0 && from < to))
+        .collect();
     while remaining > 0 {
         if started.elapsed() > crate::kafka::STARTUP_PATIENCE {
             bail!(

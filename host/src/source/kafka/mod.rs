@@ -23,7 +23,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{Ingest, Source, SourcePosition, SourceRecord, SourceState};
-use crate::kafka::{retry_with_backoff, CLUSTER_TIMEOUT};
+use crate::kafka::{retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
 
 /// The next offset to read of one partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -94,24 +94,8 @@ impl KafkaSource {
         let mut partitions = Vec::new();
         let mut topic_base = Vec::new();
         for (topic_index, topic) in config.topics.iter().enumerate() {
-            let metadata = retry_with_backoff(
-                &format!(
-                    "reading the partitions of topic {topic} from {}",
-                    config.brokers
-                ),
-                || {
-                    consumer
-                        .fetch_metadata(Some(topic), CLUSTER_TIMEOUT)
-                        .map_err(anyhow::Error::from)
-                },
-            )?;
-            let count = match metadata.topics().iter().find(|t| t.name() == topic) {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len(),
-                _ => bail!(
-                    "Kafka at {} has no topic {topic:?}; check [source] topics, or create the topic",
-                    config.brokers
-                ),
-            };
+            let count =
+                topic_partitions(consumer.client(), &config.brokers, topic, "[source] topics")?;
             topic_base.push(partitions.len() as u32);
             partitions.extend((0..count as i32).map(|partition| Assigned {
                 topic_index,
