@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// How long one request to the cluster (metadata, offsets) may take.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -15,6 +18,21 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a run keeps retrying the cluster before it gives up starting: long enough for
 /// a broker restart, short enough that a wrong address is reported in time.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The context of consumers that read a partition to its end (`enable.partition.eof`):
+/// it logs client errors as the default context does, except the end-of-partition notice
+/// they asked for, which librdkafka also reports as a global error.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 /// Calls `attempt` until it succeeds, waiting longer after each failure, for at most
 /// [`STARTUP_PATIENCE`]; the last error says what was tried for how long.

@@ -59,6 +59,9 @@ pub struct Recovery {
     pub newest: Option<(Snapshot, PathBuf)>,
     /// Newer checkpoints that were unusable, and why.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Newer checkpoints that read back whole but were refused (a sink's output for them
+    /// never committed), with their ids and why.
+    pub refused: Vec<(u64, PathBuf, String)>,
 }
 
 impl CheckpointDir {
@@ -238,11 +241,24 @@ impl CheckpointDir {
     /// Finds the newest checkpoint that reads back whole, skipping (and reporting)
     /// truncated or corrupt newer ones.
     pub fn recover(&self) -> Result<Recovery> {
+        self.recover_where(|_| Ok(None))
+    }
+
+    /// As [`CheckpointDir::recover`], but a checkpoint is resumed from only if `refuse`
+    /// gives no reason against it; refused ones are reported and older ones tried.
+    pub fn recover_where(
+        &self,
+        mut refuse: impl FnMut(&Snapshot) -> Result<Option<String>>,
+    ) -> Result<Recovery> {
         let mut recovery = Recovery::default();
         let all = self.checkpoints()?;
         for file in &all {
             match self.load_chain(file, &all) {
                 Ok(snapshot) => {
+                    if let Some(why) = refuse(&snapshot)? {
+                        recovery.refused.push((file.id, file.path.clone(), why));
+                        continue;
+                    }
                     recovery.newest = Some((snapshot, file.path.clone()));
                     break;
                 }
@@ -329,6 +345,26 @@ mod tests {
                 .unwrap()],
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn refused_checkpoints_are_reported_and_an_older_one_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 3).unwrap();
+        for id in 1..=3 {
+            store.write(&snapshot(id)).unwrap();
+        }
+        let recovery = store
+            .recover_where(|s| Ok((s.id > 1).then(|| format!("{} not committed", s.id))))
+            .unwrap();
+        assert_eq!(recovery.newest.unwrap().0.id, 1);
+        let refused: Vec<(u64, &str)> = recovery
+            .refused
+            .iter()
+            .map(|(id, _, why)| (*id, why.as_str()))
+            .collect();
+        assert_eq!(refused, [(3, "3 not committed"), (2, "2 not committed")]);
+        assert!(recovery.skipped.is_empty());
     }
 
     #[test]

@@ -570,7 +570,23 @@ impl PipelineConfig {
         .flatten()
         {
             match sink {
-                SinkConfig::Kafka(k) => k.check()?,
+                SinkConfig::Kafka(k) => {
+                    k.check()?;
+                    if k.delivery == crate::sink::Delivery::Transactional {
+                        match &self.checkpoint {
+                            None => bail!(
+                                "[sink] delivery = \"transactional\" commits a transaction per \
+                                 checkpoint; add a [checkpoint] section (dir, interval)"
+                            ),
+                            Some(c) if c.retain < 2 => bail!(
+                                "[checkpoint] retain must be at least 2 with a transactional Kafka \
+                                 sink: after a crash before a commit, the job resumes from the \
+                                 checkpoint before"
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                }
                 SinkConfig::Postgres(p) => p.check()?,
                 _ => {}
             }

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use super::{refuse_to_overwrite, Pipeline, RunOptions};
 use crate::checkpoint::{self, CheckpointDir, Snapshot};
 use crate::config::PipelineConfig;
+use crate::sink;
 
 /// Finds the snapshot a run resumes from, if any.
 ///
@@ -39,24 +40,68 @@ pub(super) fn find_snapshot(
         dir.clear()?;
         return Ok(None);
     }
-    let recovery = dir.recover()?;
+    // A transactional Kafka sink's output for a checkpoint may not have committed (a crash
+    // between the checkpoint and its commit): such checkpoints are not resumed from.
+    let mut logs: Option<Vec<sink::CommitLog>> = None;
+    let recovery = dir.recover_where(|snapshot| {
+        let logs = match &mut logs {
+            Some(logs) => logs,
+            None => logs.insert(sink::commit_logs(config)?),
+        };
+        for log in logs.iter_mut() {
+            if !log.committed(snapshot)? {
+                return Ok(Some(format!(
+                    "its output to Kafka topic {} never committed",
+                    log.topic()
+                )));
+            }
+        }
+        Ok(None)
+    })?;
+    // Newer checkpoints that were unusable or refused are set aside (renamed), so the ids
+    // this run writes next cannot be confused with them.
+    let refused = recovery
+        .refused
+        .iter()
+        .map(|(_, path, why)| (path, why, "eddy.uncommitted"));
+    for (bad, why, extension) in recovery
+        .skipped
+        .iter()
+        .map(|(path, why)| (path, why, "eddy.unusable"))
+        .chain(refused)
+    {
+        let aside = bad.with_extension(extension);
+        tracing::warn!(
+            "skipped checkpoint {} ({why}); kept as {}",
+            bad.display(),
+            aside.display()
+        );
+        if let Err(e) = std::fs::rename(bad, &aside) {
+            tracing::warn!("cannot set aside {}: {e}", bad.display());
+        }
+    }
     match recovery.newest {
         Some((snapshot, path)) => {
-            // Newer checkpoints that were unusable are set aside (renamed `*.unusable`),
-            // so the ids this run writes next cannot be confused with them.
-            for (bad, why) in &recovery.skipped {
-                let aside = bad.with_extension("eddy.unusable");
-                tracing::warn!(
-                    "skipped checkpoint {} ({why}); kept as {}",
-                    bad.display(),
-                    aside.display()
-                );
-                if let Err(e) = std::fs::rename(bad, &aside) {
-                    tracing::warn!("cannot set aside {}: {e}", bad.display());
-                }
-            }
             tracing::info!("resuming from checkpoint {}", path.display());
             Ok(Some(snapshot))
+        }
+        // The first checkpoint's output never committed: the job starts over.
+        None if recovery.refused.iter().any(|(id, _, _)| *id == 1) => {
+            tracing::warn!("no checkpoint's output committed; starting from the beginning");
+            Ok(None)
+        }
+        None if !recovery.refused.is_empty() => {
+            let ids: Vec<String> = recovery
+                .refused
+                .iter()
+                .map(|(id, _, _)| id.to_string())
+                .collect();
+            bail!(
+                "the output of checkpoints {} in {} never committed, and no older checkpoint is \
+                 kept; start over with --fresh, or from a savepoint with --from-savepoint",
+                ids.join(", "),
+                dir.path().display()
+            )
         }
         None if !recovery.skipped.is_empty() => {
             let list: Vec<String> = recovery

@@ -10,11 +10,11 @@ use anyhow::Result;
 
 use crate::batch::Origin;
 use crate::checkpoint::{Checkpointed, Section};
-use crate::config::SinkConfig;
+use crate::config::{PipelineConfig, SinkConfig};
 
 pub use crate::batch::{RecordBuffer, Records};
 pub use file::{FileSink, FileSinkConfig, FileSinkState};
-pub use kafka::{Delivery, KafkaSink, KafkaSinkConfig, IDENTITY_HEADER};
+pub use kafka::{CommitLog, Delivery, KafkaSink, KafkaSinkConfig, IDENTITY_HEADER};
 pub use null::{NullSink, NullSinkConfig};
 pub use postgres::{PostgresSink, PostgresSinkConfig};
 pub use stdio::{StdioSink, StdioSinkConfig};
@@ -76,6 +76,23 @@ pub fn build(config: &SinkConfig, mode: SinkMode<'_>) -> Result<Box<dyn Sink>> {
             SinkMode::Checkpointed { role, recover } => KafkaSink::open(k, role, recover)?,
         }),
     })
+}
+
+/// The commit logs of the job's transactional Kafka sinks: which checkpoints' output
+/// committed. Opening them fences the sinks' earlier producers.
+pub fn commit_logs(config: &PipelineConfig) -> Result<Vec<CommitLog>> {
+    [
+        ("sink", Some(&config.sink)),
+        ("dead_letter", config.dead_letter.as_ref()),
+        ("late", config.late.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, sink)| match sink {
+        Some(SinkConfig::Kafka(k)) if k.delivery == Delivery::Transactional => Some((role, k)),
+        _ => None,
+    })
+    .map(|(role, k)| CommitLog::open(k, role))
+    .collect()
 }
 
 /// Writes records as JSON lines to any writer (shared by the file and stdio sinks).

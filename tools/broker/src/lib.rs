@@ -79,6 +79,14 @@ impl Broker {
         Ok(())
     }
 
+    /// Makes the next request of API `api_key` (a Kafka protocol API key, e.g. 26 for
+    /// `EndTxn`) fail with `error`, to test clients against a broker's refusals (a
+    /// producer fenced by a newer instance, a coordinator moving).
+    pub fn fail_next(&self, api_key: i16, error: ffi::rd_kafka_resp_err_t) {
+        // SAFETY: the cluster is valid and `error` outlives the call.
+        unsafe { ffi::rd_kafka_mock_push_request_errors_array(self.cluster(), api_key, 1, &error) }
+    }
+
     /// Makes the broker refuse connections (`false`) or accept them again (`true`), to
     /// test clients against an outage.
     pub fn set_up(&self, up: bool) -> Result<()> {

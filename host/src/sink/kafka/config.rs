@@ -25,6 +25,11 @@ pub struct KafkaSinkConfig {
     /// The prefix of the transactional ids (`transactional`); defaults to `eddy-<topic>`.
     /// Two jobs writing the same topic transactionally need different prefixes.
     pub transactional_id: Option<String>,
+    /// The topic where a `transactional` sink writes, inside each transaction, which
+    /// checkpoint it ends (its commit marker); recovery reads it to learn which
+    /// checkpoints' output committed. It must exist; one partition suffices. Defaults to
+    /// `eddy-transactions`.
+    pub transaction_log: Option<String>,
     /// Extra librdkafka producer properties (security, batching), passed through.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -58,7 +63,31 @@ const OWNED_PROPERTIES: &[&str] = &[
     "transactional.id",
 ];
 
+/// The transaction log topic when `transaction_log` is not set.
+pub const DEFAULT_TRANSACTION_LOG: &str = "eddy-transactions";
+
 impl KafkaSinkConfig {
+    /// The topic of the commit markers (`transactional`).
+    pub fn transaction_log(&self) -> &str {
+        self.transaction_log
+            .as_deref()
+            .unwrap_or(DEFAULT_TRANSACTION_LOG)
+    }
+
+    /// The transactional id prefix of this sink in `role`: the configured prefix (or
+    /// `eddy-<topic>`), the role, and the partition task writing, if any. Its producers
+    /// are `<prefix>-0` and `<prefix>-1`; its commit markers are keyed by it.
+    pub fn transactional_prefix(&self, role: &str) -> String {
+        let base = self
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("eddy-{}", self.topic));
+        match &self.identity_scope {
+            Some(scope) => format!("{base}-{role}-{scope}"),
+            None => format!("{base}-{role}"),
+        }
+    }
+
     /// Checks the settings that do not need the cluster.
     pub fn check(&self) -> Result<()> {
         if self.brokers.trim().is_empty() {

@@ -13,13 +13,18 @@
 //!   identity it finds there, once per copy found (so equal results are counted, not
 //!   collapsed).
 //!
+//! - `transactional`: one Kafka transaction per checkpoint epoch, committed when the
+//!   checkpoint completes (see [`transactions`]).
+//!
 //! Invariants: a delivery failure fails the run (the job resumes from its last checkpoint
 //! and nothing is lost); a checkpoint section is written only after every record before
 //! the cut was acknowledged.
 
 mod config;
+mod transactions;
 
 pub use config::{Delivery, KafkaSinkConfig};
+pub use transactions::CommitLog;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,8 +41,9 @@ use super::{Records, Sink};
 use crate::batch::Origin;
 use crate::checkpoint::{Checkpointed, Section};
 use crate::config::EventFields;
-use crate::kafka::{retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
+use crate::kafka::{retry_with_backoff, topic_partitions, ReaderContext, CLUSTER_TIMEOUT};
 use crate::source::extract;
+use transactions::Transactions;
 
 /// The header that carries a record's identity (`deduplicated`).
 pub const IDENTITY_HEADER: &str = "eddy-id";
@@ -103,6 +109,8 @@ pub struct KafkaSink {
     fields: EventFields,
     /// `deduplicated`: the section's state, kept current.
     dedup: Option<Dedup>,
+    /// `transactional`: the producer holding the epoch waiting for its checkpoint.
+    transactions: Option<Transactions>,
     role: String,
 }
 
@@ -119,25 +127,31 @@ struct Dedup {
 impl KafkaSink {
     /// Connects a producer to the cluster for `role` (`sink`, `dead_letter`, `late`).
     /// A `deduplicated` sink resuming from `recover` reads back what the topic received
-    /// since that checkpoint.
+    /// since that checkpoint. A `transactional` sink fences its earlier instance and
+    /// begins its first transaction.
     pub fn open(config: &KafkaSinkConfig, role: &str, recover: Option<&Section>) -> Result<Self> {
         config.check()?;
-        let mut client = ClientConfig::new();
+        let mut client = client_config(config);
         client
-            .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("linger.ms", "1");
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
-        let producer: BaseProducer<Reports> = client
-            .create_with_context(Reports::default())
-            .with_context(|| {
-                format!(
-                    "cannot create a Kafka producer for {}; check [sink] and [sink.properties]",
-                    config.brokers
-                )
-            })?;
+        let (producer, transactions) = match config.delivery {
+            Delivery::Transactional => {
+                let (producer, transactions) = Transactions::open(config, role, &client)?;
+                (producer, Some(transactions))
+            }
+            _ => {
+                let producer: BaseProducer<Reports> = client
+                    .create_with_context(Reports::default())
+                    .with_context(|| {
+                        format!(
+                            "cannot create a Kafka producer for {}; check [sink] and [sink.properties]",
+                            config.brokers
+                        )
+                    })?;
+                (producer, None)
+            }
+        };
         let partitions = topic_partitions(
             producer.client(),
             &config.brokers,
@@ -146,11 +160,7 @@ impl KafkaSink {
         )?;
         let dedup = match config.delivery {
             Delivery::Deduplicated => Some(Dedup::open(&producer, config, partitions, recover)?),
-            Delivery::AtLeastOnce => None,
-            Delivery::Transactional => bail!(
-                "[sink] delivery = \"transactional\" is not available yet; use \"deduplicated\" \
-                 for exactly-once output or \"at-least-once\""
-            ),
+            Delivery::AtLeastOnce | Delivery::Transactional => None,
         };
         Ok(Self {
             producer,
@@ -161,6 +171,7 @@ impl KafkaSink {
             },
             config: config.clone(),
             dedup,
+            transactions,
             role: role.to_owned(),
         })
     }
@@ -363,17 +374,11 @@ fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result
     if remaining == 0 {
         return Ok(identities);
     }
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
+    let consumer: BaseConsumer<ReaderContext> = client_config(config)
         .set("group.id", "eddy-sink-readback")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer = client
-        .create()
+        .set("enable.partition.eof", "true")
+        .create_with_context(ReaderContext)
         .context("cannot create a consumer to read back the Kafka sink's topic")?;
     consumer.assign(&list)?;
     let started = Instant::now();
@@ -429,8 +434,13 @@ fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result
 }
 
 impl Checkpointed for KafkaSink {
-    fn snapshot(&mut self, _id: u64, _incremental: bool) -> Result<Option<Section>> {
+    fn snapshot(&mut self, id: u64, _incremental: bool) -> Result<Option<Section>> {
         self.flush_all()?;
+        if let Some(transactions) = &mut self.transactions {
+            return transactions
+                .cut(&mut self.producer, id, &self.role)
+                .map(Some);
+        }
         let Some(dedup) = &mut self.dedup else {
             return Ok(None);
         };
@@ -455,6 +465,13 @@ impl Checkpointed for KafkaSink {
         Ok(Some(
             Section::new(format!("sink/{}", self.role), SECTION_VERSION).with_meta(&dedup.state)?,
         ))
+    }
+
+    fn checkpoint_completed(&mut self, id: u64) -> Result<()> {
+        match &mut self.transactions {
+            Some(transactions) => transactions.complete(id),
+            None => Ok(()),
+        }
     }
 }
 
@@ -491,5 +508,22 @@ impl Drop for KafkaSink {
         if let Err(e) = self.flush_all() {
             tracing::error!("Kafka sink {}: {e:#}", self.config.topic);
         }
+        if let Some(transactions) = &mut self.transactions {
+            transactions.abort(&self.producer);
+        }
     }
+}
+
+/// The client settings every connection of the sink shares: the brokers and
+/// `[sink.properties]`.
+fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    // A misspelt topic is an error, not a new topic (unless the properties say otherwise).
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("allow.auto.create.topics", "false");
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
 }
