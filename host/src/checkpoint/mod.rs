@@ -16,6 +16,7 @@
 mod coordinator;
 mod legacy;
 mod section;
+mod storage;
 mod store;
 mod writer;
 
@@ -26,8 +27,9 @@ pub use coordinator::{CheckpointStatus, Coordinator};
 pub use section::{
     parse_state_key, parse_window_key, state_key, window_key, Checkpointed, Section,
 };
+pub use storage::{CheckpointStore, LocalDir, StoreLock};
 pub use store::{
-    components_dir, read_snapshot, CheckpointDir, CheckpointFile, DirLock, Recovery, MAX_CHAIN,
+    components_dir, read_snapshot, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN,
     SAVEPOINT_FILE,
 };
 pub use writer::CheckpointWriter;

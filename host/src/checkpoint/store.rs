@@ -1,14 +1,19 @@
-//! The checkpoint directory: atomic writes, retention, and finding the newest good
-//! checkpoint after a crash.
+//! A job's checkpoints in a [`CheckpointStore`]: their names, incremental chains,
+//! retention, and finding the newest good checkpoint after a crash.
+//!
+//! Invariants: a checkpoint is written whole before older ones are pruned; the newest
+//! `retain` checkpoints are kept with every checkpoint their chains need; recovery never
+//! resumes from a checkpoint it cannot read whole.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use super::storage::{CheckpointStore, LocalDir, StoreLock};
 use super::{decode, encode, Snapshot};
-use crate::durable::{sync_dir, write_atomic};
+use crate::durable::sync_dir;
 
 /// Longest chain of incremental checkpoints before the checkpoint thread folds it into a
 /// full checkpoint.
@@ -17,12 +22,12 @@ pub const MAX_CHAIN: usize = 8;
 /// The file name of the snapshot in a savepoint directory.
 pub const SAVEPOINT_FILE: &str = "savepoint.eddy";
 
-/// A directory of checkpoints: `ckpt-<id>.eddy` (full) and `ckpt-<id>-on-<base>.eddy`
-/// (incremental, on checkpoint `base`). It keeps the newest `retain` checkpoints and every
-/// checkpoint their chains need.
+/// A job's checkpoints: `ckpt-<id>.eddy` (full) and `ckpt-<id>-on-<base>.eddy`
+/// (incremental, on checkpoint `base`) in a store. It keeps the newest `retain`
+/// checkpoints and every checkpoint their chains need.
 #[derive(Debug, Clone)]
 pub struct CheckpointDir {
-    dir: PathBuf,
+    store: Arc<dyn CheckpointStore>,
     retain: usize,
 }
 
@@ -33,7 +38,9 @@ pub struct CheckpointFile {
     pub id: u64,
     /// The checkpoint it builds on, if incremental.
     pub base: Option<u64>,
-    /// The file.
+    /// Its name in the store.
+    pub name: String,
+    /// Where it is (for messages).
     pub path: PathBuf,
 }
 
@@ -44,80 +51,48 @@ pub fn components_dir(dir: &Path) -> PathBuf {
     dir.join("components")
 }
 
-/// An exclusive claim on a checkpoint directory, held while a job runs. It is an OS file
-/// lock on `<dir>/LOCK`, so the operating system releases it when the process ends,
-/// however it ends (a SIGKILL leaves no stale lock); the file names the holder's pid.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
-
 /// What recovery found in a checkpoint directory.
 #[derive(Debug, Default)]
 pub struct Recovery {
     /// The newest valid checkpoint and its file.
     pub newest: Option<(Snapshot, PathBuf)>,
     /// Newer checkpoints that were unusable, and why.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub skipped: Vec<(CheckpointFile, String)>,
     /// Newer checkpoints that read back whole but were refused (a sink's output for them
-    /// never committed), with their ids and why.
-    pub refused: Vec<(u64, PathBuf, String)>,
+    /// never committed), and why.
+    pub refused: Vec<(CheckpointFile, String)>,
 }
 
 impl CheckpointDir {
-    /// Opens (creating) a checkpoint directory.
+    /// Opens (creating) a checkpoint directory on the local file system.
     pub fn open(dir: &Path, retain: usize) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the checkpoint directory {}", dir.display()))?;
-        Ok(Self {
-            dir: dir.to_owned(),
+        Ok(Self::in_store(Arc::new(LocalDir::open(dir)?), retain))
+    }
+
+    /// The checkpoints kept in `store`.
+    pub fn in_store(store: Arc<dyn CheckpointStore>, retain: usize) -> Self {
+        Self {
+            store,
             retain: retain.max(1),
-        })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Where components hot-swapped in are kept (see [`components_dir`]).
-    pub fn components(&self) -> PathBuf {
-        components_dir(&self.dir)
-    }
-
-    /// Claims the directory for this job; refuses, naming the holder's pid, when another
-    /// running job holds it (two jobs on one directory would corrupt each other's output
-    /// and checkpoints).
-    pub fn lock(&self) -> Result<DirLock> {
-        let path = self.dir.join("LOCK");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {
-                let claim = (|| {
-                    file.set_len(0)?;
-                    writeln!(file, "{}", std::process::id())
-                })();
-                claim.with_context(|| format!("cannot write {}", path.display()))?;
-                Ok(DirLock { _file: file })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                bail!(
-                    "checkpoint directory {} is in use by another running job (pid {});                      stop that job first, or give this pipeline its own [checkpoint] dir",
-                    self.dir.display(),
-                    holder.trim()
-                )
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
         }
+    }
+
+    /// Where the checkpoints are, for messages.
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    /// Where components hot-swapped in are kept (see [`components_dir`]), when the
+    /// checkpoints are on the local file system.
+    pub fn components(&self) -> Option<PathBuf> {
+        self.store.local_dir().map(components_dir)
+    }
+
+    /// Claims the checkpoints for this job; refuses, naming the holder, when another
+    /// running job holds them (two jobs on one directory would corrupt each other's
+    /// output and checkpoints).
+    pub fn lock(&self) -> Result<StoreLock> {
+        self.store.lock()
     }
 
     /// Writes a checkpoint atomically and removes the checkpoints no longer needed. The
@@ -125,20 +100,19 @@ impl CheckpointDir {
     pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {
         sync_staged(snapshot)?;
         let name = match snapshot.base {
-            None => format!("ckpt-{:020}.eddy", snapshot.id),
+            None => full_name(snapshot.id),
             Some(base) => format!("ckpt-{:020}-on-{base:020}.eddy", snapshot.id),
         };
-        let path = self.dir.join(name);
-        write_atomic(&path, &encode(snapshot)?)?;
-        let path = self.compact_if_long(snapshot.id, path)?;
+        self.store.put(&name, &encode(snapshot)?)?;
+        let name = self.compact_if_long(snapshot.id, name)?;
         self.prune()?;
-        Ok(path)
+        Ok(self.store.locate(&name))
     }
 
     /// Bounds recovery work: once checkpoint `id` ends a chain of [`MAX_CHAIN`]
     /// incremental checkpoints, folds the chain into a full checkpoint `id` (here, on the
     /// checkpoint thread, never on the stream) and removes the incremental file.
-    fn compact_if_long(&self, id: u64, path: PathBuf) -> Result<PathBuf> {
+    fn compact_if_long(&self, id: u64, name: String) -> Result<String> {
         let all = self.checkpoints()?;
         let mut length = 0;
         let mut next = all.iter().find(|c| c.id == id);
@@ -147,16 +121,16 @@ impl CheckpointDir {
             next = all.iter().find(|c| c.id == base);
         }
         if length < MAX_CHAIN {
-            return Ok(path);
+            return Ok(name);
         }
         let file = all
             .iter()
             .find(|c| c.id == id)
             .context("the checkpoint just written is gone")?;
         let full = self.load_chain(file, &all)?;
-        let compacted = self.dir.join(format!("ckpt-{id:020}.eddy"));
-        write_atomic(&compacted, &encode(&full)?)?;
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        let compacted = full_name(id);
+        self.store.put(&compacted, &encode(&full)?)?;
+        self.store.delete(&name)?;
         Ok(compacted)
     }
 
@@ -173,8 +147,8 @@ impl CheckpointDir {
             }
         }
         for old in all.iter().filter(|c| !needed.contains(&c.id)) {
-            if let Err(e) = std::fs::remove_file(&old.path) {
-                tracing::warn!("cannot remove old checkpoint {}: {e}", old.path.display());
+            if let Err(e) = self.store.delete(&old.name) {
+                tracing::warn!("cannot remove old checkpoint: {e:#}");
             }
         }
         Ok(())
@@ -183,18 +157,7 @@ impl CheckpointDir {
     /// Checkpoint files, newest first.
     pub fn checkpoints(&self) -> Result<Vec<CheckpointFile>> {
         let mut found = Vec::new();
-        let entries = std::fs::read_dir(&self.dir).with_context(|| {
-            format!(
-                "cannot read the checkpoint directory {}",
-                self.dir.display()
-            )
-        })?;
-        for entry in entries {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
+        for name in self.store.list()? {
             let Some(stem) = name
                 .strip_prefix("ckpt-")
                 .and_then(|n| n.strip_suffix(".eddy"))
@@ -206,7 +169,13 @@ impl CheckpointDir {
                 None => (stem.parse().ok(), Some(None)),
             };
             if let (Some(id), Some(base)) = (id, base) {
-                found.push(CheckpointFile { id, base, path });
+                let path = self.store.locate(&name);
+                found.push(CheckpointFile {
+                    id,
+                    base,
+                    name,
+                    path,
+                });
             }
         }
         found.sort_by_key(|c| std::cmp::Reverse(c.id));
@@ -219,8 +188,9 @@ impl CheckpointDir {
         let mut chain = Vec::new();
         let mut next = Some(file);
         while let Some(f) = next {
-            let snapshot = std::fs::read(&f.path)
-                .map_err(anyhow::Error::from)
+            let snapshot = self
+                .store
+                .get(&f.name)
                 .and_then(|b| decode(&b))
                 .with_context(|| format!("{}", f.path.display()))?;
             chain.push(snapshot);
@@ -256,7 +226,7 @@ impl CheckpointDir {
             match self.load_chain(file, &all) {
                 Ok(snapshot) => {
                     if let Some(why) = refuse(&snapshot)? {
-                        recovery.refused.push((file.id, file.path.clone(), why));
+                        recovery.refused.push((file.clone(), why));
                         continue;
                     }
                     recovery.newest = Some((snapshot, file.path.clone()));
@@ -267,21 +237,34 @@ impl CheckpointDir {
                         "skipping unusable checkpoint {}: {e:#}",
                         file.path.display()
                     );
-                    recovery.skipped.push((file.path.clone(), format!("{e:#}")));
+                    recovery.skipped.push((file.clone(), format!("{e:#}")));
                 }
             }
         }
         Ok(recovery)
     }
 
+    /// Sets checkpoint `file` aside, renamed `<name>.<suffix>`, so it is no longer
+    /// recovered from and the ids written next cannot be confused with it; returns where
+    /// it now is.
+    pub fn set_aside(&self, file: &CheckpointFile, suffix: &str) -> Result<PathBuf> {
+        let aside = format!("{}.{suffix}", file.name);
+        self.store.rename(&file.name, &aside)?;
+        Ok(self.store.locate(&aside))
+    }
+
     /// Removes every checkpoint (for a run started with `--fresh`).
     pub fn clear(&self) -> Result<()> {
         for file in self.checkpoints()? {
-            std::fs::remove_file(&file.path)
-                .with_context(|| format!("cannot remove {}", file.path.display()))?;
+            self.store.delete(&file.name)?;
         }
         Ok(())
     }
+}
+
+/// The name of full checkpoint `id`.
+fn full_name(id: u64) -> String {
+    format!("ckpt-{id:020}.eddy")
 }
 
 /// Fsyncs the files a snapshot's sections staged, and their directories, so that once
@@ -361,10 +344,97 @@ mod tests {
         let refused: Vec<(u64, &str)> = recovery
             .refused
             .iter()
-            .map(|(id, _, why)| (*id, why.as_str()))
+            .map(|(file, why)| (file.id, why.as_str()))
             .collect();
         assert_eq!(refused, [(3, "3 not committed"), (2, "2 not committed")]);
         assert!(recovery.skipped.is_empty());
+    }
+
+    /// A store in memory, standing in for an object store: blobs by name, no files.
+    #[derive(Debug, Default)]
+    struct MemoryStore(std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>);
+
+    impl CheckpointStore for MemoryStore {
+        fn location(&self) -> String {
+            "memory://".into()
+        }
+        fn locate(&self, name: &str) -> PathBuf {
+            PathBuf::from(format!("memory://{name}"))
+        }
+        fn list(&self) -> Result<Vec<String>> {
+            Ok(self.0.lock().unwrap().keys().cloned().collect())
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>> {
+            self.0
+                .lock()
+                .unwrap()
+                .get(name)
+                .cloned()
+                .context("no such blob")
+        }
+        fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+            self.0.lock().unwrap().insert(name.into(), bytes.to_vec());
+            Ok(())
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            self.0.lock().unwrap().remove(name);
+            Ok(())
+        }
+        fn rename(&self, from: &str, to: &str) -> Result<()> {
+            let blob = self.get(from)?;
+            self.put(to, &blob)?;
+            self.delete(from)
+        }
+        fn lock(&self) -> Result<StoreLock> {
+            Ok(StoreLock::new(()))
+        }
+    }
+
+    #[test]
+    fn checkpoints_live_in_any_store_behind_the_trait() {
+        let store = Arc::new(MemoryStore::default());
+        let checkpoints = CheckpointDir::in_store(store.clone(), 2);
+        checkpoints.write(&snapshot(1)).unwrap();
+        for id in 2..=3 {
+            checkpoints
+                .write(&Snapshot {
+                    id,
+                    base: Some(id - 1),
+                    ..snapshot(id)
+                })
+                .unwrap();
+        }
+        checkpoints.write(&snapshot(4)).unwrap();
+        // The newest two are 4 and 3; 3's chain needs 2 and 1.
+        let ids: Vec<u64> = checkpoints
+            .checkpoints()
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, vec![4, 3, 2, 1]);
+        let newest = checkpoints.checkpoints().unwrap().remove(0);
+        store.put(&newest.name, b"torn").unwrap();
+        let recovery = checkpoints.recover().unwrap();
+        let (recovered, path) = recovery.newest.unwrap();
+        assert_eq!(
+            (recovered.id, recovered.base),
+            (3, None),
+            "folded over its chain"
+        );
+        assert_eq!(
+            path,
+            PathBuf::from(format!("memory://ckpt-{:020}-on-{:020}.eddy", 3, 2))
+        );
+        let aside = checkpoints
+            .set_aside(&recovery.skipped[0].0, "unusable")
+            .unwrap();
+        assert_eq!(
+            aside,
+            PathBuf::from(format!("memory://{}.unusable", full_name(4)))
+        );
+        assert_eq!(checkpoints.checkpoints().unwrap()[0].id, 3);
+        assert!(checkpoints.components().is_none(), "no local directory");
     }
 
     #[test]

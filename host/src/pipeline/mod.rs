@@ -28,7 +28,7 @@ pub use control::{
 pub use metrics::RunSummary;
 use reader::{Gathered, Input, PipelineEnds, ReadCut};
 
-use crate::checkpoint::{self, CheckpointDir, Checkpointed, Coordinator, DirLock, Snapshot};
+use crate::checkpoint::{self, CheckpointDir, Checkpointed, Coordinator, Snapshot, StoreLock};
 use crate::config::{AggregateKind, EventFields, PipelineConfig, SinkConfig, WindowConfig};
 use crate::dead_letter::DeadLetters;
 use crate::metrics::{set_total, JobMetrics, MetricsRegistry};
@@ -198,7 +198,7 @@ pub struct Pipeline {
     /// Where the components swapped in are kept (a job that checkpoints).
     components: Option<PathBuf>,
     /// The claim on the checkpoint directory, held while the pipeline lives.
-    _checkpoint_lock: Option<DirLock>,
+    _checkpoint_lock: Option<StoreLock>,
     metrics: JobMetrics,
     registry: MetricsRegistry,
     status: StatusBoard,
@@ -328,7 +328,7 @@ impl Pipeline {
             status: StatusBoard::default(),
             status_refreshed: Instant::now(),
         };
-        pipeline.components = checkpoint_dir.as_ref().map(CheckpointDir::components);
+        pipeline.components = checkpoint_dir.as_ref().and_then(CheckpointDir::components);
         if let Some(snapshot) = &resume {
             // Components swapped in come with a savepoint, or stay in the checkpoint
             // directory.

@@ -63,21 +63,20 @@ pub(super) fn find_snapshot(
     let refused = recovery
         .refused
         .iter()
-        .map(|(_, path, why)| (path, why, "eddy.uncommitted"));
-    for (bad, why, extension) in recovery
+        .map(|(file, why)| (file, why, "uncommitted"));
+    for (bad, why, suffix) in recovery
         .skipped
         .iter()
-        .map(|(path, why)| (path, why, "eddy.unusable"))
+        .map(|(file, why)| (file, why, "unusable"))
         .chain(refused)
     {
-        let aside = bad.with_extension(extension);
-        tracing::warn!(
-            "skipped checkpoint {} ({why}); kept as {}",
-            bad.display(),
-            aside.display()
-        );
-        if let Err(e) = std::fs::rename(bad, &aside) {
-            tracing::warn!("cannot set aside {}: {e}", bad.display());
+        match dir.set_aside(bad, suffix) {
+            Ok(aside) => tracing::warn!(
+                "skipped checkpoint {} ({why}); kept as {}",
+                bad.path.display(),
+                aside.display()
+            ),
+            Err(e) => tracing::warn!("skipped checkpoint {} ({why}); {e:#}", bad.path.display()),
         }
     }
     match recovery.newest {
@@ -86,7 +85,7 @@ pub(super) fn find_snapshot(
             Ok(Some(snapshot))
         }
         // The first checkpoint's output never committed: the job starts over.
-        None if recovery.refused.iter().any(|(id, _, _)| *id == 1) => {
+        None if recovery.refused.iter().any(|(file, _)| file.id == 1) => {
             tracing::warn!("no checkpoint's output committed; starting from the beginning");
             Ok(None)
         }
@@ -94,24 +93,24 @@ pub(super) fn find_snapshot(
             let ids: Vec<String> = recovery
                 .refused
                 .iter()
-                .map(|(id, _, _)| id.to_string())
+                .map(|(file, _)| file.id.to_string())
                 .collect();
             bail!(
                 "the output of checkpoints {} in {} never committed, and no older checkpoint is \
                  kept; start over with --fresh, or from a savepoint with --from-savepoint",
                 ids.join(", "),
-                dir.path().display()
+                dir.location()
             )
         }
         None if !recovery.skipped.is_empty() => {
             let list: Vec<String> = recovery
                 .skipped
                 .iter()
-                .map(|(path, why)| format!("{} ({why})", path.display()))
+                .map(|(file, why)| format!("{} ({why})", file.path.display()))
                 .collect();
             bail!(
                 "no usable checkpoint in {}: {}; pass --fresh to start over (sink output will be replaced)",
-                dir.path().display(),
+                dir.location(),
                 list.join(", ")
             )
         }
