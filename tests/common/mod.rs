@@ -7,6 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+pub mod kafka;
+
 /// A scratch directory with a pipeline file in it.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
@@ -408,11 +408,16 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
                     }
                 };
                 let (_, _, block) = &mut pending[at];
+                let headers = m.headers().into_iter().flat_map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()))
+                });
                 block.push(
                     m.offset(),
                     m.timestamp().to_millis(),
                     m.key(),
                     m.payload().unwrap_or_default(),
+                    headers,
                 );
                 if block.len() >= max {
                     let block = std::mem::take(block);

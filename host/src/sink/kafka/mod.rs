@@ -293,7 +293,7 @@ impl Dedup {
         for (identity, copies) in recovered.unmatched {
             *dedup.skip.entry(identity).or_default() += copies;
         }
-        let written = read_identities(config, &recovered.from, &ends)?;
+        let written = read_identities(config, &recovered.from)?;
         for identity in written {
             *dedup.skip.entry(identity).or_default() += 1;
         }
@@ -360,16 +360,19 @@ impl Dedup {
     }
 }
 
-/// The `eddy-id` headers of the records in `topic` from `from` to `to` (per partition).
-fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result<Vec<Vec<u8>>> {
+/// The `eddy-id` headers of the records in `topic` from `from` (per partition) to the
+/// partitions' ends. The end is where the broker's fetch says the partition ends, not a
+/// separate offsets query: the sink has stopped writing, and a broker whose offsets
+/// answer lags its log (tansu 0.6 reports the last batch's first offset) would otherwise
+/// hide the last records written.
+fn read_identities(config: &KafkaSinkConfig, from: &[i64]) -> Result<Vec<Vec<u8>>> {
     let mut list = TopicPartitionList::new();
-    let mut remaining = 0;
-    for (p, (&from, &to)) in from.iter().zip(to).enumerate() {
-        if from >= 0 && from < to {
+    for (p, &from) in from.iter().enumerate() {
+        if from >= 0 {
             list.add_partition_offset(&config.topic, p as i32, Offset::Offset(from))?;
-            remaining += 1;
         }
     }
+    let mut remaining = list.count();
     let mut identities = Vec::new();
     if remaining == 0 {
         return Ok(identities);
@@ -382,12 +385,7 @@ fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result
         .context("cannot create a consumer to read back the Kafka sink's topic")?;
     consumer.assign(&list)?;
     let started = Instant::now();
-    // A partition with nothing to read back is done from the start.
-    let mut done: Vec<bool> = from
-        .iter()
-        .zip(to)
-        .map(|(&from, &to)| !(from >= 0 && from < to))
-        .collect();
+    let mut done = vec![false; from.len()];
     while remaining > 0 {
         if started.elapsed() > crate::kafka::STARTUP_PATIENCE {
             bail!(
@@ -397,37 +395,32 @@ fn read_identities(config: &KafkaSinkConfig, from: &[i64], to: &[i64]) -> Result
                 crate::kafka::STARTUP_PATIENCE
             );
         }
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
-                if let Some(d) = done.get_mut(p as usize) {
-                    if !*d {
-                        *d = true;
-                        remaining -= 1;
-                    }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                if let Some(d) = done.get_mut(p as usize).filter(|d| !**d) {
+                    *d = true;
+                    remaining -= 1;
                 }
-                continue;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!("reading back Kafka topic {}: {e}; retrying", config.topic);
-                continue;
             }
-        };
-        let p = message.partition() as usize;
-        if done.get(p).copied().unwrap_or(true) {
-            continue;
-        }
-        if let Some(headers) = message.headers() {
-            if let Some(h) = headers.iter().find(|h| h.key == IDENTITY_HEADER) {
-                identities.push(h.value.unwrap_or_default().to_vec());
+            Some(Ok(message)) => {
+                if done
+                    .get(message.partition() as usize)
+                    .copied()
+                    .unwrap_or(true)
+                {
+                    continue;
+                }
+                let identity = message
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == IDENTITY_HEADER));
+                if let Some(h) = identity {
+                    identities.push(h.value.unwrap_or_default().to_vec());
+                }
             }
-        }
-        if message.offset() + 1 >= to[p] {
-            done[p] = true;
-            remaining -= 1;
         }
     }
     Ok(identities)

@@ -20,34 +20,60 @@ use crate::source::{Ingest, Source, SourcePosition, SourceRecord, SourceState};
 struct FetchedRecord {
     offset: i64,
     timestamp: Option<i64>,
-    /// End of its key (which starts where the previous record's value ends).
+    /// End of its key (which starts where the previous record ends).
     key_end: u32,
     /// Whether it has a key.
     has_key: bool,
     /// End of its value (which starts at `key_end`).
     value_end: u32,
+    /// End of its headers in [`Fetched::headers`] (they start where the previous
+    /// record's end).
+    headers_end: u32,
+    /// End of its bytes: its headers' names and values follow its value.
+    end: u32,
 }
 
-/// Records of one partition as the worker fetched them, packed back to back (key, then
-/// value), so handing them to a task allocates per block, not per record.
+/// Records of one partition as the worker fetched them, packed back to back (key, value,
+/// then each header's name and value), so handing them to a task allocates per block,
+/// not per record.
 #[derive(Debug, Default)]
 pub struct Fetched {
     bytes: Vec<u8>,
     records: Vec<FetchedRecord>,
+    /// Each header's name start, name end (= value start) and value end in `bytes`.
+    headers: Vec<[u32; 3]>,
 }
 
 impl Fetched {
     /// Appends a record.
-    pub fn push(&mut self, offset: i64, timestamp: Option<i64>, key: Option<&[u8]>, value: &[u8]) {
+    pub fn push<'h>(
+        &mut self,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) {
         self.bytes.extend_from_slice(key.unwrap_or_default());
         let key_end = self.bytes.len() as u32;
         self.bytes.extend_from_slice(value);
+        let value_end = self.bytes.len() as u32;
+        for (name, value) in headers {
+            let start = self.bytes.len() as u32;
+            self.bytes.extend_from_slice(name);
+            let name_end = self.bytes.len() as u32;
+            self.bytes.extend_from_slice(value);
+            self.headers
+                .push([start, name_end, self.bytes.len() as u32]);
+        }
         self.records.push(FetchedRecord {
             offset,
             timestamp,
             key_end,
             has_key: key.is_some(),
-            value_end: self.bytes.len() as u32,
+            value_end,
+            headers_end: self.headers.len() as u32,
+            end: self.bytes.len() as u32,
         });
     }
 
@@ -61,13 +87,28 @@ impl Fetched {
         self.records.is_empty()
     }
 
-    fn record(&self, i: usize) -> (FetchedRecord, SourceRecord<'_>) {
+    /// Record `i`, its headers gathered into `headers` (cleared first).
+    fn record<'a: 'h, 'h>(
+        &'a self,
+        i: usize,
+        headers: &'h mut Vec<(&'a [u8], &'a [u8])>,
+    ) -> (FetchedRecord, SourceRecord<'h>) {
         let r = self.records[i];
-        let start = if i == 0 {
-            0
-        } else {
-            self.records[i - 1].value_end
+        let (start, first_header) = match i.checked_sub(1).map(|p| self.records[p]) {
+            Some(previous) => (previous.end, previous.headers_end),
+            None => (0, 0),
         };
+        headers.clear();
+        headers.extend(
+            self.headers[first_header as usize..r.headers_end as usize]
+                .iter()
+                .map(|&[s, n, e]| {
+                    (
+                        &self.bytes[s as usize..n as usize],
+                        &self.bytes[n as usize..e as usize],
+                    )
+                }),
+        );
         let key = &self.bytes[start as usize..r.key_end as usize];
         (
             r,
@@ -75,7 +116,7 @@ impl Fetched {
                 value: &self.bytes[r.key_end as usize..r.value_end as usize],
                 key: r.has_key.then_some(key),
                 timestamp: r.timestamp,
-                headers: &[],
+                headers,
             },
         )
     }
@@ -200,15 +241,27 @@ impl Source for PartitionFeed {
                 }
                 continue;
             }
-            let (meta, record) = self.block.record(self.at);
+            self.hand_over(ingest, max);
+        }
+        Ok(SourceState::Open)
+    }
+}
+
+impl PartitionFeed {
+    /// Hands the current block's records to `ingest` until either runs out.
+    fn hand_over(&mut self, ingest: &mut Ingest<'_>, max: usize) {
+        let mut headers = Vec::new();
+        while self.at < self.block.len() && ingest.len() < max {
+            let resume = self.resume.load(Ordering::Acquire);
+            let (meta, record) = self.block.record(self.at, &mut headers);
             self.at += 1;
-            if meta.offset < self.next() {
+            let next = if self.next >= 0 { self.next } else { resume };
+            if meta.offset < next {
                 continue; // fetched before the consumer was moved to the resume offset
             }
             self.next = meta.offset + 1;
             ingest.push_record(0, meta.offset as u64, record);
         }
-        Ok(SourceState::Open)
     }
 }
 
@@ -227,9 +280,10 @@ mod tests {
         let resume = Arc::new(AtomicI64::new(-1));
         let mut feed = PartitionFeed::new("t", 2, 5, rx, resume.clone(), commits);
         let mut block = Fetched::default();
-        block.push(4, Some(1), None, br#"{"a":0}"#); // before the start: skipped
-        block.push(5, Some(2), Some(b"k"), br#"{"a":1}"#);
-        block.push(6, Some(3), None, br#"{"a":2}"#);
+        let trace: &[(&[u8], &[u8])] = &[(b"trace", b"t-5"), (b"tenant", b"acme")];
+        block.push(4, Some(1), None, br#"{"a":0}"#, []); // before the start: skipped
+        block.push(5, Some(2), Some(b"k"), br#"{"a":1}"#, trace.iter().copied());
+        block.push(6, Some(3), None, br#"{"a":2}"#, []);
         tx.send(block).unwrap();
         drop(tx);
         let fields = EventFields::default();
@@ -246,6 +300,20 @@ mod tests {
         assert_eq!((batch.key(0), batch.key(1)), (&b"k"[..], &b""[..]));
         assert_eq!(batch.value(1), br#"{"a":2}"#);
         assert_eq!(batch.columns.timestamps, vec![2, 3]);
+        let headers = batch
+            .columns
+            .headers
+            .as_ref()
+            .expect("headers reach the batch");
+        assert_eq!(
+            headers.header_ends,
+            vec![2, 2],
+            "two on the first event, none on the second"
+        );
+        assert_eq!(
+            (&headers.names[..], &headers.values[..]),
+            (&b"tracetenant"[..], &b"t-5acme"[..])
+        );
         let SourcePosition::Kafka { offsets } = feed.position() else {
             panic!()
         };
