@@ -28,7 +28,7 @@ use super::side_input::SideInputs;
 use super::stage::VersionRecord;
 use crate::batch::{Columns, EventBatch, Packed};
 use crate::metrics::StageMetrics;
-use crate::window::{Acc, Aggregator, AggregatorVersion};
+use crate::window::{Acc, Accs, Aggregator, AggregatorVersion};
 
 /// A Wasm aggregate plugin, instantiated and initialised.
 pub struct WasmAggregate {
@@ -273,7 +273,7 @@ impl Aggregator for WasmAggregate {
         Ok(None)
     }
 
-    fn fold(&mut self, _accs: &mut [Acc], slot: u32, i: usize, _value: Option<f64>) {
+    fn fold(&mut self, _accs: &mut Accs, slot: u32, i: usize, _value: Option<f64>) {
         let next = self.slots.len() as u32;
         let target = *self.target_of_slot.entry(slot).or_insert(next);
         if target == next {
@@ -283,12 +283,12 @@ impl Aggregator for WasmAggregate {
         self.targets.push(target);
     }
 
-    fn flush(&mut self, batch: &EventBatch, accs: &mut [Acc]) -> Result<()> {
+    fn flush(&mut self, batch: &EventBatch, accs: &mut Accs) -> Result<()> {
         if self.events.is_empty() {
             return Ok(());
         }
         let slots = std::mem::take(&mut self.slots);
-        let inputs: Vec<&[u8]> = slots.iter().map(|&s| bytes(&accs[s as usize])).collect();
+        let inputs: Vec<&[u8]> = slots.iter().map(|&s| accs.bytes(s)).collect();
         let (events, targets) = (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.targets),
@@ -308,7 +308,7 @@ impl Aggregator for WasmAggregate {
             );
         }
         for (i, &slot) in self.slots.iter().enumerate() {
-            accs[slot as usize] = Acc::Bytes(folded.get(i).into());
+            accs.set(slot, Acc::Bytes(folded.get(i).into()));
         }
         self.slots.clear();
         self.target_of_slot.clear();

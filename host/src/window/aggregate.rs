@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use super::accs::Accs;
 use crate::batch::EventBatch;
 use crate::config::AggregateKind;
 
@@ -49,10 +50,10 @@ pub trait Aggregator: Send {
 
     /// Folds event `i` (with what `prepare` read) into `accs[slot]`. May be deferred until
     /// [`Aggregator::flush`].
-    fn fold(&mut self, accs: &mut [Acc], slot: u32, i: usize, value: Option<f64>);
+    fn fold(&mut self, accs: &mut Accs, slot: u32, i: usize, value: Option<f64>);
 
     /// Completes deferred folds of events of `batch`.
-    fn flush(&mut self, batch: &EventBatch, accs: &mut [Acc]) -> Result<()>;
+    fn flush(&mut self, batch: &EventBatch, accs: &mut Accs) -> Result<()>;
 
     /// Merges two accumulators (for sessions that grow together).
     fn merge(&mut self, a: Acc, b: Acc) -> Result<Acc>;
@@ -87,6 +88,17 @@ impl Builtin {
     /// A built-in aggregate of `kind` over the numeric `field` (not used by `count`).
     pub fn new(kind: AggregateKind, field: Option<String>) -> Self {
         Self { kind, field }
+    }
+
+    /// The accumulator of one event of value `v`.
+    fn one(&self, v: f64) -> Acc {
+        match self.kind {
+            AggregateKind::Count => Acc::Count(1),
+            AggregateKind::Sum => Acc::Sum(v),
+            AggregateKind::Min => Acc::Min(v),
+            AggregateKind::Max => Acc::Max(v),
+            AggregateKind::Avg | AggregateKind::Plugin => Acc::Avg { sum: v, count: 1 },
+        }
     }
 }
 
@@ -128,22 +140,26 @@ impl Aggregator for Builtin {
             })
     }
 
-    fn fold(&mut self, accs: &mut [Acc], slot: u32, _i: usize, value: Option<f64>) {
-        let v = value.unwrap_or(0.0);
-        match &mut accs[slot as usize] {
-            Acc::Count(n) => *n += 1,
-            Acc::Sum(s) => *s += v,
-            Acc::Min(m) => *m = m.min(v),
-            Acc::Max(m) => *m = m.max(v),
-            Acc::Avg { sum, count } => {
-                *sum += v;
-                *count += 1;
+    fn fold(&mut self, accs: &mut Accs, slot: u32, _i: usize, value: Option<f64>) {
+        let (s, v) = (slot as usize, value.unwrap_or(0.0));
+        match accs {
+            Accs::Count(c) => c[s] += 1,
+            Accs::Sum(x) => x[s] += v,
+            Accs::Min(x) => x[s] = x[s].min(v),
+            Accs::Max(x) => x[s] = x[s].max(v),
+            Accs::Avg(p) => {
+                p[s].0 += v;
+                p[s].1 += 1;
             }
-            Acc::Bytes(_) => unreachable!("built-in aggregates never hold bytes"),
+            Accs::Mixed(all) => {
+                let merged = self.merge(all[s].clone(), self.one(v));
+                all[s] = merged.expect("a built-in folds into its own kind");
+            }
+            Accs::Empty | Accs::Bytes(_) => unreachable!("built-in aggregates never hold bytes"),
         }
     }
 
-    fn flush(&mut self, _batch: &EventBatch, _accs: &mut [Acc]) -> Result<()> {
+    fn flush(&mut self, _batch: &EventBatch, _accs: &mut Accs) -> Result<()> {
         Ok(())
     }
 
@@ -188,12 +204,13 @@ mod tests {
     use super::*;
 
     fn result(agg: &mut Builtin, values: &[f64]) -> String {
-        let mut accs = vec![agg.create().unwrap()];
+        let mut accs = Accs::default();
+        accs.push(agg.create().unwrap());
         for v in values {
             agg.fold(&mut accs, 0, 0, Some(*v));
         }
         let mut out = Vec::new();
-        agg.finish(&accs[0], &mut out).unwrap();
+        agg.finish(&accs.get(0), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -215,11 +232,17 @@ mod tests {
     #[test]
     fn merging_equals_folding_everything_into_one() {
         let mut agg = Builtin::new(AggregateKind::Avg, Some("x".into()));
-        let mut accs = vec![agg.create().unwrap(), agg.create().unwrap()];
+        let mut accs = Accs::default();
+        accs.push(agg.create().unwrap());
+        accs.push(agg.create().unwrap());
         agg.fold(&mut accs, 0, 0, Some(1.0));
         agg.fold(&mut accs, 1, 0, Some(2.0));
         agg.fold(&mut accs, 1, 0, Some(6.0));
-        let merged = agg.merge(accs[0].clone(), accs[1].clone()).unwrap();
+        let merged = agg.merge(accs.get(0), accs.get(1)).unwrap();
         assert_eq!(merged, Acc::Avg { sum: 9.0, count: 3 });
+        // A column that holds another kind too still folds.
+        accs.push(Acc::Bytes(Box::new([])));
+        agg.fold(&mut accs, 0, 0, Some(5.0));
+        assert_eq!(accs.get(0), Acc::Avg { sum: 6.0, count: 2 });
     }
 }

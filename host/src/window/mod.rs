@@ -1,11 +1,13 @@
 //! Keyed event-time windows: assigners, aggregates and the window operator.
 
+mod accs;
 mod aggregate;
 mod assigner;
 mod checkpoint;
 mod operator;
 mod table;
 
+pub use accs::Accs;
 pub use aggregate::{write_number, Acc, Aggregator, AggregatorVersion, Builtin};
 pub use assigner::{window_start, Assigner, TimeWindow};
 pub use checkpoint::{WindowSnapshot, SECTION};

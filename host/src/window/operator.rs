@@ -229,7 +229,7 @@ impl WindowOperator {
             self.keys.bytes(key).to_vec(),
             window.start,
             window.end,
-            self.windows.accs[slot as usize].clone(),
+            self.windows.accs.get(slot),
         )
     }
 
@@ -588,7 +588,7 @@ impl WindowOperator {
         result.clear();
         if let Err(e) = self
             .aggregator
-            .finish(&self.windows.accs[slot as usize], &mut result)
+            .finish(&self.windows.accs.get(slot), &mut result)
         {
             self.result = result;
             return Err(e);

@@ -16,6 +16,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
+use super::accs::Accs;
 use super::aggregate::Acc;
 use super::assigner::TimeWindow;
 
@@ -163,7 +164,7 @@ pub struct Windows {
     index: HashTable<u32>,
     slots: Vec<SlotWindow>,
     /// The accumulator of each slot (the aggregate folds into these by slot).
-    pub accs: Vec<Acc>,
+    pub accs: Accs,
     free: Vec<u32>,
     long_ends: rustc_hash::FxHashMap<u32, i64>,
 }
@@ -195,7 +196,7 @@ impl Windows {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = held;
-                self.accs[slot as usize] = acc;
+                self.accs.set(slot, acc);
                 slot
             }
             None => {
@@ -227,8 +228,7 @@ impl Windows {
         self.slots[slot as usize].key = FREE_KEY;
         self.long_ends.remove(&slot);
         self.free.push(slot);
-        let acc = std::mem::replace(&mut self.accs[slot as usize], Acc::Count(0));
-        Some((slot, acc))
+        Some((slot, self.accs.take(slot)))
     }
 
     /// The key and window slot `slot` holds, if it holds one.
@@ -275,9 +275,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_takes_a_16_byte_slot_and_a_24_byte_accumulator() {
+    fn a_window_takes_a_16_byte_slot_and_an_8_byte_count() {
         assert_eq!(size_of::<SlotWindow>(), 16);
-        assert_eq!(size_of::<Acc>(), 24);
+        let mut windows = Windows::default();
+        windows.insert(1, TimeWindow { start: 0, end: 10 }, Acc::Count(0));
+        assert!(matches!(windows.accs, Accs::Count(_)), "{:?}", windows.accs);
     }
 
     #[test]
