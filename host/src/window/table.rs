@@ -146,13 +146,66 @@ impl Keys {
 /// outgrow 49 days; fixed windows seldom do).
 const LONG: u32 = u32::MAX;
 
-/// The window a slot holds: 16 bytes.
+/// The window a slot holds: 12 bytes (its length is in [`Lengths`]).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 struct SlotWindow {
     start: i64,
     key: u32,
-    /// `end - start`, or [`LONG`] with the end in [`Windows::long_ends`].
-    length: u32,
+}
+
+impl SlotWindow {
+    /// Whether it holds the window of `key` starting at `start`.
+    fn is(self, key: u32, start: i64) -> bool {
+        let (held_key, held_start) = (self.key, self.start);
+        held_key == key && held_start == start
+    }
+
+    /// The key it holds ([`FREE_KEY`] when free).
+    fn key(self) -> u32 {
+        self.key
+    }
+}
+
+/// The lengths (`end - start`, or [`LONG`] with the end in [`Windows::long_ends`]) of the
+/// slots' windows: one for all while every window has the same (fixed-size windows), or
+/// one per slot once they differ (sessions).
+#[derive(Debug, Clone, Default)]
+enum Lengths {
+    /// No window yet.
+    #[default]
+    None,
+    /// Every slot's window has this length.
+    Same(u32),
+    /// Each slot's own.
+    PerSlot(Vec<u32>),
+}
+
+impl Lengths {
+    fn of(&self, slot: u32) -> u32 {
+        match self {
+            Self::None => LONG,
+            Self::Same(length) => *length,
+            Self::PerSlot(lengths) => lengths[slot as usize],
+        }
+    }
+
+    /// Records that `slot` (of `slots` slots, it included) holds a window of `length`.
+    fn set(&mut self, slot: u32, slots: usize, length: u32) {
+        match self {
+            Self::None => *self = Self::Same(length),
+            Self::Same(same) if *same == length => {}
+            Self::Same(same) => {
+                let mut lengths = vec![*same; slots];
+                lengths[slot as usize] = length;
+                *self = Self::PerSlot(lengths);
+            }
+            Self::PerSlot(lengths) => {
+                lengths.resize(slots, LONG);
+                lengths[slot as usize] = length;
+            }
+        }
+    }
 }
 
 /// A slot no window holds.
@@ -163,6 +216,7 @@ const FREE_KEY: u32 = u32::MAX;
 pub struct Windows {
     index: HashTable<u32>,
     slots: Vec<SlotWindow>,
+    lengths: Lengths,
     /// The accumulator of each slot (the aggregate folds into these by slot).
     pub accs: Accs,
     free: Vec<u32>,
@@ -175,7 +229,7 @@ impl Windows {
         let slots = &self.slots;
         let &slot = self.index.find(hash_of((key, window.start)), |&s| {
             let held = slots[s as usize];
-            held.key == key && held.start == window.start
+            held.is(key, window.start)
         })?;
         (self.window(slot).1 == window).then_some(slot)
     }
@@ -191,7 +245,6 @@ impl Windows {
         let held = SlotWindow {
             start: window.start,
             key,
-            length,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -205,6 +258,7 @@ impl Windows {
                 u32::try_from(self.slots.len() - 1).expect("more than 4 billion open windows")
             }
         };
+        self.lengths.set(slot, self.slots.len(), length);
         if length == LONG {
             self.long_ends.insert(slot, window.end);
         }
@@ -233,12 +287,12 @@ impl Windows {
 
     /// The key and window slot `slot` holds, if it holds one.
     pub fn held(&self, slot: u32) -> Option<(u32, TimeWindow)> {
-        (self.slots[slot as usize].key != FREE_KEY).then(|| self.window(slot))
+        (self.slots[slot as usize].key() != FREE_KEY).then(|| self.window(slot))
     }
 
     fn window(&self, slot: u32) -> (u32, TimeWindow) {
         let held = self.slots[slot as usize];
-        let end = match held.length {
+        let end = match self.lengths.of(slot) {
             LONG => self.long_ends[&slot],
             length => held.start + i64::from(length),
         };
@@ -275,11 +329,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_takes_a_16_byte_slot_and_an_8_byte_count() {
-        assert_eq!(size_of::<SlotWindow>(), 16);
+    fn a_window_takes_a_12_byte_slot_and_an_8_byte_count() {
+        assert_eq!(size_of::<SlotWindow>(), 12);
         let mut windows = Windows::default();
         windows.insert(1, TimeWindow { start: 0, end: 10 }, Acc::Count(0));
+        windows.insert(2, TimeWindow { start: 10, end: 20 }, Acc::Count(0));
         assert!(matches!(windows.accs, Accs::Count(_)), "{:?}", windows.accs);
+        assert!(
+            matches!(windows.lengths, Lengths::Same(10)),
+            "fixed-size windows keep one length: {:?}",
+            windows.lengths
+        );
     }
 
     #[test]
@@ -310,6 +370,7 @@ mod tests {
         let s1 = windows.insert(1, w(0, 10), Acc::Count(1));
         let s2 = windows.insert(2, w(0, 10), Acc::Count(2));
         let long = windows.insert(1, w(10, 10 + (1 << 40)), Acc::Count(3));
+        assert!(matches!(windows.lengths, Lengths::PerSlot(_)));
         assert_eq!(windows.get(1, w(0, 10)), Some(s1));
         assert_eq!(windows.get(1, w(0, 11)), None, "same start, other end");
         assert_eq!(windows.get(1, w(10, 10 + (1 << 40))), Some(long));
