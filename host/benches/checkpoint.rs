@@ -13,7 +13,7 @@ use eddy::checkpoint::{self, CheckpointDir, Checkpointed, Snapshot};
 use eddy::config::AggregateKind;
 use eddy::dead_letter::DeadLetters;
 use eddy::sink::RecordBuffer;
-use eddy::window::{Assigner, Builtin, WindowOperator};
+use eddy::window::{Assigner, Builtin, Results, WindowOperator};
 
 fn operator() -> WindowOperator {
     let assigner = Assigner::Tumbling {
@@ -48,7 +48,8 @@ fn feed(op: &mut WindowOperator, keys: impl Iterator<Item = u64>) {
             };
             batch.push(origin, format!("user-{k}").as_bytes(), 1_000, b"{}");
         }
-        op.process(&batch, i64::MIN, &mut out, &mut late, &mut dead)
+        let mut results = Results::new(&mut out, None);
+        op.process(&batch, i64::MIN, &mut results, &mut late, &mut dead)
             .unwrap();
     }
 }

@@ -56,6 +56,11 @@ impl RecordBuffer {
         self.ends.len()
     }
 
+    /// Bytes of the records held.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()

@@ -38,7 +38,7 @@ use crate::plugin::{
 use crate::sink::{self, RecordBuffer, Records, Sink, SinkMode};
 use crate::source::{self, SourceState};
 use crate::watermark::{Watermarks, MIN_WATERMARK};
-use crate::window::{Aggregator, Assigner, Builtin, WindowCounters, WindowOperator};
+use crate::window::{Aggregator, Assigner, Builtin, Results, WindowCounters, WindowOperator};
 
 /// How a run starts.
 #[derive(Debug, Clone, Default)]
@@ -490,10 +490,16 @@ impl Pipeline {
             }
             let (records, origins) = match &mut self.window {
                 Some(window) => {
+                    // A firing of many windows goes to the sink in chunks as it fires.
+                    let (sink, out_count) = (&mut self.sinks.main, &self.metrics.records_out);
+                    let mut spill = |chunk: Records<'_>| {
+                        out_count.inc_by(chunk.len() as u64);
+                        sink.write(chunk, None)
+                    };
                     window.process(
                         &batch,
                         self.cut.watermarks.current(),
-                        &mut results,
+                        &mut Results::new(&mut results, Some(&mut spill)),
                         &mut late,
                         &mut dead,
                     )?;

@@ -11,7 +11,7 @@ pub use accs::Accs;
 pub use aggregate::{write_number, Acc, Aggregator, AggregatorVersion, Builtin};
 pub use assigner::{window_start, Assigner, TimeWindow};
 pub use checkpoint::{WindowSnapshot, SECTION};
-pub use operator::{WindowCounters, WindowOperator};
+pub use operator::{Results, Spill, WindowCounters, WindowOperator, SPILL_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,9 @@
 //! - Session windows of a key merge when a new event's `[ts, ts + gap)` touches them.
 //!
 //! Firing does not scan keys: windows are indexed by their timers (grouped by end
-//! times), so a watermark advance costs only the windows it fires.
+//! times), so a watermark advance costs only the windows it fires. A firing of many
+//! windows hands its results on in chunks of about [`SPILL_BYTES`] as it goes (when the
+//! caller gives a place to spill them), so a burst is never gathered whole.
 
 use std::collections::BTreeMap;
 
@@ -23,11 +25,43 @@ use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
 use super::checkpoint::WindowSnapshot;
 use super::table::{Keys, Windows};
-use crate::batch::EventBatch;
-use crate::batch::RecordBuffer;
+use crate::batch::{EventBatch, RecordBuffer, Records};
 use crate::dead_letter::DeadLetters;
 use crate::json_text::write_str;
 use crate::watermark::MIN_WATERMARK;
+
+/// Results gathered past this many bytes are handed on (see [`Results`]).
+pub const SPILL_BYTES: usize = 4 << 20;
+
+/// Takes a chunk of window results (a sink's write).
+pub type Spill<'a> = &'a mut dyn FnMut(Records<'_>) -> Result<()>;
+
+/// Where window results go while a batch is processed: a buffer the caller takes after
+/// the batch, and, optionally, a place that takes the buffer whenever it passes
+/// [`SPILL_BYTES`] (a sink), in the same order.
+pub struct Results<'a> {
+    buffer: &'a mut RecordBuffer,
+    spill: Option<Spill<'a>>,
+}
+
+impl<'a> Results<'a> {
+    /// Results gathered in `buffer`, handed to `spill` in chunks when given.
+    pub fn new(buffer: &'a mut RecordBuffer, spill: Option<Spill<'a>>) -> Self {
+        Self { buffer, spill }
+    }
+
+    /// Appends one result; hands the buffer on if it is full.
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        self.buffer.push_with(write);
+        if self.buffer.byte_len() >= SPILL_BYTES {
+            if let Some(spill) = &mut self.spill {
+                spill(self.buffer.records())?;
+                self.buffer.clear();
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Counters of the window operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -311,7 +345,7 @@ impl WindowOperator {
         &mut self,
         batch: &EventBatch,
         end_watermark: i64,
-        out: &mut RecordBuffer,
+        out: &mut Results<'_>,
         late: &mut DeadLetters,
         dead: &mut DeadLetters,
     ) -> Result<()> {
@@ -385,7 +419,7 @@ impl WindowOperator {
         &mut self,
         batch: &EventBatch,
         watermark: i64,
-        out: &mut RecordBuffer,
+        out: &mut Results<'_>,
     ) -> Result<()> {
         if watermark <= self.watermark {
             return Ok(());
@@ -445,7 +479,7 @@ impl WindowOperator {
         key: u32,
         assigned: &[TimeWindow],
         value: Option<f64>,
-        out: &mut RecordBuffer,
+        out: &mut Results<'_>,
     ) -> Result<Result<(), TimeWindow>> {
         let mut accepted = false;
         let mut late_but_allowed = false;
@@ -480,7 +514,7 @@ impl WindowOperator {
         key: u32,
         new: TimeWindow,
         value: Option<f64>,
-        out: &mut RecordBuffer,
+        out: &mut Results<'_>,
     ) -> Result<Result<(), TimeWindow>> {
         let touching: Vec<TimeWindow> = self
             .sessions
@@ -582,7 +616,7 @@ impl WindowOperator {
         key: u32,
         window: TimeWindow,
         slot: u32,
-        out: &mut RecordBuffer,
+        out: &mut Results<'_>,
     ) -> Result<()> {
         let mut result = std::mem::take(&mut self.result);
         result.clear();
@@ -595,7 +629,7 @@ impl WindowOperator {
         }
         let key = self.keys.bytes(key);
         let name = self.aggregator.name();
-        out.push_with(|buf| {
+        let pushed = out.push_with(|buf| {
             let mut num = itoa::Buffer::new();
             buf.extend_from_slice(b"{\"key\":");
             write_str(buf, key);
@@ -611,7 +645,7 @@ impl WindowOperator {
         });
         self.result = result;
         self.counters.firings += 1;
-        Ok(())
+        pushed
     }
 }
 

@@ -106,6 +106,9 @@ struct Harness {
     op: WindowOperator,
     watermarks: Watermarks,
     out: RecordBuffer,
+    /// With `Some`, results are spilled as the pipeline spills them to its sink: each
+    /// chunk handed on, in order.
+    spilled: Option<Vec<Vec<Vec<u8>>>>,
     late: DeadLetters,
     dead: DeadLetters,
     position: u64,
@@ -125,6 +128,7 @@ impl Harness {
             op: WindowOperator::new(assigner, lateness, aggregator),
             watermarks: Watermarks::new(partitions, Duration::from_millis(max_delay), idle),
             out: RecordBuffer::default(),
+            spilled: None,
             late: DeadLetters::default(),
             dead: DeadLetters::default(),
             position: 0,
@@ -146,11 +150,19 @@ impl Harness {
             self.position += 1;
         }
         let watermark = self.watermarks.current();
+        let spilling = self.spilled.is_some();
+        let chunks = &mut self.spilled;
+        let mut spill = |records: crate::batch::Records<'_>| {
+            let chunks = chunks.as_mut().expect("spilling only when asked");
+            chunks.push(records.iter().map(<[u8]>::to_vec).collect());
+            Ok(())
+        };
+        let spill: Option<Spill<'_>> = if spilling { Some(&mut spill) } else { None };
         self.op
             .process(
                 &batch,
                 watermark,
-                &mut self.out,
+                &mut Results::new(&mut self.out, spill),
                 &mut self.late,
                 &mut self.dead,
             )
@@ -377,8 +389,12 @@ fn an_idle_partition_stops_holding_back_windows_and_a_woken_one_is_judged_by_the
             .tick(Instant::now() + Duration::from_millis(50)),
         "partition 1 goes idle, partition 0 does not"
     );
-    h.op.advance(&EventBatch::default(), h.watermarks.current(), &mut h.out)
-        .unwrap();
+    h.op.advance(
+        &EventBatch::default(),
+        h.watermarks.current(),
+        &mut Results::new(&mut h.out, None),
+    )
+    .unwrap();
     assert_eq!(
         records(h.out.records()).len(),
         1,
@@ -577,4 +593,38 @@ fn a_key_cannot_hold_more_open_windows_than_its_bound() {
         .as_str()
         .unwrap()
         .contains("max_open_windows_per_key = 3"));
+}
+
+#[test]
+fn a_large_firing_is_handed_on_in_chunks_in_order() {
+    // 80k keys in one window: ~5 MB of results fire at once.
+    let events: Vec<Ev> = (0..80_000)
+        .map(|k| ev(&format!("key-{k:06}"), 1, 1))
+        .collect();
+    let run = |spill: bool| {
+        let mut h = Harness::new(TUMBLING_10, 0, AggregateKind::Count, 1, 0, None);
+        if spill {
+            h.spilled = Some(Vec::new());
+        }
+        h.feed(0, &events);
+        h.finish();
+        let chunks = h.spilled.take().unwrap_or_default();
+        let mut all: Vec<Vec<u8>> = chunks.iter().flatten().cloned().collect();
+        all.extend(h.out.records().iter().map(<[u8]>::to_vec));
+        (chunks, all, h.out.byte_len())
+    };
+    let (none, whole, gathered) = run(false);
+    let (chunks, spilled, left) = run(true);
+    assert!(none.is_empty());
+    assert!(
+        gathered > SPILL_BYTES,
+        "the firing is a burst: {gathered} bytes"
+    );
+    assert_eq!(spilled, whole, "the same results in the same order");
+    assert_eq!(
+        chunks.len(),
+        1,
+        "one chunk of about SPILL_BYTES, then the rest"
+    );
+    assert!(left < SPILL_BYTES);
 }
