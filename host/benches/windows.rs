@@ -5,8 +5,9 @@
 //! Memory is the process's resident set when the most (key, window) pairs are open minus
 //! its resident set before the run, divided by that number of pairs, so it includes
 //! everything the operator holds per window (accumulator, index entries, timers, interned
-//! keys) and the allocator's slack. The peak resident set is printed too: it also holds
-//! the results of the largest firing, gathered before the sink takes them.
+//! keys) and the allocator's slack. The peak resident set is printed too. Each case runs
+//! in a process of its own (the bench runs itself once per case), so memory an earlier
+//! case left with the allocator does not hide part of the next one's.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -37,7 +38,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    for (name, keys, window) in [
+    let cases = [
         ("tumbling 1m count", 100_000, "kind = \"tumbling\"\nsize = \"1m\"\naggregate = \"count\""),
         ("sliding 1m/10s sum", 100_000, "kind = \"sliding\"\nsize = \"1m\"\nslide = \"10s\"\naggregate = \"sum\"\nfield = \"amount\""),
         ("session 30s avg", 100_000, "kind = \"session\"\ngap = \"30s\"\naggregate = \"avg\"\nfield = \"amount\""),
@@ -45,7 +46,24 @@ fn main() {
         // with ten each.
         ("tumbling 1h count, 1M keys", 1_000_000, "kind = \"tumbling\"\nsize = \"1h\"\naggregate = \"count\""),
         ("sliding 10m/1m avg, 100k keys", 100_000, "kind = \"sliding\"\nsize = \"10m\"\nslide = \"1m\"\naggregate = \"avg\"\nfield = \"amount\""),
-    ] {
+    ];
+    // The parent runs each case in a child of its own (`EDDY_BENCH_CASE`).
+    let Some(case) = std::env::var("EDDY_BENCH_CASE")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+    else {
+        for case in 0..cases.len() {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(std::env::args().skip(1))
+                .env("EDDY_BENCH_CASE", case.to_string())
+                .status()
+                .unwrap();
+            assert!(status.success(), "case {case} failed");
+        }
+        return;
+    };
+    {
+        let (name, keys, window) = cases[case];
         let config = PipelineConfig::parse(&format!(
             "[source]\nkind = \"generator\"\ncount = {events}\nkeys = {keys}\npartitions = 4\nmax_disorder = \"5s\"\n\
              [watermark]\nmax_delay = \"5s\"\n[window]\n{window}\n[sink]\nkind = \"null\"\n"
