@@ -1,5 +1,6 @@
-//! What the Kafka source and sink share: how long a request to the cluster may take, and
-//! retrying the calls a run cannot start without while the cluster is unreachable.
+//! What the Kafka source and sink share: how long a request to the cluster may take,
+//! retrying the calls a run cannot start without while the cluster is unreachable, and
+//! reading partitions to their end (the sink's recovery).
 //!
 //! Invariant: a retried call is attempted for at most [`STARTUP_PATIENCE`], with waits
 //! doubling from 100 ms to 5 s, and each failure is logged with what is being retried.
@@ -8,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// How long one request to the cluster (metadata, offsets) may take.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,10 +22,10 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// a broker restart, short enough that a wrong address is reported in time.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
 
-/// The context of consumers that read a partition to its end (`enable.partition.eof`):
+/// The context of consumers that read partitions to their end (`enable.partition.eof`):
 /// it logs client errors as the default context does, except the end-of-partition notice
 /// they asked for, which librdkafka also reports as a global error.
-pub struct ReaderContext;
+struct ReaderContext;
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -33,6 +36,49 @@ impl ClientContext for ReaderContext {
 }
 
 impl ConsumerContext for ReaderContext {}
+
+/// Reads `partitions` of `topic` (partition, first offset) to their ends and calls `each`
+/// with every message. `client` holds the brokers and any reading settings (an isolation
+/// level). The end is where the broker's fetches say a partition ends (not an offsets
+/// query, which some brokers answer behind their log). `what` names the reading in
+/// messages; the reading gives up after [`STARTUP_PATIENCE`].
+pub fn read_to_end(
+    mut client: ClientConfig,
+    topic: &str,
+    partitions: &[(i32, i64)],
+    what: &str,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<()> {
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer<ReaderContext> = client
+        .set("group.id", "eddy-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(ReaderContext)
+        .map_err(|e| anyhow::anyhow!("cannot create a consumer for {what}: {e}"))?;
+    let mut list = TopicPartitionList::new();
+    for &(partition, from) in partitions {
+        list.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))?;
+    }
+    consumer.assign(&list)?;
+    let mut reading: Vec<i32> = partitions.iter().map(|&(p, _)| p).collect();
+    let started = Instant::now();
+    while !reading.is_empty() {
+        if started.elapsed() > STARTUP_PATIENCE {
+            bail!("gave up {what} after {STARTUP_PATIENCE:?}; check the Kafka cluster");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => reading.retain(|&r| r != p),
+            Some(Err(e)) => tracing::warn!("{what}: {e}; retrying"),
+            Some(Ok(message)) if reading.contains(&message.partition()) => each(&message),
+            Some(Ok(_)) => {}
+        }
+    }
+    Ok(())
+}
 
 /// Calls `attempt` until it succeeds, waiting longer after each failure, for at most
 /// [`STARTUP_PATIENCE`]; the last error says what was tried for how long.

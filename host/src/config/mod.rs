@@ -511,6 +511,17 @@ impl SourceConfig {
 }
 
 impl PipelineConfig {
+    /// The sinks the file configures, by role (`sink`, `dead_letter`, `late`).
+    pub fn sinks(&self) -> impl Iterator<Item = (&'static str, &SinkConfig)> {
+        [
+            ("sink", Some(&self.sink)),
+            ("dead_letter", self.dead_letter.as_ref()),
+            ("late", self.late.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(role, sink)| Some((role, sink?)))
+    }
+
     /// Reads and checks a pipeline file; relative paths in it become relative to its
     /// directory.
     pub fn load(path: &Path) -> Result<Self> {
@@ -561,14 +572,7 @@ impl PipelineConfig {
                 );
             }
         }
-        for sink in [
-            Some(&self.sink),
-            self.dead_letter.as_ref(),
-            self.late.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (_, sink) in self.sinks() {
             match sink {
                 SinkConfig::Kafka(k) => {
                     k.check()?;

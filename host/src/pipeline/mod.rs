@@ -847,12 +847,7 @@ impl Pipeline {
 
 /// Fails a run that would write output over a sink that has some, with nothing to resume.
 fn refuse_to_overwrite(config: &PipelineConfig) -> Result<()> {
-    let sinks = [
-        Some(&config.sink),
-        config.dead_letter.as_ref(),
-        config.late.as_ref(),
-    ];
-    for sink in sinks.into_iter().flatten() {
+    for (_, sink) in config.sinks() {
         if let Some(path) = sink.file() {
             if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
                 bail!(

@@ -81,18 +81,14 @@ pub fn build(config: &SinkConfig, mode: SinkMode<'_>) -> Result<Box<dyn Sink>> {
 /// The commit logs of the job's transactional Kafka sinks: which checkpoints' output
 /// committed. Opening them fences the sinks' earlier producers.
 pub fn commit_logs(config: &PipelineConfig) -> Result<Vec<CommitLog>> {
-    [
-        ("sink", Some(&config.sink)),
-        ("dead_letter", config.dead_letter.as_ref()),
-        ("late", config.late.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(role, sink)| match sink {
-        Some(SinkConfig::Kafka(k)) if k.delivery == Delivery::Transactional => Some((role, k)),
-        _ => None,
-    })
-    .map(|(role, k)| CommitLog::open(k, role))
-    .collect()
+    config
+        .sinks()
+        .filter_map(|(role, sink)| match sink {
+            SinkConfig::Kafka(k) if k.delivery == Delivery::Transactional => Some((role, k)),
+            _ => None,
+        })
+        .map(|(role, k)| CommitLog::open(k, role))
+        .collect()
 }
 
 /// Writes records as JSON lines to any writer (shared by the file and stdio sinks).

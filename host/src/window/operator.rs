@@ -620,10 +620,11 @@ impl WindowOperator {
     ) -> Result<()> {
         let mut result = std::mem::take(&mut self.result);
         result.clear();
-        if let Err(e) = self
-            .aggregator
-            .finish(&self.windows.accs.get(slot), &mut result)
-        {
+        // Moved out and back, so a Wasm aggregate's bytes are not copied per result.
+        let acc = self.windows.accs.take(slot);
+        let finished = self.aggregator.finish(&acc, &mut result);
+        self.windows.accs.set(slot, acc);
+        if let Err(e) = finished {
             self.result = result;
             return Err(e);
         }

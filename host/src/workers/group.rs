@@ -20,7 +20,7 @@ use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::task_config;
 use crate::config::PipelineConfig;
@@ -368,17 +368,9 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
         tasks: Mutex::new(HashMap::new()),
         commits,
     };
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &job.kafka.brokers)
-        .set("group.id", &job.kafka.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
-    for (key, value) in &job.kafka.properties {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer<Member> = client
+    let consumer: BaseConsumer<Member> = job
+        .kafka
+        .client_config("earliest")
         .create_with_context(member)
         .context("cannot create the Kafka consumer; check [source] and [source.properties]")?;
     let topics: Vec<&str> = job.kafka.topics.iter().map(String::as_str).collect();

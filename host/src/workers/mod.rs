@@ -45,12 +45,7 @@ pub fn check(config: &PipelineConfig) -> Result<()> {
             config.parallelism
         ),
     }
-    let sinks = [
-        Some(&config.sink),
-        config.dead_letter.as_ref(),
-        config.late.as_ref(),
-    ];
-    if let Some(path) = sinks.into_iter().flatten().find_map(SinkConfig::file) {
+    if let Some(path) = config.sinks().find_map(|(_, sink)| sink.file()) {
         bail!(
             "sink file {} cannot be shared by partition tasks or workers; write to Kafka, \
              stdout or null, or read a bounded source with parallelism = 1",

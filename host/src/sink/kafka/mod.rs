@@ -31,17 +31,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
 use super::{Records, Sink};
 use crate::batch::Origin;
 use crate::checkpoint::{Checkpointed, Section};
 use crate::config::EventFields;
-use crate::kafka::{retry_with_backoff, topic_partitions, ReaderContext, CLUSTER_TIMEOUT};
+use crate::kafka::{read_to_end, retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
 use crate::source::extract;
 use transactions::Transactions;
 
@@ -366,63 +365,28 @@ impl Dedup {
 /// answer lags its log (tansu 0.6 reports the last batch's first offset) would otherwise
 /// hide the last records written.
 fn read_identities(config: &KafkaSinkConfig, from: &[i64]) -> Result<Vec<Vec<u8>>> {
-    let mut list = TopicPartitionList::new();
-    for (p, &from) in from.iter().enumerate() {
-        if from >= 0 {
-            list.add_partition_offset(&config.topic, p as i32, Offset::Offset(from))?;
-        }
-    }
-    let mut remaining = list.count();
+    let partitions: Vec<(i32, i64)> = (0..)
+        .zip(from.iter().copied())
+        .filter(|&(_, from)| from >= 0)
+        .collect();
     let mut identities = Vec::new();
-    if remaining == 0 {
-        return Ok(identities);
-    }
-    let consumer: BaseConsumer<ReaderContext> = client_config(config)
-        .set("group.id", "eddy-sink-readback")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create_with_context(ReaderContext)
-        .context("cannot create a consumer to read back the Kafka sink's topic")?;
-    consumer.assign(&list)?;
-    let started = Instant::now();
-    let mut done = vec![false; from.len()];
-    while remaining > 0 {
-        if started.elapsed() > crate::kafka::STARTUP_PATIENCE {
-            bail!(
-                "cannot read back Kafka topic {} to deduplicate after a crash within {:?}; \
-                 check the cluster",
-                config.topic,
-                crate::kafka::STARTUP_PATIENCE
-            );
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                if let Some(d) = done.get_mut(p as usize).filter(|d| !**d) {
-                    *d = true;
-                    remaining -= 1;
-                }
+    read_to_end(
+        client_config(config),
+        &config.topic,
+        &partitions,
+        &format!(
+            "reading back Kafka topic {} to deduplicate after a crash",
+            config.topic
+        ),
+        |message| {
+            let identity = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == IDENTITY_HEADER));
+            if let Some(h) = identity {
+                identities.push(h.value.unwrap_or_default().to_vec());
             }
-            Some(Err(e)) => {
-                tracing::warn!("reading back Kafka topic {}: {e}; retrying", config.topic);
-            }
-            Some(Ok(message)) => {
-                if done
-                    .get(message.partition() as usize)
-                    .copied()
-                    .unwrap_or(true)
-                {
-                    continue;
-                }
-                let identity = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == IDENTITY_HEADER));
-                if let Some(h) = identity {
-                    identities.push(h.value.unwrap_or_default().to_vec());
-                }
-            }
-        }
-    }
+        },
+    )?;
     Ok(identities)
 }
 

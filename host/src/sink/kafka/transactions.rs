@@ -19,22 +19,20 @@
 //! its own marker; a checkpoint is resumed from only if its marker committed.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 use super::{KafkaSinkConfig, Reports};
 use crate::checkpoint::{Section, Snapshot};
-use crate::kafka::{
-    retry_with_backoff, topic_partitions, ReaderContext, CLUSTER_TIMEOUT, STARTUP_PATIENCE,
-};
+use crate::kafka::{read_to_end, retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
 
 /// The format version of the transactional sink's checkpoint section.
 const SECTION_VERSION: u32 = 1;
@@ -268,49 +266,33 @@ impl CommitLog {
     /// Reads the markers keyed by this sink's prefix from `from` to the log's end.
     fn read(&mut self, from: i64) -> Result<()> {
         let log = self.config.transaction_log().to_owned();
-        let consumer: BaseConsumer<ReaderContext> = super::client_config(&self.config)
-            .set("group.id", "eddy-transaction-log-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .create_with_context(ReaderContext)
-            .context("cannot create a consumer to read the transaction log")?;
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&log, 0, Offset::Offset(from.max(0)))?;
-        consumer.assign(&list)?;
-        let started = Instant::now();
-        loop {
-            if started.elapsed() > STARTUP_PATIENCE {
-                bail!(
-                    "cannot read transaction log {log} within {STARTUP_PATIENCE:?}; check the cluster"
-                );
-            }
-            match consumer.poll(Duration::from_millis(100)) {
-                None => continue,
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => {
-                    tracing::warn!("reading transaction log {log}: {e}; retrying");
+        let mut client = super::client_config(&self.config);
+        client.set("isolation.level", "read_committed");
+        let (prefix, committed) = (self.prefix.as_bytes(), &mut self.committed);
+        read_to_end(
+            client,
+            &log,
+            &[(0, from)],
+            &format!("reading transaction log {log}"),
+            |message| {
+                if message.key() != Some(prefix) {
+                    return;
                 }
-                Some(Ok(message)) => {
-                    if message.key() != Some(self.prefix.as_bytes()) {
-                        continue;
+                let epoch = message
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|p| p.parse().ok());
+                match epoch {
+                    Some(epoch) => {
+                        committed.insert(epoch);
                     }
-                    let epoch = message
-                        .payload()
-                        .and_then(|p| std::str::from_utf8(p).ok())
-                        .and_then(|p| p.parse().ok());
-                    match epoch {
-                        Some(epoch) => {
-                            self.committed.insert(epoch);
-                        }
-                        None => tracing::warn!(
-                            "transaction log {log} offset {}: not a checkpoint id; ignored",
-                            message.offset()
-                        ),
-                    }
+                    None => tracing::warn!(
+                        "transaction log {log} offset {}: not a checkpoint id; ignored",
+                        message.offset()
+                    ),
                 }
-            }
-        }
+            },
+        )?;
         self.read_from = Some(from);
         Ok(())
     }

@@ -63,6 +63,23 @@ const OWNED_PROPERTIES: &[&str] = &[
 ];
 
 impl KafkaSourceConfig {
+    /// The settings of the source's consumers: the brokers, the group, offsets managed by
+    /// Eddy (never committed or stored automatically), `auto.offset.reset` = `reset` for a
+    /// position the broker no longer has, then `[source.properties]`.
+    pub fn client_config(&self, reset: &str) -> rdkafka::ClientConfig {
+        let mut client = rdkafka::ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", reset);
+        for (key, value) in &self.properties {
+            client.set(key, value);
+        }
+        client
+    }
+
     /// The fields that carry event time and key.
     pub fn event_fields(&self) -> EventFields {
         EventFields {

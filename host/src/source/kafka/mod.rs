@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{Ingest, Source, SourcePosition, SourceRecord, SourceState};
@@ -67,24 +67,13 @@ impl KafkaSource {
     /// while the cluster cannot be reached.
     pub fn open(config: &KafkaSourceConfig) -> Result<Self> {
         config.check()?;
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set(
-                "auto.offset.reset",
-                if config.start == "latest" {
-                    "latest"
-                } else {
-                    "earliest"
-                },
-            );
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
+        let reset = if config.start == "latest" {
+            "latest"
+        } else {
+            "earliest"
+        };
+        let mut client = config.client_config(reset);
+        client.set("enable.partition.eof", "false");
         let consumer: BaseConsumer = client.create().with_context(|| {
             format!(
                 "cannot create a Kafka consumer for {}; check [source] and [source.properties]",
