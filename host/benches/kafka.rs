@@ -4,7 +4,8 @@
 //!    rdkafka consume-produce loop over the same records, in the same run.
 //! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks.
 //! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
-//!    50k records/s (`EDDY_BENCH_RATE` to change it) for `max_records` 1, 64 and 1024 with
+//!    50k records/s (`EDDY_BENCH_RATE` to change it) for `max_records` 1, 64 and 1024
+//!    (`EDDY_BENCH_MAX_RECORDS=1,64` to choose) with
 //!    `max_wait` 1 ms; the load's producer lingers 1 ms.
 //!
 //! `cargo bench -p eddy --bench kafka [throughput|scaling|latency]`. The broker, the load's
@@ -87,6 +88,25 @@ fn count(consumer: &BaseConsumer, topic: &str, partitions: i32) -> usize {
         .sum()
 }
 
+/// A producer with the settings of Eddy's Kafka sink.
+fn sink_like_producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+/// Sends `payload` to `out`, waiting while the producer's queue is full.
+fn pass_on(p: &BaseProducer, out: &str, payload: &[u8]) {
+    let mut record = BaseRecord::<[u8], [u8]>::to(out).payload(payload);
+    while let Err((_, back)) = p.send(record) {
+        record = back;
+        p.poll(Duration::from_millis(1));
+    }
+}
+
 /// The plain loop: consume every record of `topic`'s partitions, produce it to `out`.
 fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -100,22 +120,13 @@ fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
             .unwrap();
     }
     consumer.assign(&list).unwrap();
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "1")
-        .create()
-        .unwrap();
+    let p = sink_like_producer(bootstrap);
     let started = Instant::now();
     let mut seen = 0;
     while seen < RECORDS {
         let polled = consumer.poll(Duration::from_millis(100));
         if let Some(Ok(m)) = polled {
-            let mut record = BaseRecord::<[u8], [u8]>::to(out).payload(m.payload().unwrap());
-            while let Err((_, back)) = p.send(record) {
-                record = back;
-                p.poll(Duration::from_millis(1));
-            }
+            pass_on(&p, out, m.payload().unwrap());
             seen += 1;
         }
     }
@@ -296,15 +307,121 @@ fn now_us() -> u128 {
         .as_micros()
 }
 
+/// A consumer of `topic`'s partition 0 from the beginning that fetches without waiting
+/// (the mock broker holds a fetch for its whole wait, even once data has come).
+fn fast_consumer(bootstrap: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "latency")
+        .set("fetch.wait.max.ms", "1")
+        .set("fetch.error.backoff.ms", "1")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    consumer
+}
+
+/// The plain loop of the latency run: `topic`'s partition 0 → `out` until `stop`, with
+/// the settings of Eddy's source and sink there.
+fn plain_relay(bootstrap: &str, topic: &str, out: &str, stop: &AtomicBool) {
+    let consumer = fast_consumer(bootstrap, topic);
+    let p = sink_like_producer(bootstrap);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+            pass_on(&p, out, m.payload().unwrap());
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Sends `rate` records/s to `input` for 5 s while `relay` (stopped by
+/// its flag) carries them to `out`, and prints the latencies a consumer of `out` sees.
+fn measure_latency(
+    broker: &Broker,
+    rate: u64,
+    name: &str,
+    (input, out): (&str, &str),
+    relay: impl FnOnce(&AtomicBool) + Send,
+) {
+    const SECONDS: u64 = 5;
+    let bootstrap = broker.bootstrap();
+    let stop = AtomicBool::new(false);
+    let done_producing = AtomicBool::new(false);
+    let mut latencies: Vec<u64> = Vec::new();
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| relay(&stop));
+        std::thread::sleep(Duration::from_secs(1)); // the group assigns the partition
+        scope.spawn(|| {
+            let p = producer(&bootstrap, "1");
+            let started = Instant::now();
+            let total = rate * SECONDS;
+            for i in 0..total {
+                let due = started + Duration::from_micros(i * 1_000_000 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    p.poll(Duration::ZERO);
+                    std::thread::sleep(wait);
+                }
+                send(&p, input, None, &payment(i as usize, now_us()));
+            }
+            p.flush(Duration::from_secs(10)).unwrap();
+            done_producing.store(true, Ordering::Relaxed);
+        });
+        let consumer = fast_consumer(&bootstrap, out);
+        let mut quiet_since = Instant::now();
+        while !done_producing.load(Ordering::Relaxed)
+            || quiet_since.elapsed() < Duration::from_secs(1)
+        {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                let value: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap()).unwrap();
+                let sent = value["sent_us"].as_u64().unwrap();
+                latencies.push((now_us() as u64).saturating_sub(sent));
+                quiet_since = Instant::now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        run.join().unwrap();
+    });
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0
+    };
+    println!(
+        "{name:<17}: {} of {} records, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        rate * SECONDS,
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+}
+
 fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
     let rate: u64 = std::env::var("EDDY_BENCH_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(50_000);
-    const SECONDS: u64 = 5;
     let bootstrap = broker.bootstrap();
     println!("\n## end-to-end latency at {rate} records/s, max_wait 1 ms");
-    for max_records in [1, 64, 1024] {
+    broker.create_topic("lat-in-plain", Some(1)).unwrap();
+    broker.create_topic("lat-out-plain", Some(1)).unwrap();
+    measure_latency(
+        broker,
+        rate,
+        "plain loop",
+        ("lat-in-plain", "lat-out-plain"),
+        |stop| plain_relay(&bootstrap, "lat-in-plain", "lat-out-plain", stop),
+    );
+    let settings: Vec<usize> = std::env::var("EDDY_BENCH_MAX_RECORDS")
+        .ok()
+        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 64, 1024]);
+    for max_records in settings {
         let (input, out) = (
             format!("lat-in-{max_records}"),
             format!("lat-out-{max_records}"),
@@ -321,66 +438,14 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
             "[source.properties]\n\"fetch.wait.max.ms\" = \"1\"\n\"fetch.error.backoff.ms\" = \"1\"",
             &format!("[batch]\nmax_records = {max_records}\nmax_wait = \"1ms\"\n"),
         );
-        let stop = AtomicBool::new(false);
-        let done_producing = AtomicBool::new(false);
-        let mut latencies: Vec<u64> = Vec::new();
-        std::thread::scope(|scope| {
-            let run =
-                scope.spawn(|| eddy::workers::run(&config, runtime, &Default::default(), &stop));
-            std::thread::sleep(Duration::from_secs(1)); // the group assigns the partition
-            scope.spawn(|| {
-                let p = producer(&bootstrap, "1");
-                let started = Instant::now();
-                let total = rate * SECONDS;
-                for i in 0..total {
-                    let due = started + Duration::from_micros(i * 1_000_000 / rate);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        p.poll(Duration::ZERO);
-                        std::thread::sleep(wait);
-                    }
-                    send(&p, &input, None, &payment(i as usize, now_us()));
-                }
-                p.flush(Duration::from_secs(10)).unwrap();
-                done_producing.store(true, Ordering::Relaxed);
-            });
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "latency")
-                .set("fetch.wait.max.ms", "1")
-                .set("fetch.error.backoff.ms", "1")
-                .create()
-                .unwrap();
-            let mut list = TopicPartitionList::new();
-            list.add_partition_offset(&out, 0, Offset::Beginning)
-                .unwrap();
-            consumer.assign(&list).unwrap();
-            let mut quiet_since = Instant::now();
-            while !done_producing.load(Ordering::Relaxed)
-                || quiet_since.elapsed() < Duration::from_secs(1)
-            {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
-                    let value: serde_json::Value =
-                        serde_json::from_slice(m.payload().unwrap()).unwrap();
-                    let sent = value["sent_us"].as_u64().unwrap();
-                    latencies.push((now_us() as u64).saturating_sub(sent));
-                    quiet_since = Instant::now();
-                }
-            }
-            stop.store(true, Ordering::Relaxed);
-            run.join().unwrap().unwrap();
-        });
-        latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64
-                / 1000.0
-        };
-        println!(
-            "max_records {max_records:>4}: {} records, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            latencies.len(),
-            at(0.5),
-            at(0.9),
-            at(0.99),
-            at(1.0)
+        measure_latency(
+            broker,
+            rate,
+            &format!("max_records {max_records}"),
+            (&input, &out),
+            |stop| {
+                eddy::workers::run(&config, runtime, &Default::default(), stop).unwrap();
+            },
         );
     }
 }

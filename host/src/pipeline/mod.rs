@@ -3,7 +3,7 @@
 //!
 //! One thread drives the whole chain a batch at a time, so an event's path through the
 //! pipeline is a handful of function calls and memory copies; only whole batches cross
-//! from the reader thread, which gathers the next batch meanwhile ([`reader`]).
+//! from the reader thread, which gathers the next ones meanwhile ([`reader`]).
 //! Control (checkpoints, savepoints, stop) happens between batches: the run loop moves
 //! batches and hands the job's components to the checkpoint coordinator at each batch
 //! boundary, with the read side as it stood after the batch just processed.
@@ -467,107 +467,112 @@ impl Pipeline {
         let mut stop_reply = None;
         self.refresh_status("running");
         // Ends when the reader hangs up: exhausted, stopped, or failed.
-        while let Ok(next) = ends.gathered.recv() {
-            let Gathered {
-                mut batch,
-                mut dead,
-                state,
-                unparseable,
-                position,
-                watermarks,
-            } = next?;
-            self.cut.source.advance(position);
-            self.cut.watermarks = watermarks;
-            exhausted = state == SourceState::Exhausted;
-            late.clear();
-            results.clear();
-            self.metrics
-                .records_in
-                .inc_by(batch.len() as u64 + unparseable);
-            self.metrics.unparseable.inc_by(unparseable);
-            for stage in &mut self.stages {
-                stage.run(&mut batch, &mut dead)?;
-            }
-            let (records, origins) = match &mut self.window {
-                Some(window) => {
-                    // A firing of many windows goes to the sink in chunks as it fires.
-                    let (sink, out_count) = (&mut self.sinks.main, &self.metrics.records_out);
-                    let mut spill = |chunk: Records<'_>| {
-                        out_count.inc_by(chunk.len() as u64);
-                        sink.write(chunk, None)
-                    };
-                    window.process(
-                        &batch,
-                        self.cut.watermarks.current(),
-                        &mut Results::new(&mut results, Some(&mut spill)),
-                        &mut late,
-                        &mut dead,
-                    )?;
-                    (results.records(), None)
+        while let Ok(group) = ends.gathered.recv() {
+            for gathered in group? {
+                let Gathered {
+                    mut batch,
+                    mut dead,
+                    state,
+                    unparseable,
+                    position,
+                    watermarks,
+                } = gathered;
+                self.cut.source.advance(position);
+                self.cut.watermarks = watermarks;
+                exhausted = state == SourceState::Exhausted;
+                late.clear();
+                results.clear();
+                self.metrics
+                    .records_in
+                    .inc_by(batch.len() as u64 + unparseable);
+                self.metrics.unparseable.inc_by(unparseable);
+                for stage in &mut self.stages {
+                    stage.run(&mut batch, &mut dead)?;
                 }
-                None => (
-                    Records {
-                        bytes: &batch.columns.values,
-                        ends: &batch.columns.value_ends,
-                    },
-                    Some(batch.origins.as_slice()),
-                ),
-            };
-            self.metrics.records_out.inc_by(records.len() as u64);
-            self.sinks.main.write(records, origins)?;
-            self.sinks.main.flush()?;
-            if !dead.is_empty() {
-                self.sinks.dead.write(dead.records(), None)?;
-                self.sinks.dead.flush()?;
-            }
-            if !late.is_empty() {
-                let late_sink = self.sinks.late.as_mut().unwrap_or(&mut self.sinks.dead);
-                late_sink.write(late.records(), None)?;
-                late_sink.flush()?;
-            }
-            self.metrics.dead_letters.inc_by(dead.len() as u64);
-            self.metrics.batches.inc();
-            let _ = ends.recycle.send((batch, dead));
-            self.count_operator_outcomes();
-            if self.coordinator.has_work() {
-                with_components!(self, |coordinator, parts| coordinator
-                    .at_batch_boundary(parts))?;
-                for completed in self.cut.source.take_completed() {
-                    let _ = ends.completions.send(completed);
+                let (records, origins) = match &mut self.window {
+                    Some(window) => {
+                        // A firing of many windows goes to the sink in chunks as it fires.
+                        let (sink, out_count) = (&mut self.sinks.main, &self.metrics.records_out);
+                        let mut spill = |chunk: Records<'_>| {
+                            out_count.inc_by(chunk.len() as u64);
+                            sink.write(chunk, None)
+                        };
+                        window.process(
+                            &batch,
+                            self.cut.watermarks.current(),
+                            &mut Results::new(&mut results, Some(&mut spill)),
+                            &mut late,
+                            &mut dead,
+                        )?;
+                        (results.records(), None)
+                    }
+                    None => (
+                        Records {
+                            bytes: &batch.columns.values,
+                            ends: &batch.columns.value_ends,
+                        },
+                        Some(batch.origins.as_slice()),
+                    ),
+                };
+                self.metrics.records_out.inc_by(records.len() as u64);
+                self.sinks.main.write(records, origins)?;
+                self.sinks.main.flush()?;
+                if !dead.is_empty() {
+                    self.sinks.dead.write(dead.records(), None)?;
+                    self.sinks.dead.flush()?;
                 }
-            }
-            if let Some(control) = control {
-                while let Ok(request) = control.try_recv() {
-                    match request {
-                        Control::Savepoint { dir, reply } => {
-                            let _ = reply.send(self.savepoint(&dir).map_err(|e| format!("{e:#}")));
-                        }
-                        Control::Stop { savepoint, reply } => stop_reply = Some((savepoint, reply)),
-                        Control::Swap {
-                            stage,
-                            instance,
-                            why,
-                            reply,
-                        } => {
-                            let _ = reply.send(self.swap(&stage, *instance, why));
-                        }
-                        Control::Shadow {
-                            stage,
-                            action,
-                            reply,
-                        } => {
-                            let _ = reply.send(self.shadow(&stage, action));
+                if !late.is_empty() {
+                    let late_sink = self.sinks.late.as_mut().unwrap_or(&mut self.sinks.dead);
+                    late_sink.write(late.records(), None)?;
+                    late_sink.flush()?;
+                }
+                self.metrics.dead_letters.inc_by(dead.len() as u64);
+                self.metrics.batches.inc();
+                let _ = ends.recycle.send((batch, dead));
+                self.count_operator_outcomes();
+                if self.coordinator.has_work() {
+                    with_components!(self, |coordinator, parts| coordinator
+                        .at_batch_boundary(parts))?;
+                    for completed in self.cut.source.take_completed() {
+                        let _ = ends.completions.send(completed);
+                    }
+                }
+                if let Some(control) = control {
+                    while let Ok(request) = control.try_recv() {
+                        match request {
+                            Control::Savepoint { dir, reply } => {
+                                let _ =
+                                    reply.send(self.savepoint(&dir).map_err(|e| format!("{e:#}")));
+                            }
+                            Control::Stop { savepoint, reply } => {
+                                stop_reply = Some((savepoint, reply))
+                            }
+                            Control::Swap {
+                                stage,
+                                instance,
+                                why,
+                                reply,
+                            } => {
+                                let _ = reply.send(self.swap(&stage, *instance, why));
+                            }
+                            Control::Shadow {
+                                stage,
+                                action,
+                                reply,
+                            } => {
+                                let _ = reply.send(self.shadow(&stage, action));
+                            }
                         }
                     }
                 }
+                if stop_reply.is_some() {
+                    stopping.store(true, Ordering::Relaxed);
+                }
+                if self.status_refreshed.elapsed() >= STATUS_INTERVAL {
+                    self.refresh_status("running");
+                }
+                on_batch(&self.metrics);
             }
-            if stop_reply.is_some() {
-                stopping.store(true, Ordering::Relaxed);
-            }
-            if self.status_refreshed.elapsed() >= STATUS_INTERVAL {
-                self.refresh_status("running");
-            }
-            on_batch(&self.metrics);
         }
         Ok((exhausted, stop_reply))
     }

@@ -1,6 +1,6 @@
 //! The read side of a pipeline: the source, the fields every event is read by, and the
-//! watermarks. During a run it lives on its own thread and gathers the next batch while
-//! the pipeline processes the current one, so reading and parsing overlap the plugins,
+//! watermarks. During a run it lives on its own thread and gathers the next batches while
+//! the pipeline processes the current ones, so reading and parsing overlap the plugins,
 //! windows and sinks on a second core.
 //!
 //! Invariants:
@@ -8,12 +8,17 @@
 //!   and the watermarks once the batch was gathered, exactly as a reader on the
 //!   pipeline's thread would have left them), so the pipeline processes, judges lateness
 //!   and checkpoints as if it read each batch itself, never what is read ahead.
-//! - At most one gathered batch waits; a stopping reader still delivers the batch it was
-//!   gathering, so nothing read is dropped.
-//! - Checkpoints that complete reach the source between batches, in order.
+//! - Batches cross in groups: a batch gathered as usual (until `max_records` or
+//!   `max_wait`), then those the source can fill at once, without waiting, up to
+//!   [`READ_AHEAD_RECORDS`]. Small batches (`max_records = 1`) thus cross many at a time
+//!   when records come faster than one by one, instead of waking the pipeline's thread
+//!   for each, and a batch never waits for a later one.
+//! - At most one group waits; a stopping reader still delivers what it gathered, so
+//!   nothing read is dropped.
+//! - Checkpoints that complete reach the source between groups, in order.
 
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -60,10 +65,17 @@ pub struct Gathered {
     pub watermarks: Watermarks,
 }
 
+/// Batches that cross to the pipeline together, in order.
+pub type Group = Vec<Gathered>;
+
+/// How many records a group of batches gathers before it crosses (more only when its
+/// first batch alone is larger).
+pub const READ_AHEAD_RECORDS: usize = 1024;
+
 /// The channels between the pipeline and its reader thread.
 pub struct ReaderEnds {
-    /// Gathered batches, in order (or the error that ended reading).
-    pub batches: SyncSender<Result<Gathered>>,
+    /// Groups of gathered batches, in order (or the error that ended reading).
+    pub batches: SyncSender<Result<Group>>,
     /// Buffers of processed batches, to gather into again without allocating.
     pub recycled: Receiver<(EventBatch, DeadLetters)>,
     /// Checkpoints that completed, for the source.
@@ -72,16 +84,15 @@ pub struct ReaderEnds {
 
 /// The pipeline's ends of the channels to its reader thread.
 pub struct PipelineEnds {
-    /// Gathered batches, in order.
-    pub gathered: Receiver<Result<Gathered>>,
+    /// Groups of gathered batches, in order.
+    pub gathered: Receiver<Result<Group>>,
     /// Where a processed batch's buffers go back.
     pub recycle: Sender<(EventBatch, DeadLetters)>,
     /// Where completed checkpoints and their positions go, for the source.
     pub completions: Sender<(u64, SourcePosition)>,
 }
 
-/// The channels between a pipeline and its reader thread: at most one gathered batch
-/// waits.
+/// The channels between a pipeline and its reader thread: at most one group waits.
 pub fn channels() -> (ReaderEnds, PipelineEnds) {
     let (batches, gathered) = mpsc::sync_channel(1);
     let (recycle, recycled) = mpsc::channel();
@@ -114,10 +125,11 @@ impl Input {
         self.source.checkpoint_completed(id, position)
     }
 
-    /// Gathers batches into `ends.batches` until the source is exhausted, `stop` says so
-    /// or the pipeline hangs up; the reader thread's body. Returns the input for the
-    /// next run.
+    /// Gathers groups of batches into `ends.batches` until the source is exhausted, `stop`
+    /// says so or the pipeline hangs up; the reader thread's body. Returns the input for
+    /// the next run.
     pub fn read_ahead(mut self, ends: ReaderEnds, stop: &(dyn Fn() -> bool + Sync)) -> Self {
+        let mut spare = None;
         loop {
             while let Ok((id, position)) = ends.completed.try_recv() {
                 if let Err(e) = self.checkpoint_completed(id, &position) {
@@ -125,44 +137,86 @@ impl Input {
                     return self;
                 }
             }
-            let (mut batch, mut dead) = ends.recycled.try_recv().unwrap_or_else(|_| {
-                let name = self.source.describe();
-                (EventBatch::default(), DeadLetters::new(name))
-            });
-            batch.clear();
-            dead.clear();
-            let gathered = self
-                .gather(&mut batch, &mut dead, stop)
-                .map(|(state, unparseable)| Gathered {
-                    batch,
-                    dead,
-                    state,
-                    unparseable,
-                    position: self.source.position(),
-                    watermarks: self.watermarks.clone(),
-                });
-            let last = match &gathered {
-                Ok(g) => g.state == SourceState::Exhausted || stop(),
-                Err(_) => true,
-            };
-            if ends.batches.send(gathered).is_err() || last {
+            let (group, goes_on) = self.gather_group(&ends, &mut spare, stop);
+            if !group.is_empty() && ends.batches.send(Ok(group)).is_err() {
                 return self;
+            }
+            match goes_on {
+                Ok(true) => {}
+                Ok(false) => return self,
+                Err(e) => {
+                    let _ = ends.batches.send(Err(e));
+                    return self;
+                }
             }
         }
     }
 
-    /// Gathers one batch: until it holds `max_records`, `max_wait` has passed, `stop`
-    /// says so, or the source is exhausted (then the watermarks finish). A batch may be empty
+    /// Gathers a group: one batch as usual, then batches the source fills without
+    /// waiting, until one comes short (the source has nothing more at hand), the group
+    /// holds [`READ_AHEAD_RECORDS`], the source is exhausted or `stop` says so. Returns
+    /// the group and whether reading goes on after it. An empty batch after the first is
+    /// not kept: its buffers wait in `spare` for the next.
+    fn gather_group(
+        &mut self,
+        ends: &ReaderEnds,
+        spare: &mut Option<(EventBatch, DeadLetters)>,
+        stop: &dyn Fn() -> bool,
+    ) -> (Group, Result<bool>) {
+        let mut group = Group::new();
+        let mut records = 0;
+        loop {
+            let (mut batch, mut dead) = spare
+                .take()
+                .or_else(|| ends.recycled.try_recv().ok())
+                .unwrap_or_else(|| {
+                    let name = self.source.describe();
+                    (EventBatch::default(), DeadLetters::new(name))
+                });
+            batch.clear();
+            dead.clear();
+            let wait = match group.is_empty() {
+                true => self.batch.max_wait.0,
+                false => Duration::ZERO,
+            };
+            let (state, unparseable) = match self.gather(&mut batch, &mut dead, wait, stop) {
+                Ok(gathered) => gathered,
+                Err(e) => return (group, Err(e)),
+            };
+            let len = batch.len() + dead.len();
+            let last = state == SourceState::Exhausted || stop();
+            if len == 0 && !group.is_empty() && !last {
+                *spare = Some((batch, dead));
+                return (group, Ok(true));
+            }
+            group.push(Gathered {
+                batch,
+                dead,
+                state,
+                unparseable,
+                position: self.source.position(),
+                watermarks: self.watermarks.clone(),
+            });
+            records += len;
+            if last || len < self.batch.max_records || records >= READ_AHEAD_RECORDS {
+                return (group, Ok(!last));
+            }
+        }
+    }
+
+    /// Gathers one batch: until it holds `max_records`, `wait` has passed, `stop` says
+    /// so, or the source is exhausted (then the watermarks finish). A batch may be empty
     /// (an idle source): the pipeline then still answers control requests and fires
     /// windows that idleness released.
-    pub fn gather(
+    fn gather(
         &mut self,
         batch: &mut EventBatch,
         dead: &mut DeadLetters,
+        wait: Duration,
         stop: &dyn Fn() -> bool,
     ) -> Result<(SourceState, u64)> {
         let max = self.batch.max_records;
-        let deadline = Instant::now() + self.batch.max_wait.0;
+        let deadline = Instant::now() + wait;
         let changes = self.source.assignment_changes();
         if !changes.is_empty() {
             source::apply_assignment(&changes, &mut self.watermarks, Instant::now());
@@ -191,7 +245,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::source::FileSource;
+    use crate::config::ConfigDuration;
+    use crate::source::{FileSource, Generator, GeneratorConfig};
 
     /// An input reading `lines` JSON lines (one bad) in batches of 10.
     fn input(dir: &std::path::Path, lines: u64) -> Input {
@@ -225,18 +280,31 @@ mod tests {
         }
     }
 
+    /// Runs `input`'s reader to the end, taking each group as it comes (`between`
+    /// runs first), and returns the groups and the input.
+    fn read_all(input: Input, mut between: impl FnMut()) -> (Vec<Group>, Input) {
+        let (ends, pipeline) = channels();
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| input.read_ahead(ends, &|| false));
+            let mut groups = Vec::new();
+            while let Ok(next) = pipeline.gathered.recv() {
+                between();
+                groups.push(next.unwrap());
+            }
+            (groups, reader.join().unwrap())
+        })
+    }
+
     #[test]
     fn each_batch_comes_with_the_cut_after_it_not_after_what_is_read_ahead() {
         let dir = tempfile::tempdir().unwrap();
-        let (ends, pipeline) = channels();
-        let gathered = pipeline.gathered;
-        let reader = std::thread::spawn(move || input(dir.path(), 95).read_ahead(ends, &|| false));
+        // Give the reader time to run ahead before looking at the cuts.
+        let (groups, input) = read_all(input(dir.path(), 95), || {
+            std::thread::sleep(Duration::from_millis(5))
+        });
         let mut read = 0;
         let mut last_watermark = i64::MIN;
-        while let Ok(next) = gathered.recv() {
-            // Give the reader time to run ahead before looking at the cut.
-            std::thread::sleep(Duration::from_millis(5));
-            let g = next.unwrap();
+        for g in groups.into_iter().flatten() {
             read += (g.batch.len() + g.dead.len()) as u64;
             assert_eq!(lines_read(&g.position), read);
             let newest = *g.batch.columns.timestamps.last().unwrap();
@@ -250,32 +318,80 @@ mod tests {
             last_watermark = watermark;
         }
         assert_eq!(read, 95);
-        let input = reader.join().unwrap();
         assert_eq!(lines_read(input.cut().source.position()), 95);
     }
 
     #[test]
-    fn a_stopped_reader_delivers_the_batch_it_was_gathering_and_hangs_up() {
+    fn small_batches_the_source_has_at_hand_cross_together_each_with_its_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut one_by_one = input(dir.path(), 3000);
+        one_by_one.batch.max_records = 1;
+        let (groups, _) = read_all(one_by_one, || {});
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        assert!(
+            sizes[..2] == [READ_AHEAD_RECORDS, READ_AHEAD_RECORDS],
+            "groups of {sizes:?}"
+        );
+        let mut batches: Vec<Gathered> = groups.into_iter().flatten().collect();
+        let end = batches.pop().unwrap();
+        assert_eq!((end.batch.len(), end.state), (0, SourceState::Exhausted));
+        assert_eq!(batches.len(), 3000);
+        for (i, g) in batches.iter().enumerate() {
+            assert_eq!(g.batch.len() + g.dead.len(), 1);
+            assert_eq!(lines_read(&g.position), i as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn a_batch_does_not_wait_for_the_next_to_cross() {
+        let paced = Input {
+            source: Box::new(Generator::new(GeneratorConfig {
+                count: Some(3),
+                rate: Some(2.0),
+                ..GeneratorConfig::default()
+            })),
+            fields: GeneratorConfig::default().event_fields(),
+            watermarks: Watermarks::new(1, Duration::ZERO, None),
+            batch: BatchConfig {
+                max_records: 1,
+                max_wait: ConfigDuration(Duration::from_secs(60)),
+            },
+        };
+        let started = Instant::now();
+        let mut crossed = Vec::new();
+        let (groups, _) = read_all(paced, || crossed.push(started.elapsed()));
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 3);
+        assert!(
+            groups.iter().all(|g| g.len() == 1),
+            "each event crosses as it comes"
+        );
+        // Events are due at 0, 0.5 and 1 s; a batch that waited for the next would
+        // cross a second late.
+        assert!(crossed[1] < Duration::from_millis(900), "{crossed:?}");
+    }
+
+    #[test]
+    fn a_stopped_reader_delivers_the_batches_it_gathered_and_hangs_up() {
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
         let (ends, pipeline) = channels();
         let gathered = pipeline.gathered;
-        let input = input(dir.path(), 1000);
+        let input = input(dir.path(), 5000);
         let should_stop = || stop.load(Ordering::Relaxed);
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| input.read_ahead(ends, &should_stop));
-            let first = gathered.recv().unwrap().unwrap();
-            stop.store(true, Ordering::Relaxed);
-            let mut delivered = (first.batch.len() + first.dead.len()) as u64;
-            let mut last_position = first.position;
+            let mut delivered = 0;
+            let mut last_position = None;
             while let Ok(next) = gathered.recv() {
-                let g = next.unwrap();
-                delivered += (g.batch.len() + g.dead.len()) as u64;
-                last_position = g.position;
+                stop.store(true, Ordering::Relaxed);
+                for g in next.unwrap() {
+                    delivered += (g.batch.len() + g.dead.len()) as u64;
+                    last_position = Some(g.position);
+                }
             }
-            assert!(delivered < 1000, "stopped early");
+            assert!(delivered < 5000, "stopped early");
             assert_eq!(
-                lines_read(&last_position),
+                lines_read(&last_position.unwrap()),
                 delivered,
                 "nothing read is dropped"
             );

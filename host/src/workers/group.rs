@@ -6,7 +6,8 @@
 //!
 //! Invariants: a task is started before its partition is fetched and stopped (its state
 //! checkpointed) before the revocation returns; records reach a task in offset order, in
-//! blocks of at most `max_records`; a task that fails stops the process with its error,
+//! blocks of what the consumer had at hand, at most [`BLOCK_RECORDS`] (or `max_records`
+//! when larger), so small batches do not cost a hand-over each; a task that fails stops the process with its error,
 //! so it restarts from the checkpoints.
 
 use std::collections::HashMap;
@@ -32,6 +33,9 @@ use crate::source::KafkaSourceConfig;
 
 /// Blocks a task may have waiting before the worker waits for it (back-pressure).
 const QUEUED_BLOCKS: usize = 2;
+
+/// Records a block to a task holds at most, unless a batch (`max_records`) holds more.
+const BLOCK_RECORDS: usize = 1024;
 
 /// What every worker of the process shares.
 struct Job {
@@ -377,7 +381,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
     consumer
         .subscribe(&topics)
         .context("cannot subscribe to the topics")?;
-    let max = job.config.batch.max_records;
+    let max = job.config.batch.max_records.max(BLOCK_RECORDS);
     // Blocks being filled, per partition (a worker holds few: a linear search).
     let mut pending: Vec<(String, i32, Fetched)> = Vec::new();
     while !stop.load(Ordering::Relaxed) && !job.failed() {
