@@ -2,7 +2,8 @@
 //!
 //! 1. Kafka → Wasm filter → Kafka (one worker, 100-byte JSON records) next to a plain
 //!    rdkafka consume-produce loop over the same records, in the same run.
-//! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks.
+//! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks; and
+//!    1–3 `eddy run` processes in one consumer group on Kafka.
 //! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
 //!    50k records/s (`EDDY_BENCH_RATE` to change it) for `max_records` 1, 64 and 1024
 //!    (`EDDY_BENCH_MAX_RECORDS=1,64` to choose) with
@@ -144,7 +145,22 @@ fn kafka_pipeline(
     source: &str,
     rest: &str,
 ) -> PipelineConfig {
-    PipelineConfig::parse(&format!(
+    PipelineConfig::parse(&kafka_pipeline_text(
+        bootstrap, topic, out, top, source, rest,
+    ))
+    .unwrap()
+}
+
+/// The text of a [`kafka_pipeline`].
+fn kafka_pipeline_text(
+    bootstrap: &str,
+    topic: &str,
+    out: &str,
+    top: &str,
+    source: &str,
+    rest: &str,
+) -> String {
+    format!(
         r#"{top}
 [source]
 kind = "kafka"
@@ -166,8 +182,7 @@ brokers = "{bootstrap}"
 topic = "{out}"
 {rest}
 "#
-    ))
-    .unwrap()
+    )
 }
 
 fn eddy_bounded(runtime: &PluginRuntime, config: &PipelineConfig) -> Duration {
@@ -179,31 +194,41 @@ fn eddy_bounded(runtime: &PluginRuntime, config: &PipelineConfig) -> Duration {
     started.elapsed()
 }
 
-/// Runs `config` as workers until `out` holds `expected` records; returns the time.
+/// Waits until `out` holds every record; returns the M records/s since `started` (which
+/// includes joining the group). `running` says whether the job still runs.
+fn rate_until_done(
+    bootstrap: &str,
+    out: &str,
+    started: Instant,
+    mut running: impl FnMut() -> bool,
+) -> f64 {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    while count(&probe, out, PARTITIONS) < RECORDS {
+        assert!(running(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rate(started.elapsed())
+}
+
+/// Runs `config` as workers until `out` holds every record; returns the rate.
 fn eddy_workers(
     runtime: &Arc<PluginRuntime>,
     config: &PipelineConfig,
     bootstrap: &str,
     out: &str,
-    out_partitions: i32,
-) -> Duration {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
+) -> f64 {
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let mut took = Duration::ZERO;
     std::thread::scope(|scope| {
         let run = scope.spawn(|| eddy::workers::run(config, runtime, &Default::default(), &stop));
-        while count(&probe, out, out_partitions) < RECORDS {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        took = started.elapsed();
+        let rate = rate_until_done(bootstrap, out, started, || !run.is_finished());
         stop.store(true, Ordering::Relaxed);
         run.join().unwrap().unwrap();
-    });
-    took
+        rate
+    })
 }
 
 fn rate(d: Duration) -> f64 {
@@ -249,7 +274,7 @@ fn throughput(broker: &Broker, runtime: &PluginRuntime) {
 }
 
 fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
-    println!("\n## parallelism 1 and 2 (2 cores)");
+    println!("\n## parallelism 1 and 2, and 1-3 processes (2 cores)");
     let events = 20_000_000u64;
     for round in 0..2 {
         let mut line = format!("round {round}: generator → filter → null, {events} events:");
@@ -293,11 +318,56 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
                 "",
                 "",
             );
-            let took = eddy_workers(runtime, &config, &bootstrap, &out, PARTITIONS);
-            line += &format!(" p{parallelism} {:.2} M rec/s", rate(took));
+            let rate = eddy_workers(runtime, &config, &bootstrap, &out);
+            line += &format!(" p{parallelism} {rate:.2} M rec/s");
         }
         println!("{line}");
     }
+    for round in 0..2 {
+        let mut line = format!(
+            "round {round}: Kafka ({PARTITIONS} partitions) → filter → Kafka, `eddy run` processes in one group:"
+        );
+        for processes in 1..=3 {
+            let out = format!("proc-{round}-{processes}");
+            broker.create_topic(&out, Some(PARTITIONS)).unwrap();
+            let rate = eddy_processes(&bootstrap, &out, processes);
+            line += &format!(" {processes}: {rate:.2} M rec/s");
+        }
+        println!("{line}");
+    }
+}
+
+/// Runs `processes` `eddy run` processes of a pipeline from `in16` to `out` in one group
+/// until `out` holds every record; returns the rate.
+fn eddy_processes(bootstrap: &str, out: &str, processes: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        kafka_pipeline_text(bootstrap, "in16", out, "", "", ""),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut children: Vec<_> = (0..processes)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+                .arg("run")
+                .arg(&config)
+                .current_dir(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let rate = rate_until_done(bootstrap, out, started, || {
+        children.iter_mut().all(|c| c.try_wait().unwrap().is_none())
+    });
+    for mut child in children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    rate
 }
 
 fn now_us() -> u128 {
