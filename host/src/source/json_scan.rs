@@ -129,9 +129,9 @@ impl<'a> Scanner<'a> {
             }
             self.expect(b':')?;
             self.whitespace();
-            if Some(name) == time {
+            if is(name, time) {
                 found.timestamp = Some(self.plain_integer()?);
-            } else if Some(name) == key {
+            } else if is(name, key) {
                 self.expect(b'"')?;
                 let (value, escaped) = self.string_body()?;
                 if escaped {
@@ -293,21 +293,31 @@ impl<'a> Scanner<'a> {
     /// `i64`; anything else (a fraction, an exponent, a string) takes the slow path.
     #[inline(always)]
     fn plain_integer(&mut self) -> Option<i64> {
+        let negative = self.peek() == Some(b'-');
+        self.at += usize::from(negative);
         let start = self.at;
-        self.number()?;
-        let text = &self.bytes[start..self.at];
-        let (negative, digits) = match text.split_first()? {
-            (b'-', rest) => (true, rest),
-            _ => (false, text),
-        };
-        if digits.len() > MAX_TIME_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+        let mut value = 0i64;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value.wrapping_mul(10).wrapping_add(i64::from(digit - b'0'));
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        let leading_zero = digits > 1 && self.bytes[start] == b'0';
+        if digits == 0 || digits > MAX_TIME_DIGITS || leading_zero {
             return None;
         }
-        let value = digits
-            .iter()
-            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return None;
+        }
         Some(if negative { -value } else { value })
     }
+}
+
+/// Whether the field `name` is the `wanted` one: byte by byte inline, as field names are
+/// short and most differ in length or first byte (a `memcmp` call costs more).
+#[inline(always)]
+fn is(name: &[u8], wanted: Option<&[u8]>) -> bool {
+    wanted.is_some_and(|w| name.len() == w.len() && name.iter().zip(w).all(|(a, b)| a == b))
 }
 
 #[cfg(test)]
@@ -363,6 +373,10 @@ mod tests {
             b"{\"a\":1} {}",
             b"{\"a\":\"\xff\"}",
             b"{\"ts\":1.0}",
+            b"{\"ts\":1e3}",
+            b"{\"ts\":01}",
+            b"{\"ts\":-}",
+            b"{\"ts\":-a}",
             b"{\"ts\":1234567890123456789}",
         ] {
             assert_eq!(
