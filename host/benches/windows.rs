@@ -69,7 +69,8 @@ fn main() {
              [watermark]\nmax_delay = \"5s\"\n[window]\n{window}\n[sink]\nkind = \"null\"\n"
         ))
         .unwrap();
-        // Resets the peak resident set, so each case measures its own peak.
+        eddy::allocator::keep_large_blocks_mapped(); // as the `eddy` binary does
+                                                     // Resets the peak resident set, so each case measures its own peak.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let runtime = PluginRuntime::new(CompiledCache::from_env()).unwrap();
         let mut pipeline = Pipeline::build(&config, &runtime, &Default::default()).unwrap();

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod allocator;
 pub mod authoring;
 pub mod batch;
 pub mod checkpoint;

@@ -108,6 +108,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    eddy::allocator::keep_large_blocks_mapped();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
