@@ -469,100 +469,11 @@ impl Pipeline {
         // Ends when the reader hangs up: exhausted, stopped, or failed.
         while let Ok(group) = ends.gathered.recv() {
             for gathered in group? {
-                let Gathered {
-                    mut batch,
-                    mut dead,
-                    state,
-                    unparseable,
-                    position,
-                    watermarks,
-                } = gathered;
-                self.cut.source.advance(position);
-                self.cut.watermarks = watermarks;
-                exhausted = state == SourceState::Exhausted;
-                late.clear();
-                results.clear();
-                self.metrics
-                    .records_in
-                    .inc_by(batch.len() as u64 + unparseable);
-                self.metrics.unparseable.inc_by(unparseable);
-                for stage in &mut self.stages {
-                    stage.run(&mut batch, &mut dead)?;
-                }
-                let (records, origins) = match &mut self.window {
-                    Some(window) => {
-                        // A firing of many windows goes to the sink in chunks as it fires.
-                        let (sink, out_count) = (&mut self.sinks.main, &self.metrics.records_out);
-                        let mut spill = |chunk: Records<'_>| {
-                            out_count.inc_by(chunk.len() as u64);
-                            sink.write(chunk, None)
-                        };
-                        window.process(
-                            &batch,
-                            self.cut.watermarks.current(),
-                            &mut Results::new(&mut results, Some(&mut spill)),
-                            &mut late,
-                            &mut dead,
-                        )?;
-                        (results.records(), None)
-                    }
-                    None => (
-                        Records {
-                            bytes: &batch.columns.values,
-                            ends: &batch.columns.value_ends,
-                        },
-                        Some(batch.origins.as_slice()),
-                    ),
-                };
-                self.metrics.records_out.inc_by(records.len() as u64);
-                self.sinks.main.write(records, origins)?;
-                self.sinks.main.flush()?;
-                if !dead.is_empty() {
-                    self.sinks.dead.write(dead.records(), None)?;
-                    self.sinks.dead.flush()?;
-                }
-                if !late.is_empty() {
-                    let late_sink = self.sinks.late.as_mut().unwrap_or(&mut self.sinks.dead);
-                    late_sink.write(late.records(), None)?;
-                    late_sink.flush()?;
-                }
-                self.metrics.dead_letters.inc_by(dead.len() as u64);
-                self.metrics.batches.inc();
-                let _ = ends.recycle.send((batch, dead));
-                self.count_operator_outcomes();
-                if self.coordinator.has_work() {
-                    with_components!(self, |coordinator, parts| coordinator
-                        .at_batch_boundary(parts))?;
-                    for completed in self.cut.source.take_completed() {
-                        let _ = ends.completions.send(completed);
-                    }
-                }
+                exhausted = gathered.state == SourceState::Exhausted;
+                self.process_batch(gathered, ends, &mut late, &mut results)?;
                 if let Some(control) = control {
                     while let Ok(request) = control.try_recv() {
-                        match request {
-                            Control::Savepoint { dir, reply } => {
-                                let _ =
-                                    reply.send(self.savepoint(&dir).map_err(|e| format!("{e:#}")));
-                            }
-                            Control::Stop { savepoint, reply } => {
-                                stop_reply = Some((savepoint, reply))
-                            }
-                            Control::Swap {
-                                stage,
-                                instance,
-                                why,
-                                reply,
-                            } => {
-                                let _ = reply.send(self.swap(&stage, *instance, why));
-                            }
-                            Control::Shadow {
-                                stage,
-                                action,
-                                reply,
-                            } => {
-                                let _ = reply.send(self.shadow(&stage, action));
-                            }
-                        }
+                        self.answer(request, &mut stop_reply);
                     }
                 }
                 if stop_reply.is_some() {
@@ -575,6 +486,112 @@ impl Pipeline {
             }
         }
         Ok((exhausted, stop_reply))
+    }
+
+    /// One batch through the chain: plugins, window, sinks; then its buffers go back to
+    /// the reader and the checkpoint coordinator gets the batch boundary. `late` and
+    /// `results` are scratch buffers kept across batches.
+    fn process_batch(
+        &mut self,
+        gathered: Gathered,
+        ends: &PipelineEnds,
+        late: &mut DeadLetters,
+        results: &mut RecordBuffer,
+    ) -> Result<()> {
+        let Gathered {
+            mut batch,
+            mut dead,
+            unparseable,
+            position,
+            watermarks,
+            ..
+        } = gathered;
+        self.cut.source.advance(position);
+        self.cut.watermarks = watermarks;
+        late.clear();
+        results.clear();
+        self.metrics
+            .records_in
+            .inc_by(batch.len() as u64 + unparseable);
+        self.metrics.unparseable.inc_by(unparseable);
+        for stage in &mut self.stages {
+            stage.run(&mut batch, &mut dead)?;
+        }
+        let (records, origins) = match &mut self.window {
+            Some(window) => {
+                // A firing of many windows goes to the sink in chunks as it fires.
+                let (sink, out_count) = (&mut self.sinks.main, &self.metrics.records_out);
+                let mut spill = |chunk: Records<'_>| {
+                    out_count.inc_by(chunk.len() as u64);
+                    sink.write(chunk, None)
+                };
+                window.process(
+                    &batch,
+                    self.cut.watermarks.current(),
+                    &mut Results::new(results, Some(&mut spill)),
+                    late,
+                    &mut dead,
+                )?;
+                (results.records(), None)
+            }
+            None => (
+                Records {
+                    bytes: &batch.columns.values,
+                    ends: &batch.columns.value_ends,
+                },
+                Some(batch.origins.as_slice()),
+            ),
+        };
+        self.metrics.records_out.inc_by(records.len() as u64);
+        self.sinks.main.write(records, origins)?;
+        self.sinks.main.flush()?;
+        if !dead.is_empty() {
+            self.sinks.dead.write(dead.records(), None)?;
+            self.sinks.dead.flush()?;
+        }
+        if !late.is_empty() {
+            let late_sink = self.sinks.late.as_mut().unwrap_or(&mut self.sinks.dead);
+            late_sink.write(late.records(), None)?;
+            late_sink.flush()?;
+        }
+        self.metrics.dead_letters.inc_by(dead.len() as u64);
+        self.metrics.batches.inc();
+        let _ = ends.recycle.send((batch, dead));
+        self.count_operator_outcomes();
+        if self.coordinator.has_work() {
+            with_components!(self, |coordinator, parts| coordinator
+                .at_batch_boundary(parts))?;
+            for completed in self.cut.source.take_completed() {
+                let _ = ends.completions.send(completed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a control request between batches; a `Stop` is kept in `stop_reply`, to
+    /// be answered once the run has ended.
+    fn answer(&mut self, request: Control, stop_reply: &mut Option<StopReply>) {
+        match request {
+            Control::Savepoint { dir, reply } => {
+                let _ = reply.send(self.savepoint(&dir).map_err(|e| format!("{e:#}")));
+            }
+            Control::Stop { savepoint, reply } => *stop_reply = Some((savepoint, reply)),
+            Control::Swap {
+                stage,
+                instance,
+                why,
+                reply,
+            } => {
+                let _ = reply.send(self.swap(&stage, *instance, why));
+            }
+            Control::Shadow {
+                stage,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.shadow(&stage, action));
+            }
+        }
     }
 
     fn count_operator_outcomes(&mut self) {
