@@ -135,24 +135,10 @@ fn plain_loop(bootstrap: &str, topic: &str, out: &str) -> Duration {
     started.elapsed()
 }
 
-/// Kafka `topic` → filter keeping every record → Kafka `out`; `top` goes before the
-/// tables, `source` into `[source]`, `rest` after `[sink]` (more of it, and tables).
+/// Kafka `topic` → filter keeping every record → Kafka `out`, as pipeline text; `top`
+/// goes before the tables, `source` into `[source]`, `rest` after `[sink]` (more of it,
+/// and tables).
 fn kafka_pipeline(
-    bootstrap: &str,
-    topic: &str,
-    out: &str,
-    top: &str,
-    source: &str,
-    rest: &str,
-) -> PipelineConfig {
-    PipelineConfig::parse(&kafka_pipeline_text(
-        bootstrap, topic, out, top, source, rest,
-    ))
-    .unwrap()
-}
-
-/// The text of a [`kafka_pipeline`].
-fn kafka_pipeline_text(
     bootstrap: &str,
     topic: &str,
     out: &str,
@@ -185,9 +171,11 @@ topic = "{out}"
     )
 }
 
-fn eddy_bounded(runtime: &PluginRuntime, config: &PipelineConfig) -> Duration {
+/// Runs the pipeline `text` (a bounded source) to its end; returns the time.
+fn eddy_bounded(runtime: &PluginRuntime, text: &str) -> Duration {
+    let config = PipelineConfig::parse(text).unwrap();
     let started = Instant::now();
-    let mut pipeline = Pipeline::build(config, runtime, &Default::default()).unwrap();
+    let mut pipeline = Pipeline::build(&config, runtime, &Default::default()).unwrap();
     let summary = pipeline.run(&AtomicBool::new(false), None, |_| {}).unwrap();
     assert_eq!(summary.metrics.records_in, RECORDS as u64);
     drop(pipeline); // the sink flushes
@@ -310,14 +298,15 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
         for parallelism in [1, 2] {
             let out = format!("par-{round}-{parallelism}");
             broker.create_topic(&out, Some(PARTITIONS)).unwrap();
-            let config = kafka_pipeline(
+            let config = PipelineConfig::parse(&kafka_pipeline(
                 &bootstrap,
                 "in16",
                 &out,
                 &format!("parallelism = {parallelism}"),
                 "",
                 "",
-            );
+            ))
+            .unwrap();
             let rate = eddy_workers(runtime, &config, &bootstrap, &out);
             line += &format!(" p{parallelism} {rate:.2} M rec/s");
         }
@@ -342,11 +331,7 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
 fn eddy_processes(bootstrap: &str, out: &str, processes: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        kafka_pipeline_text(bootstrap, "in16", out, "", "", ""),
-    )
-    .unwrap();
+    std::fs::write(&config, kafka_pipeline(bootstrap, "in16", out, "", "", "")).unwrap();
     let started = Instant::now();
     let mut children: Vec<_> = (0..processes)
         .map(|_| {
@@ -498,7 +483,7 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
         );
         broker.create_topic(&input, Some(1)).unwrap();
         broker.create_topic(&out, Some(1)).unwrap();
-        let config = kafka_pipeline(
+        let config = PipelineConfig::parse(&kafka_pipeline(
             &bootstrap,
             &input,
             &out,
@@ -507,7 +492,8 @@ fn latency(broker: &Broker, runtime: &Arc<PluginRuntime>) {
             // has come: wait 1 ms, as a real broker would answer at once.
             "[source.properties]\n\"fetch.wait.max.ms\" = \"1\"\n\"fetch.error.backoff.ms\" = \"1\"",
             &format!("[batch]\nmax_records = {max_records}\nmax_wait = \"1ms\"\n"),
-        );
+        ))
+        .unwrap();
         measure_latency(
             broker,
             rate,

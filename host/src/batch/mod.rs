@@ -10,6 +10,12 @@ mod records;
 pub use columns::{wit, Columns, Headers, Packed, Rejection};
 pub use records::{RecordBuffer, Records};
 
+/// How many records cross from one thread to another at once when batches are smaller:
+/// a reader's group of batches, a Kafka group worker's block for a task. Small batches
+/// (`max_records = 1`) then do not wake the receiving thread one by one, and what waits
+/// between threads stays bounded.
+pub const HANDOVER_RECORDS: usize = 1024;
+
 /// Where and when an event came from: its source partition, its position there (a line
 /// number for files and stdin, a sequence number for the generator), and the job's
 /// watermark just before it was read — the watermark it is judged by downstream, whatever

@@ -10,7 +10,7 @@
 //!   and checkpoints as if it read each batch itself, never what is read ahead.
 //! - Batches cross in groups: a batch gathered as usual (until `max_records` or
 //!   `max_wait`), then those the source can fill at once, without waiting, up to
-//!   [`READ_AHEAD_RECORDS`]. Small batches (`max_records = 1`) thus cross many at a time
+//!   [`HANDOVER_RECORDS`]. Small batches (`max_records = 1`) thus cross many at a time
 //!   when records come faster than one by one, instead of waking the pipeline's thread
 //!   for each, and a batch never waits for a later one.
 //! - At most one group waits; a stopping reader still delivers what it gathered, so
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::batch::EventBatch;
+use crate::batch::{EventBatch, HANDOVER_RECORDS};
 use crate::config::{BatchConfig, EventFields};
 use crate::dead_letter::DeadLetters;
 use crate::source::{self, Ingest, Source, SourceCut, SourcePosition, SourceState};
@@ -67,10 +67,6 @@ pub struct Gathered {
 
 /// Batches that cross to the pipeline together, in order.
 pub type Group = Vec<Gathered>;
-
-/// How many records a group of batches gathers before it crosses (more only when its
-/// first batch alone is larger).
-pub const READ_AHEAD_RECORDS: usize = 1024;
 
 /// The channels between the pipeline and its reader thread.
 pub struct ReaderEnds {
@@ -154,7 +150,7 @@ impl Input {
 
     /// Gathers a group: one batch as usual, then batches the source fills without
     /// waiting, until one comes short (the source has nothing more at hand), the group
-    /// holds [`READ_AHEAD_RECORDS`], the source is exhausted or `stop` says so. Returns
+    /// holds [`HANDOVER_RECORDS`] (more only when its first batch alone is larger), the source is exhausted or `stop` says so. Returns
     /// the group and whether reading goes on after it. An empty batch after the first is
     /// not kept: its buffers wait in `spare` for the next.
     fn gather_group(
@@ -198,7 +194,7 @@ impl Input {
                 watermarks: self.watermarks.clone(),
             });
             records += len;
-            if last || len < self.batch.max_records || records >= READ_AHEAD_RECORDS {
+            if last || len < self.batch.max_records || records >= HANDOVER_RECORDS {
                 return (group, Ok(!last));
             }
         }
@@ -329,7 +325,7 @@ mod tests {
         let (groups, _) = read_all(one_by_one, || {});
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         assert!(
-            sizes[..2] == [READ_AHEAD_RECORDS, READ_AHEAD_RECORDS],
+            sizes[..2] == [HANDOVER_RECORDS, HANDOVER_RECORDS],
             "groups of {sizes:?}"
         );
         let mut batches: Vec<Gathered> = groups.into_iter().flatten().collect();

@@ -129,9 +129,9 @@ impl<'a> Scanner<'a> {
             }
             self.expect(b':')?;
             self.whitespace();
-            if is(name, time) {
+            if is_field(name, time) {
                 found.timestamp = Some(self.plain_integer()?);
-            } else if is(name, key) {
+            } else if is_field(name, key) {
                 self.expect(b'"')?;
                 let (value, escaped) = self.string_body()?;
                 if escaped {
@@ -316,7 +316,7 @@ impl<'a> Scanner<'a> {
 /// Whether the field `name` is the `wanted` one: byte by byte inline, as field names are
 /// short and most differ in length or first byte (a `memcmp` call costs more).
 #[inline(always)]
-fn is(name: &[u8], wanted: Option<&[u8]>) -> bool {
+fn is_field(name: &[u8], wanted: Option<&[u8]>) -> bool {
     wanted.is_some_and(|w| name.len() == w.len() && name.iter().zip(w).all(|(a, b)| a == b))
 }
 

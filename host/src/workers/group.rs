@@ -6,9 +6,9 @@
 //!
 //! Invariants: a task is started before its partition is fetched and stopped (its state
 //! checkpointed) before the revocation returns; records reach a task in offset order, in
-//! blocks of what the consumer had at hand, at most [`BLOCK_RECORDS`] (or `max_records`
-//! when larger), so small batches do not cost a hand-over each; a task that fails stops the process with its error,
-//! so it restarts from the checkpoints.
+//! blocks of what the consumer had at hand, at most [`HANDOVER_RECORDS`] (or
+//! `max_records` when larger), so small batches do not cost a hand-over each; a task that
+//! fails stops the process with its error, so it restarts from the checkpoints.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -24,6 +24,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::task_config;
+use crate::batch::HANDOVER_RECORDS;
 use crate::config::PipelineConfig;
 use crate::kafka::CLUSTER_TIMEOUT;
 use crate::pipeline::{Pipeline, RunOptions, RunSummary};
@@ -33,9 +34,6 @@ use crate::source::KafkaSourceConfig;
 
 /// Blocks a task may have waiting before the worker waits for it (back-pressure).
 const QUEUED_BLOCKS: usize = 2;
-
-/// Records a block to a task holds at most, unless a batch (`max_records`) holds more.
-const BLOCK_RECORDS: usize = 1024;
 
 /// What every worker of the process shares.
 struct Job {
@@ -381,7 +379,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
     consumer
         .subscribe(&topics)
         .context("cannot subscribe to the topics")?;
-    let max = job.config.batch.max_records.max(BLOCK_RECORDS);
+    let block_records = job.config.batch.max_records.max(HANDOVER_RECORDS);
     // Blocks being filled, per partition (a worker holds few: a linear search).
     let mut pending: Vec<(String, i32, Fetched)> = Vec::new();
     while !stop.load(Ordering::Relaxed) && !job.failed() {
@@ -415,7 +413,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
                     m.payload().unwrap_or_default(),
                     headers,
                 );
-                if block.len() >= max {
+                if block.len() >= block_records {
                     let block = std::mem::take(block);
                     consumer.context().deliver(topic, partition, block);
                 }

@@ -22,7 +22,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
