@@ -128,6 +128,8 @@ pub struct WindowOperator {
     assigned: Vec<TimeWindow>,
     /// Scratch space for one window's result.
     result: Vec<u8>,
+    /// Scratch space for the windows one timer fires, in firing order.
+    due: Vec<Due>,
     /// Changes since the last checkpoint, for incremental checkpoints: which slots
     /// changed, and the windows closed.
     dirty: Vec<bool>,
@@ -158,6 +160,7 @@ impl WindowOperator {
             counters: WindowCounters::default(),
             assigned: Vec::new(),
             result: Vec::new(),
+            due: Vec::new(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
             removed: Vec::new(),
@@ -432,22 +435,22 @@ impl WindowOperator {
                 break;
             }
             let keys = &self.keys;
-            let mut due: Vec<Due> = entry
-                .remove()
-                .into_iter()
-                .filter_map(|slot| {
-                    // A slot whose window closed (merged into a larger session, or
-                    // cleaned up) holds nothing, or a window with timers of its own.
-                    let (key, window) = self.windows.held(slot)?;
-                    Some(Due::new(keys.bytes(key), slot, key, window))
-                })
-                .collect();
+            // The firing's list is kept between firings: at tens of thousands of windows
+            // it is megabytes, allocated once rather than per firing.
+            let mut due = std::mem::take(&mut self.due);
+            due.clear();
+            due.extend(entry.remove().into_iter().filter_map(|slot| {
+                // A slot whose window closed (merged into a larger session, or cleaned
+                // up) holds nothing, or a window with timers of its own.
+                let (key, window) = self.windows.held(slot)?;
+                Some(Due::new(keys.bytes(key), slot, key, window))
+            }));
             // Key bytes, not ids, so the order survives a restore (ids are reassigned).
             due.sort_unstable_by(|a, b| a.order(b, keys));
             due.dedup_by_key(|d| d.slot);
             for Due {
                 slot, key, window, ..
-            } in due
+            } in due.drain(..)
             {
                 if time == window.max_timestamp() {
                     if !flushed {
@@ -461,6 +464,7 @@ impl WindowOperator {
                     self.keys.release_if_unused(key);
                 }
             }
+            self.due = due;
         }
         Ok(())
     }
