@@ -76,6 +76,9 @@ pub struct WindowCounters {
     pub unaggregatable: u64,
 }
 
+/// How much of the firing list's space is kept between firings.
+const KEPT_DUE_BYTES: usize = 4 << 20;
+
 /// A window due at a timer, with what sorting it by key needs.
 struct Due {
     /// The key's first 16 bytes, zero-padded, as one number: ordering these orders the
@@ -464,6 +467,9 @@ impl WindowOperator {
                     self.keys.release_if_unused(key);
                 }
             }
+            // Kept up to a few MiB: a rare firing of a million windows does not leave
+            // tens of MiB resident.
+            due.shrink_to(KEPT_DUE_BYTES / std::mem::size_of::<Due>());
             self.due = due;
         }
         Ok(())
