@@ -469,7 +469,7 @@ impl WindowOperator {
             }
             // Kept up to a few MiB: a rare firing of a million windows does not leave
             // tens of MiB resident.
-            due.shrink_to(KEPT_DUE_BYTES / std::mem::size_of::<Due>());
+            due.shrink_to(KEPT_DUE_BYTES / size_of::<Due>());
             self.due = due;
         }
         Ok(())
