@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::kafka::*;
@@ -13,6 +14,7 @@ use common::*;
 use eddy::checkpoint::{Checkpointed, Snapshot};
 use eddy::sink::{CommitLog, KafkaSink, KafkaSinkConfig, RecordBuffer, Sink};
 use eddy_dev_broker::Broker;
+use serde_json::Value;
 
 /// The input, the reference run and the job writing `alerts` with `delivery`, on a
 /// development broker of its own.
@@ -305,4 +307,131 @@ fn one_process_of_three_workers_survives_a_sigkill_and_reads_each_record_once() 
 #[test]
 fn three_processes_in_one_group_survive_a_sigkill_and_read_each_record_once() {
     replace_one_of(&Broker::start(1).unwrap(), 3, 1, Stop::Kill);
+}
+
+#[test]
+fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
+    const COUNT: usize = 30_000;
+    let broker = Broker::start(1).unwrap();
+    broker.topic("events", 6);
+    broker.topic("kept", 3);
+    let admin = free_admin_address();
+    let s = Scratch::new();
+    let file = s.write(
+        "pipeline.toml",
+        &format!(
+            "{}\n[admin]\nlisten = \"{admin}\"\n",
+            tasks_pipeline(&broker.address(), "group", "kept", 2)
+        ),
+    );
+    let job = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    // `eddy status`, as JSON (null while the endpoint is not up yet).
+    let status = |admin: &str| -> Value {
+        let output = eddy(&["status", "--admin", admin], None);
+        serde_json::from_slice(&output.stdout).unwrap_or_default()
+    };
+    // The group assigns the six partitions to the process's two workers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status(&admin)["tasks"].as_array().map_or(0, Vec::len) != 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tasks did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let producing = produce_stream(broker.input_producer(), "events", COUNT);
+    std::thread::sleep(Duration::from_millis(1200));
+
+    // A file that is not a component is refused; every task goes on with its version.
+    let refused = eddy(
+        &["reload", "--admin", &admin, "big", file.to_str().unwrap()],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("refused"), "{}", stderr(&refused));
+
+    // Every task switches to the stricter filter; each says from which record on.
+    let swapped = eddy(
+        &["reload", "--admin", &admin, "big", "--config", "value=50"],
+        None,
+    );
+    assert_success(&swapped);
+    let said = String::from_utf8_lossy(&swapped.stdout).to_string();
+    assert!(said.contains("in 6 tasks"), "{said}");
+    let mut from: BTreeMap<u64, u64> = BTreeMap::new();
+    for line in said.lines().filter(|l| l.contains("task events-")) {
+        let partition = line
+            .split("events-")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        let record = line
+            .split("from record ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        from.insert(partition.parse().unwrap(), record.parse().unwrap());
+    }
+    assert_eq!(from.len(), 6, "{said}");
+
+    let now = status(&admin);
+    for task in now["tasks"].as_array().unwrap() {
+        let history = task["status"]["plugins"][0]["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2, "{task}");
+        assert_eq!(history[1]["why"], "reload");
+    }
+    assert!(now["metrics"]["records_in"].as_u64().unwrap() > 0);
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains("eddy_records_in_total{task=\"events-0\"}"),
+        "{metrics}"
+    );
+
+    producing.join().unwrap();
+    // Each record is filtered by exactly one version: the old one (amount >= 20) before
+    // its task's switch, the new one (amount >= 50) after.
+    let expected: Vec<u64> = (0..COUNT as u64)
+        .filter(|i| {
+            let (amount, partition, nth) = ((i * 37) % 100, i % 6, i / 6);
+            amount >= 50 || (amount >= 20 && nth < from[&partition])
+        })
+        .collect();
+    let mut ids = wait_for_ids(&broker.address(), "kept", expected.len());
+    // Tasks checkpoint on their own; a savepoint is refused with what to do instead.
+    let savepoint = eddy(&["savepoint", "--admin", &admin], None);
+    assert!(!savepoint.status.success());
+    assert!(
+        stderr(&savepoint).contains("final checkpoint"),
+        "{}",
+        stderr(&savepoint)
+    );
+    let stopped = eddy(&["stop", "--admin", &admin], None);
+    assert_success(&stopped);
+    let ended = job.wait_with_output().unwrap();
+    assert_eq!(
+        ended.status.code(),
+        Some(3),
+        "`eddy stop` ends the job with 3"
+    );
+    ids.sort_unstable();
+    assert_eq!(ids.len(), expected.len(), "records lost or written twice");
+    assert_eq!(ids, expected);
+    let from_savepoint = eddy(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--from-savepoint",
+            s.path("state").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        stderr(&from_savepoint).contains("resume from their own checkpoints"),
+        "{}",
+        stderr(&from_savepoint)
+    );
 }

@@ -15,6 +15,14 @@
 //! next batch boundary; a version that fails any step is refused and the running one
 //! goes on. Reloads are handled one at a time, in the order they arrive.
 //!
+//! A job run as partition tasks (a streaming Kafka source, or `parallelism` above 1) is
+//! served as one job ([`Served::Tasks`]): the status sums the tasks' counters and lists
+//! each task, the metrics carry a `task` label, and a reload switches every task of the
+//! process, or none: when one task refuses, those that had switched go back, and a task
+//! started later (a partition assigned afterwards) starts with the version every task
+//! took. Such a job takes no savepoints (its tasks checkpoint on their own); `stop` ends
+//! every task with a final checkpoint. Each process of a group has its own endpoint.
+//!
 //! It binds to loopback by default. With `[admin] token_file`, requests that change the
 //! job (savepoint, stop) must carry `Authorization: Bearer <token>`; reading status and
 //! metrics needs none. A `listen` address other than loopback requires a token.
@@ -22,7 +30,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,45 +42,220 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::metrics::MetricsRegistry;
-use crate::pipeline::{Control, ShadowAction, StatusBoard};
+use crate::config::PluginConfig;
+use crate::metrics::{Metrics, MetricsRegistry};
+use crate::pipeline::{Control, ShadowAction, Status, StatusBoard, SwapReport};
 use crate::plugin::{PluginInstance, PluginRuntime, SideInputs};
+use crate::workers::TaskBoard;
 
 /// How long a client waits for the job to answer (a savepoint of a large state takes time).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 struct Shared {
-    status: StatusBoard,
-    control: Sender<Control>,
-    metrics: MetricsRegistry,
+    served: Served,
     token: Option<Arc<str>>,
     reloader: Arc<Reloader>,
+}
+
+/// One running pipeline as the admin endpoint reaches it: its status board, metrics and
+/// control channel, and what preparing a new plugin version for it needs.
+#[derive(Clone)]
+pub struct Attached {
+    /// Its status, refreshed by the pipeline.
+    pub status: StatusBoard,
+    /// Its metrics.
+    pub metrics: MetricsRegistry,
+    /// Where its control requests go.
+    pub control: Sender<Control>,
+    /// The side inputs its plugins read.
+    pub side_inputs: SideInputs,
+    /// Where the components swapped into it are kept (a job that checkpoints).
+    pub components: Option<PathBuf>,
+}
+
+impl Attached {
+    /// Reaches `pipeline`, built from `config`; returns the channel its run answers
+    /// control requests from.
+    pub fn to(
+        pipeline: &crate::pipeline::Pipeline,
+        config: &crate::config::PipelineConfig,
+    ) -> (Self, Receiver<Control>) {
+        let (control, requests) = channel();
+        let attached = Self {
+            status: pipeline.status(),
+            metrics: pipeline.metrics(),
+            control,
+            side_inputs: pipeline.side_inputs(),
+            components: config
+                .checkpoint
+                .as_ref()
+                .map(|c| crate::checkpoint::components_dir(&c.dir)),
+        };
+        (attached, requests)
+    }
+
+    fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// What an admin endpoint serves: one pipeline, or the tasks of a job run as workers
+/// (a streaming Kafka source, or `parallelism` above 1), which it reaches all at once.
+#[derive(Clone)]
+pub enum Served {
+    /// A job run as one pipeline.
+    Pipeline(Attached),
+    /// A job run as workers: the tasks live in this process.
+    Tasks(Arc<TaskBoard>),
+}
+
+impl Served {
+    /// What requests go to: the pipeline, or each live task by name.
+    fn targets(&self) -> Vec<(Option<String>, Attached)> {
+        match self {
+            Self::Pipeline(pipeline) => vec![(None, pipeline.clone())],
+            Self::Tasks(board) => board
+                .tasks()
+                .into_iter()
+                .map(|(name, task)| (Some(name), task))
+                .collect(),
+        }
+    }
+
+    fn status(&self) -> Value {
+        match self {
+            Self::Pipeline(pipeline) => json!(pipeline.status()),
+            Self::Tasks(board) => tasks_status(board),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        match self {
+            Self::Pipeline(pipeline) => pipeline.metrics.encode(),
+            Self::Tasks(board) => labelled_by_task(
+                board
+                    .tasks()
+                    .into_iter()
+                    .map(|(name, task)| (name, task.metrics.encode())),
+            ),
+        }
+    }
+
+    /// The stages whose files are watched: (stage, file).
+    fn watched(&self) -> Vec<(String, PathBuf)> {
+        let running: Vec<PluginConfig> = match self {
+            Self::Pipeline(pipeline) => pipeline
+                .status()
+                .plugins
+                .iter()
+                .filter_map(|p| p.history.last().map(|r| r.config.clone()))
+                .collect(),
+            Self::Tasks(board) => board.plugins().to_vec(),
+        };
+        running
+            .into_iter()
+            .filter(|config| config.watch)
+            .map(|config| (config.name, config.path))
+            .collect()
+    }
+}
+
+/// The status of a job run as tasks: the tasks' counters summed, the lowest watermark,
+/// the plugin stages as the first task runs them, and each task's own status.
+fn tasks_status(board: &TaskBoard) -> Value {
+    let tasks: Vec<(String, Status)> = board
+        .tasks()
+        .into_iter()
+        .map(|(name, task)| (name, task.status()))
+        .collect();
+    let mut metrics: Option<Metrics> = None;
+    for (_, status) in &tasks {
+        match &mut metrics {
+            Some(total) => total.absorb(&status.metrics),
+            None => metrics = Some(status.metrics),
+        }
+    }
+    json!({
+        "state": if board.stopping() { "stopping" } else { "running" },
+        "metrics": metrics.unwrap_or_default(),
+        "watermark": tasks.iter().filter_map(|(_, s)| s.watermark).min(),
+        "open_windows": tasks.iter().map(|(_, s)| s.open_windows).sum::<u64>(),
+        "plugins": tasks.first().map(|(_, s)| json!(s.plugins)).unwrap_or(json!([])),
+        "tasks": tasks.iter().map(|(name, status)| json!({ "task": name, "status": status })).collect::<Vec<_>>(),
+    })
+}
+
+/// Joins the metrics of several tasks (Prometheus text, as [`MetricsRegistry::encode`]
+/// writes it) into one exposition: each family once, each sample labelled with its task.
+fn labelled_by_task(tasks: impl IntoIterator<Item = (String, String)>) -> String {
+    // Families in the order first seen: their header lines and samples.
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (task, text) in tasks {
+        let label = format!(
+            "task=\"{}\"",
+            task.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        let mut family = None;
+        let mut fresh = false;
+        for line in text.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            if let Some(header) = line.strip_prefix("# ") {
+                let name = header.split(' ').nth(1).unwrap_or_default();
+                let at = match families.iter().position(|(n, _, _)| n == name) {
+                    Some(at) => {
+                        fresh = fresh && family == Some(at);
+                        at
+                    }
+                    None => {
+                        families.push((name.to_owned(), Vec::new(), Vec::new()));
+                        fresh = true;
+                        families.len() - 1
+                    }
+                };
+                family = Some(at);
+                if fresh {
+                    families[at].1.push(line.to_owned());
+                }
+                continue;
+            }
+            let Some(at) = family else { continue };
+            let sample = match line.find(['{', ' ']) {
+                Some(i) if line.as_bytes()[i] == b'{' => {
+                    format!("{}{{{label},{}", &line[..i], &line[i + 1..])
+                }
+                Some(i) => format!("{}{{{label}}}{}", &line[..i], &line[i..]),
+                None => continue,
+            };
+            families[at].2.push(sample);
+        }
+    }
+    let mut text = String::new();
+    for (_, header, samples) in families {
+        for line in header.iter().chain(&samples) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.push_str("# EOF\n");
+    text
 }
 
 /// What the admin endpoint needs to prepare new plugin versions off the stream. The
 /// running configs come from the status board (each stage's version history).
 pub struct Reloader {
     runtime: Arc<PluginRuntime>,
-    side_inputs: SideInputs,
-    /// Where swapped-in components are kept for recovery (a job that checkpoints).
-    components: Option<PathBuf>,
     /// Held while a reload runs, so reloads are handled one at a time, in order.
     queue: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// A reloader preparing versions with `runtime`, reading `side_inputs`, keeping the
-    /// components it swaps in under `components` (see `CheckpointDir::components`).
-    pub fn new(
-        runtime: Arc<PluginRuntime>,
-        side_inputs: SideInputs,
-        components: Option<PathBuf>,
-    ) -> Self {
+    /// A reloader preparing versions with `runtime`.
+    pub fn new(runtime: Arc<PluginRuntime>) -> Self {
         Self {
             runtime,
-            side_inputs,
-            components,
             queue: tokio::sync::Mutex::new(()),
         }
     }
@@ -110,15 +293,9 @@ struct StopRequest {
 
 type Answer = (StatusCode, Json<Value>);
 
-/// The admin routes over a pipeline's status board, metrics and control channel;
-/// requests that change the job need `token` when there is one.
-pub fn router(
-    status: StatusBoard,
-    metrics: MetricsRegistry,
-    control: Sender<Control>,
-    token: Option<String>,
-    reloader: Reloader,
-) -> Router {
+/// The admin routes over what `served` is; requests that change the job need `token`
+/// when there is one.
+pub fn router(served: Served, token: Option<String>, reloader: Reloader) -> Router {
     Router::new()
         .route("/status", get(status_handler))
         .route("/reload", post(reload_handler))
@@ -127,9 +304,7 @@ pub fn router(
         .route("/stop", post(stop_handler))
         .with_state({
             let shared = Shared {
-                status,
-                control,
-                metrics,
+                served,
                 token: token.map(Arc::from),
                 reloader: Arc::new(reloader),
             };
@@ -154,57 +329,73 @@ async fn reload_handler(
     reload(&shared, request, why).await
 }
 
-/// Prepares the version a reload asks for off the stream and has the pipeline switch to
-/// it at its next batch boundary; one reload at a time, in arrival order.
+/// Prepares the version a reload asks for off the stream and has the pipeline (every
+/// task, for a job run as tasks) switch to it at its next batch boundary; one reload at
+/// a time, in arrival order. When one task refuses, the tasks that had switched go back
+/// to the version before, so all tasks run one version.
 async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
-    let reloader = shared.reloader.clone();
-    let _turn = reloader.queue.lock().await;
-    if request.promote || request.unshadow {
-        let action = if request.promote {
-            ShadowAction::Promote
-        } else {
-            ShadowAction::Drop
-        };
-        return match ask(shared, |reply| Control::Shadow {
-            stage: request.stage,
-            action,
-            reply,
-        })
-        .await
-        {
-            Ok(report) => (StatusCode::OK, Json(json!(report))),
-            Err(e) => refused(e),
-        };
-    }
-    let (running, before) = {
-        let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
-        let Some(stage) = status.plugins.iter().find(|p| p.name == request.stage) else {
-            let names: Vec<&str> = status.plugins.iter().map(|p| p.name.as_str()).collect();
-            return (
-                StatusCode::NOT_FOUND,
-                Json(
-                    json!({ "error": format!("the pipeline has no plugin stage `{}`; its stages: {}", request.stage, names.join(", ")) }),
-                ),
-            );
-        };
-        let history = &stage.history;
-        (
-            history.last().map(|r| r.config.clone()),
-            history
-                .len()
-                .checked_sub(2)
-                .map(|i| history[i].config.clone()),
-        )
+    let _turn = shared.reloader.queue.lock().await;
+    let targets = shared.served.targets();
+    let Some((_, first)) = targets.first() else {
+        return refused(
+            "no partition task runs in this process yet (the group has assigned it no \
+             partition); `eddy status` lists the tasks once it has"
+                .into(),
+        );
     };
+    let status = first.status();
+    let Some(stage) = status.plugins.iter().find(|p| p.name == request.stage) else {
+        let names: Vec<&str> = status.plugins.iter().map(|p| p.name.as_str()).collect();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({ "error": format!("the pipeline has no plugin stage `{}`; its stages: {}", request.stage, names.join(", ")) }),
+            ),
+        );
+    };
+    let history = &stage.history;
+    let running = history.last().map(|r| r.config.clone());
+    let before = history
+        .len()
+        .checked_sub(2)
+        .map(|i| history[i].config.clone());
+    let Some(running) = running else {
+        return refused("the job has not started yet".into());
+    };
+    let stage = request.stage.clone();
+    if request.promote || request.unshadow {
+        let sent = targets
+            .iter()
+            .map(|(name, target)| {
+                let action = if request.promote {
+                    ShadowAction::Promote
+                } else {
+                    ShadowAction::Drop
+                };
+                (
+                    name.clone(),
+                    send(target, |reply| Control::Shadow {
+                        stage: stage.clone(),
+                        action,
+                        reply,
+                    }),
+                )
+            })
+            .collect();
+        let undo = if request.promote {
+            Undo::SwapBack(running)
+        } else {
+            Undo::Nothing
+        };
+        return settle(shared, &stage, answers(sent).await, undo).await;
+    }
     let next = if request.rollback {
         match before {
             Some(config) => config,
-            None => return refused(format!("stage `{}` has no earlier version", request.stage)),
+            None => return refused(format!("stage `{stage}` has no earlier version")),
         }
     } else {
-        let Some(mut next) = running else {
-            return refused("the job has not started yet".into());
-        };
+        let mut next = running.clone();
         if let Some(path) = request.path {
             next.path = path;
         }
@@ -213,45 +404,241 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
         }
         next
     };
-    let (runtime, side_inputs, config, components) = (
-        reloader.runtime.clone(),
-        reloader.side_inputs.clone(),
-        next.clone(),
-        reloader.components.clone(),
-    );
-    let prepared = tokio::task::spawn_blocking(move || {
-        let instance = PluginInstance::prepare(&runtime, &config, side_inputs)?;
-        if let Some(dir) = components {
-            keep_component(&dir, &config.path, &instance.plugin().hash);
-        }
-        anyhow::Ok(instance)
-    })
-    .await;
-    let instance = match prepared {
-        Ok(Ok(instance)) => instance,
-        Ok(Err(e)) => return refused(format!("{e:#}")),
-        Err(e) => return refused(e.to_string()),
+    let instances = match prepare(shared, &targets, &next).await {
+        Ok(instances) => instances,
+        Err(e) => return refused(e),
     };
-    let answer = if request.shadow {
-        ask(shared, |reply| Control::Shadow {
-            stage: request.stage,
-            action: ShadowAction::Start(Box::new(instance)),
-            reply,
+    let sent = targets
+        .iter()
+        .zip(instances)
+        .map(|((name, target), instance)| {
+            let sent = if request.shadow {
+                send(target, |reply| Control::Shadow {
+                    stage: stage.clone(),
+                    action: ShadowAction::Start(instance),
+                    reply,
+                })
+            } else {
+                send(target, |reply| Control::Swap {
+                    stage: stage.clone(),
+                    instance,
+                    why: why.into(),
+                    reply,
+                })
+            };
+            (name.clone(), sent)
         })
-        .await
+        .collect();
+    let undo = if request.shadow {
+        Undo::DropShadow
     } else {
-        ask(shared, |reply| Control::Swap {
-            stage: request.stage,
-            instance: Box::new(instance),
-            why: why.into(),
-            reply,
-        })
-        .await
+        Undo::SwapBack(running)
     };
-    match answer {
-        Ok(report) => (StatusCode::OK, Json(json!(report))),
-        Err(e) => refused(e),
-    }
+    settle(shared, &stage, answers(sent).await, undo).await
+}
+
+/// Starts `config` off the stream for each target (compiled once, through the cache),
+/// and keeps its component where each target's recovery looks for it.
+async fn prepare(
+    shared: &Shared,
+    targets: &[(Option<String>, Attached)],
+    config: &PluginConfig,
+) -> Result<Vec<Box<PluginInstance>>, String> {
+    let (runtime, targets, config) = (
+        shared.reloader.runtime.clone(),
+        targets.to_vec(),
+        config.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut kept = std::collections::BTreeSet::new();
+        targets
+            .iter()
+            .map(|(_, target)| {
+                let instance =
+                    PluginInstance::prepare(&runtime, &config, target.side_inputs.clone())?;
+                if let Some(dir) = &target.components {
+                    if kept.insert(dir.clone()) {
+                        keep_component(dir, &config.path, &instance.plugin().hash);
+                    }
+                }
+                Ok(Box::new(instance))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// A request on its way: where its answer comes, or why it could not be sent.
+type Sent<T> = Result<Receiver<Result<T, String>>, String>;
+
+/// Sends a request built around a reply channel to `target`.
+fn send<T>(
+    target: &Attached,
+    request: impl FnOnce(Sender<Result<T, String>>) -> Control,
+) -> Sent<T> {
+    let (reply, answer) = channel();
+    target
+        .control
+        .send(request(reply))
+        .map_err(|_| "the job is not running".to_owned())?;
+    Ok(answer)
+}
+
+/// Waits (off the async runtime) for the answers to requests sent to several targets.
+async fn answers<T: Send + 'static>(
+    sent: Vec<(Option<String>, Sent<T>)>,
+) -> Vec<(Option<String>, Result<T, String>)> {
+    tokio::task::spawn_blocking(move || {
+        sent.into_iter()
+            .map(|(name, sent)| {
+                let answer = sent.and_then(|answer| {
+                    answer
+                        .recv_timeout(ANSWER_TIMEOUT)
+                        .map_err(|_| "the job did not answer".to_owned())?
+                });
+                (name, answer)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Sends one request to one target and waits for its answer.
+async fn ask<T: Send + 'static>(
+    target: &Attached,
+    request: impl FnOnce(Sender<Result<T, String>>) -> Control,
+) -> Result<T, String> {
+    let mut answered = answers(vec![(None, send(target, request))]).await;
+    answered
+        .pop()
+        .map_or(Err("the job did not answer".into()), |(_, a)| a)
+}
+
+/// What undoes a change some tasks made when another refused it.
+enum Undo {
+    /// Swap back to this version.
+    SwapBack(PluginConfig),
+    /// Drop the shadow just started.
+    DropShadow,
+    /// Nothing to undo.
+    Nothing,
+}
+
+/// The answer to a change sent to every target. When all took it, a swap is recorded
+/// for tasks started later; when one refused, the others are brought back, so all tasks
+/// run one version, and the answer names the task that refused.
+async fn settle(
+    shared: &Shared,
+    stage: &str,
+    answers: Vec<(Option<String>, Result<SwapReport, String>)>,
+    undo: Undo,
+) -> Answer {
+    let refusal = answers
+        .iter()
+        .find_map(|(name, a)| a.as_ref().err().map(|e| (name.clone(), e.clone())));
+    let Some((refuser, reason)) = refusal else {
+        if let Served::Tasks(board) = &shared.served {
+            if let Some(config) = answers
+                .iter()
+                .find_map(|(_, a)| a.as_ref().ok()?.config.clone())
+            {
+                board.record_swap(config);
+            }
+        }
+        return match answers.as_slice() {
+            [(None, Ok(report))] => (StatusCode::OK, Json(json!(report))),
+            _ => (StatusCode::OK, Json(tasks_report(stage, &answers))),
+        };
+    };
+    let Some(refuser) = refuser else {
+        return refused(reason);
+    };
+    // The tasks that took the change go back.
+    let took: Vec<(Option<String>, Attached)> = shared
+        .served
+        .targets()
+        .into_iter()
+        .filter(|(name, _)| answers.iter().any(|(n, a)| n == name && a.is_ok()))
+        .collect();
+    let why = format!("rollback (task {refuser} refused the new version)");
+    let back = match undo {
+        Undo::SwapBack(config) => match prepare(shared, &took, &config).await {
+            Ok(instances) => {
+                let sent = took
+                    .iter()
+                    .zip(instances)
+                    .map(|((name, target), instance)| {
+                        (
+                            name.clone(),
+                            send(target, |reply| Control::Swap {
+                                stage: stage.to_owned(),
+                                instance,
+                                why: why.clone(),
+                                reply,
+                            }),
+                        )
+                    })
+                    .collect();
+                self::answers(sent).await
+            }
+            Err(e) => took
+                .iter()
+                .map(|(name, _)| (name.clone(), Err(e.clone())))
+                .collect(),
+        },
+        Undo::DropShadow => {
+            let sent = took
+                .iter()
+                .map(|(name, target)| {
+                    (
+                        name.clone(),
+                        send(target, |reply| Control::Shadow {
+                            stage: stage.to_owned(),
+                            action: ShadowAction::Drop,
+                            reply,
+                        }),
+                    )
+                })
+                .collect();
+            self::answers(sent).await
+        }
+        Undo::Nothing => Vec::new(),
+    };
+    let stuck: Vec<String> = back
+        .iter()
+        .filter_map(|(name, a)| Some(format!("{} ({})", name.as_deref()?, a.as_ref().err()?)))
+        .collect();
+    let undone = if stuck.is_empty() {
+        format!("the {} tasks that had taken it went back", took.len())
+    } else {
+        format!(
+            "tasks that could not go back, see `eddy status`: {}",
+            stuck.join(", ")
+        )
+    };
+    refused(format!("task {refuser}: {reason}; {undone}"))
+}
+
+/// The answer to a change every task took: the version, the longest pause, and each
+/// task's report.
+fn tasks_report(stage: &str, answers: &[(Option<String>, Result<SwapReport, String>)]) -> Value {
+    let reports: Vec<(&str, &SwapReport)> = answers
+        .iter()
+        .filter_map(|(name, a)| Some((name.as_deref()?, a.as_ref().ok()?)))
+        .collect();
+    json!({
+        "stage": stage,
+        "version": reports.first().map(|(_, r)| r.version.clone()),
+        "pause_us": reports.iter().map(|(_, r)| r.pause_us).max(),
+        "tasks": reports.iter().map(|(name, r)| {
+            let mut report = json!(r);
+            report["task"] = json!(name);
+            report
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// How long a watched plugin file must be quiet before it is loaded.
@@ -262,14 +649,7 @@ const WATCH_QUIET: Duration = Duration::from_millis(200);
 /// complete, valid component (half-written) is refused like any bad version; the running
 /// version goes on, and the next change is tried again.
 fn watch_plugin_files(shared: &Shared) {
-    let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
-    let watched: Vec<(String, PathBuf)> = status
-        .plugins
-        .iter()
-        .filter_map(|p| p.history.last().map(|r| (p.name.clone(), &r.config)))
-        .filter(|(_, config)| config.watch)
-        .map(|(name, config)| (name, config.path.clone()))
-        .collect();
+    let watched = shared.served.watched();
     if watched.is_empty() {
         return;
     }
@@ -397,30 +777,12 @@ async fn metrics_handler(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        shared.metrics.encode(),
+        shared.served.metrics(),
     )
 }
 
 async fn status_handler(State(shared): State<Shared>) -> Answer {
-    let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
-    (StatusCode::OK, Json(json!(status)))
-}
-
-/// Sends a request built around a reply channel and waits (off the async runtime) for
-/// the pipeline's answer.
-async fn ask<T: Send + 'static>(
-    shared: &Shared,
-    request: impl FnOnce(Sender<Result<T, String>>) -> Control,
-) -> Result<T, String> {
-    let (reply, answer) = channel();
-    shared
-        .control
-        .send(request(reply))
-        .map_err(|_| "the job is not running".to_owned())?;
-    tokio::task::spawn_blocking(move || answer.recv_timeout(ANSWER_TIMEOUT))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|_| "the job did not answer".to_owned())?
+    (StatusCode::OK, Json(shared.served.status()))
 }
 
 fn failure(message: String) -> Answer {
@@ -438,7 +800,10 @@ async fn savepoint_handler(
     if let Err(refused) = authorize(&shared, &headers) {
         return refused;
     }
-    match ask(&shared, |reply| Control::Savepoint {
+    let Served::Pipeline(pipeline) = &shared.served else {
+        return failure(TASK_SAVEPOINTS.into());
+    };
+    match ask(pipeline, |reply| Control::Savepoint {
         dir: request.dir,
         reply,
     })
@@ -449,6 +814,11 @@ async fn savepoint_handler(
     }
 }
 
+/// Why a job run as tasks takes no savepoint.
+const TASK_SAVEPOINTS: &str = "a job run as partition tasks takes no savepoints yet: each task \
+    checkpoints into <checkpoint dir>/tasks/<task>, and `eddy stop` (without --savepoint) ends \
+    every task with a final checkpoint that a restart resumes from";
+
 async fn stop_handler(
     State(shared): State<Shared>,
     headers: HeaderMap,
@@ -458,7 +828,18 @@ async fn stop_handler(
         return refused;
     }
     let savepoint = request.map(|Json(r)| r).unwrap_or_default().savepoint;
-    match ask(&shared, |reply| Control::Stop { savepoint, reply }).await {
+    let pipeline = match &shared.served {
+        Served::Pipeline(pipeline) => pipeline,
+        Served::Tasks(_) if savepoint.is_some() => return failure(TASK_SAVEPOINTS.into()),
+        Served::Tasks(board) => {
+            board.stop();
+            return (
+                StatusCode::OK,
+                Json(json!({ "stopped": true, "savepoint": null })),
+            );
+        }
+    };
+    match ask(pipeline, |reply| Control::Stop { savepoint, reply }).await {
         Ok(path) => (
             StatusCode::OK,
             Json(json!({ "stopped": true, "savepoint": path })),
@@ -510,4 +891,182 @@ pub fn request(
         );
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::PipelineConfig;
+    use crate::pipeline::PluginStatus;
+    use crate::plugin::{CompiledCache, VersionRecord};
+
+    /// A job of the filter as stage `big`, run as tasks.
+    fn job() -> PipelineConfig {
+        PipelineConfig::parse(&format!(
+            "[source]\nkind = \"generator\"\npartitions = 2\n[[plugin]]\nname = \"big\"\n\
+             path = \"{}\"\nwatch = false\nconfig = {{ field = \"amount\", op = \">=\", value = \"20\" }}\n\
+             [sink]\nkind = \"null\"\n",
+            eddy_example_artifacts::FILTER_COMPONENT
+        ))
+        .unwrap()
+    }
+
+    /// A task that runs `config` for stage `big` and answers swaps itself: refusing them
+    /// when `refuse`; each request's `why` goes to `seen`.
+    fn fake_task(
+        board: &TaskBoard,
+        name: &'static str,
+        config: &PluginConfig,
+        refuse: bool,
+        seen: Sender<(&'static str, String)>,
+    ) {
+        let (control, requests) = channel();
+        let status = Status {
+            plugins: vec![PluginStatus {
+                name: "big".into(),
+                history: vec![VersionRecord {
+                    version: "v1".into(),
+                    since_ms: 0,
+                    why: "start".into(),
+                    pause_us: 0,
+                    checkpoint: None,
+                    config: config.clone(),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        board.attach(
+            name,
+            Attached {
+                status: Arc::new(Mutex::new(status)),
+                metrics: MetricsRegistry::new(&Default::default(), []),
+                control,
+                side_inputs: SideInputs::default(),
+                components: None,
+            },
+        );
+        std::thread::spawn(move || {
+            for request in requests {
+                if let Control::Swap {
+                    stage,
+                    instance,
+                    why,
+                    reply,
+                } = request
+                {
+                    let _ = seen.send((name, why));
+                    let _ = reply.send(if refuse {
+                        Err("the checkpoint before the swap failed".into())
+                    } else {
+                        Ok(SwapReport {
+                            stage,
+                            version: instance.plugin().hash.clone(),
+                            pause_us: 1,
+                            checkpoint: None,
+                            records_in: 0,
+                            config: Some(instance.plugin().config.clone()),
+                        })
+                    });
+                }
+            }
+        });
+    }
+
+    fn reload_to_50(board: &Arc<TaskBoard>) -> Answer {
+        let shared = Shared {
+            served: Served::Tasks(board.clone()),
+            token: None,
+            reloader: Arc::new(Reloader::new(Arc::new(
+                PluginRuntime::new(CompiledCache::from_env()).unwrap(),
+            ))),
+        };
+        let request = ReloadRequest {
+            stage: "big".into(),
+            path: None,
+            config: [("value".to_owned(), "50".to_owned())].into(),
+            rollback: false,
+            shadow: false,
+            promote: false,
+            unshadow: false,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(reload(&shared, request, "reload"))
+    }
+
+    #[test]
+    fn when_one_task_refuses_a_swap_the_tasks_that_took_it_go_back() {
+        let config = job();
+        let board = TaskBoard::new(&config, Arc::new(AtomicBool::new(false)));
+        let (seen, heard) = channel();
+        fake_task(&board, "a", &config.plugins[0], false, seen.clone());
+        fake_task(&board, "b", &config.plugins[0], true, seen);
+        let (code, Json(answer)) = reload_to_50(&board);
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("task b: the checkpoint before the swap failed"),
+            "{error}"
+        );
+        assert!(
+            error.contains("the 1 tasks that had taken it went back"),
+            "{error}"
+        );
+        let mut requests: Vec<_> = heard.try_iter().collect();
+        requests.sort();
+        assert_eq!(
+            requests,
+            vec![
+                ("a", "reload".into()),
+                ("a", "rollback (task b refused the new version)".into()),
+                ("b", "reload".into()),
+            ]
+        );
+        // Nothing recorded: a task started later runs the version of the pipeline file.
+        let mut later = job();
+        board.apply_swaps(&mut later);
+        assert_eq!(later.plugins[0].config["value"].as_str(), Some("20"));
+    }
+
+    #[test]
+    fn a_swap_every_task_took_is_what_tasks_started_later_run() {
+        let config = job();
+        let board = TaskBoard::new(&config, Arc::new(AtomicBool::new(false)));
+        let (seen, heard) = channel();
+        fake_task(&board, "a", &config.plugins[0], false, seen.clone());
+        fake_task(&board, "b", &config.plugins[0], false, seen);
+        let (code, Json(answer)) = reload_to_50(&board);
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        assert_eq!(answer["tasks"].as_array().unwrap().len(), 2, "{answer}");
+        assert_eq!(heard.try_iter().count(), 2);
+        let mut later = job();
+        board.apply_swaps(&mut later);
+        assert_eq!(later.plugins[0].config["value"].as_str(), Some("50"));
+    }
+
+    #[test]
+    fn task_metrics_are_labelled_by_task_with_each_family_once() {
+        let text = |n: u64| {
+            format!(
+                "# HELP eddy_records_in Records.\n# TYPE eddy_records_in counter\neddy_records_in_total {n}\n\
+                 # HELP eddy_stage_events_in Events.\n# TYPE eddy_stage_events_in counter\n\
+                 eddy_stage_events_in_total{{stage=\"big\"}} {n}\n# EOF\n"
+            )
+        };
+        let merged = labelled_by_task([("t-0".to_owned(), text(1)), ("t-1".to_owned(), text(2))]);
+        assert_eq!(
+            merged,
+            "# HELP eddy_records_in Records.\n# TYPE eddy_records_in counter\n\
+             eddy_records_in_total{task=\"t-0\"} 1\neddy_records_in_total{task=\"t-1\"} 2\n\
+             # HELP eddy_stage_events_in Events.\n# TYPE eddy_stage_events_in counter\n\
+             eddy_stage_events_in_total{task=\"t-0\",stage=\"big\"} 1\n\
+             eddy_stage_events_in_total{task=\"t-1\",stage=\"big\"} 2\n# EOF\n"
+        );
+    }
 }

@@ -261,6 +261,22 @@ fn reload(
     let version = &version[..12.min(version.len())];
     if shadowing {
         println!("stage `{stage}`: shadow version {version} (see `eddy status`)");
+    } else if let Some(tasks) = answer["tasks"].as_array() {
+        // A job run as tasks: every task switched.
+        println!(
+            "stage `{stage}` now runs version {version} in {} tasks (the longest pause {} µs)",
+            tasks.len(),
+            answer["pause_us"]
+        );
+        for task in tasks {
+            println!(
+                "  task {}: from record {} on (paused {} µs; checkpoint {})",
+                task["task"].as_str().unwrap_or_default(),
+                task["records_in"],
+                task["pause_us"],
+                task["checkpoint"]
+            );
+        }
     } else {
         println!(
             "stage `{stage}` now runs version {version} from record {} on (the stream paused {} µs; checkpoint {})",
@@ -349,9 +365,6 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if eddy::workers::runs_as_workers(&config) {
-        return run_workers(&config, &runtime, &options, &tokio, quiet);
-    }
     // Everything that can refuse to start comes before the pipeline is built, since
     // building it opens (and may truncate) the sinks.
     let token = config
@@ -365,25 +378,29 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             .context("cannot listen for SIGTERM")?;
         anyhow::Ok((bind_admin(&config).await?, terminate))
     })?;
-    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
+    let admin = |served| {
+        let reloader = admin::Reloader::new(runtime.clone());
+        listener.map(|l| serve_admin(l, served, token, reloader))
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let (summary, signal) = tokio.block_on(async {
-        let (control, requests) = std::sync::mpsc::channel();
-        let components = config
-            .checkpoint
-            .as_ref()
-            .map(|c| checkpoint::components_dir(&c.dir));
-        let reloader = admin::Reloader::new(runtime.clone(), pipeline.side_inputs(), components);
-        let admin = listener.map(|l| {
-            serve_admin(
-                l,
-                pipeline.status(),
-                pipeline.metrics(),
-                control,
-                token,
-                reloader,
-            )
+    if eddy::workers::runs_as_workers(&config) {
+        let board = eddy::workers::TaskBoard::new(&config, stop.clone());
+        let (summary, signal) = tokio.block_on(async {
+            let admin = admin(admin::Served::Tasks(board.clone()));
+            let (runtime, worker_stop) = (runtime.clone(), stop.clone());
+            let workers = tokio::task::spawn_blocking(move || {
+                eddy::workers::run_on_board(&config, &runtime, &options, &worker_stop, &board)
+            });
+            let ended = until_done_or_signal(workers, &mut terminate, &stop).await;
+            shut_down(admin).await;
+            ended
         });
+        return Ok(report(&summary??, signal, quiet));
+    }
+    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
+    let (summary, signal) = tokio.block_on(async {
+        let (attached, requests) = admin::Attached::to(&pipeline, &config);
+        let admin = admin(admin::Served::Pipeline(attached));
         let worker_stop = stop.clone();
         let worker = tokio::task::spawn_blocking(move || {
             let mut progress = Progress::new(quiet);
@@ -391,14 +408,24 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             progress.finish();
             summary
         });
-        let (summary, signal) = until_done_or_signal(worker, &mut terminate, &stop).await;
-        if let Some((shutdown, server)) = admin {
-            let _ = shutdown.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-        }
-        anyhow::Ok((summary??, signal))
-    })?;
-    Ok(report(&summary, signal, quiet))
+        let ended = until_done_or_signal(worker, &mut terminate, &stop).await;
+        shut_down(admin).await;
+        ended
+    });
+    Ok(report(&summary??, signal, quiet))
+}
+
+/// Stops an admin endpoint (giving it a moment to answer what it is answering).
+async fn shut_down(
+    admin: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
+    if let Some((shutdown, server)) = admin {
+        let _ = shutdown.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    }
 }
 
 /// Waits for a run to end, or for SIGINT/SIGTERM, which set `stop` (the run then ends
@@ -434,31 +461,6 @@ fn report(summary: &RunSummary, signal: Option<RunEnd>, quiet: bool) -> RunEnd {
     }
 }
 
-/// Runs a job as workers (a streaming Kafka source, or `parallelism` above 1) until
-/// their sources end or SIGINT/SIGTERM stops them, each task ending with a checkpoint.
-fn run_workers(
-    config: &PipelineConfig,
-    runtime: &Arc<PluginRuntime>,
-    options: &RunOptions,
-    tokio: &tokio::runtime::Runtime,
-    quiet: bool,
-) -> Result<RunEnd> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (summary, signal) = tokio.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("cannot listen for SIGTERM")?;
-        let worker_stop = stop.clone();
-        let (config, runtime, options) = (config.clone(), runtime.clone(), options.clone());
-        let workers = tokio::task::spawn_blocking(move || {
-            eddy::workers::run(&config, &runtime, &options, &worker_stop)
-        });
-        let (summary, signal) = until_done_or_signal(workers, &mut terminate, &stop).await;
-        anyhow::Ok((summary??, signal))
-    })?;
-    Ok(report(&summary, signal, quiet))
-}
-
 /// Binds the admin endpoint's address. Without an [admin] section the default address
 /// is tried and a busy port only warns; an address given in the pipeline file must be
 /// free.
@@ -482,9 +484,7 @@ async fn bind_admin(config: &PipelineConfig) -> Result<Option<tokio::net::TcpLis
 /// Serves the admin endpoint on a bound listener; returns its shutdown switch and task.
 fn serve_admin(
     listener: tokio::net::TcpListener,
-    status: pipeline::StatusBoard,
-    metrics: eddy::metrics::MetricsRegistry,
-    control: std::sync::mpsc::Sender<pipeline::Control>,
+    served: admin::Served,
     token: Option<String>,
     reloader: admin::Reloader,
 ) -> (
@@ -495,7 +495,7 @@ fn serve_admin(
         tracing::info!("admin endpoint on http://{addr}");
     }
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let app = admin::router(status, metrics, control, token, reloader);
+    let app = admin::router(served, token, reloader);
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = signal.await;

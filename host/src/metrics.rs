@@ -49,6 +49,24 @@ pub struct Metrics {
     pub open_windows: u64,
 }
 
+impl Metrics {
+    /// Adds another worker's or task's counters: summed, with the lower watermark.
+    pub fn absorb(&mut self, o: &Metrics) {
+        self.records_in += o.records_in;
+        self.records_out += o.records_out;
+        self.unparseable += o.unparseable;
+        self.rejected += o.rejected;
+        self.failed += o.failed;
+        self.dead_letters += o.dead_letters;
+        self.batches += o.batches;
+        self.firings += o.firings;
+        self.late_accepted += o.late_accepted;
+        self.late_rejected += o.late_rejected;
+        self.watermark = self.watermark.min(o.watermark);
+        self.open_windows += o.open_windows;
+    }
+}
+
 /// The name of the job counters' checkpoint section.
 pub const SECTION: &str = "metrics";
 /// The format version of that section.

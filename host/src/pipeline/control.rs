@@ -79,6 +79,9 @@ pub struct SwapReport {
     /// Records read before the swap: every record after them is processed by the new
     /// version, every one before by the old.
     pub records_in: u64,
+    /// The stage's configuration now running, when the change was a swap.
+    #[serde(skip)]
+    pub config: Option<crate::config::PluginConfig>,
 }
 
 /// The job's state as `eddy status` shows it.

@@ -36,19 +36,7 @@ impl RunSummary {
     /// Adds another worker's or task's run: counters summed, the lowest watermark, the
     /// longest time, each stage's counters summed by name.
     pub fn absorb(&mut self, other: RunSummary) {
-        let (m, o) = (&mut self.metrics, other.metrics);
-        m.records_in += o.records_in;
-        m.records_out += o.records_out;
-        m.unparseable += o.unparseable;
-        m.rejected += o.rejected;
-        m.failed += o.failed;
-        m.dead_letters += o.dead_letters;
-        m.batches += o.batches;
-        m.firings += o.firings;
-        m.late_accepted += o.late_accepted;
-        m.late_rejected += o.late_rejected;
-        m.watermark = m.watermark.min(o.watermark);
-        m.open_windows += o.open_windows;
+        self.metrics.absorb(&other.metrics);
         self.records_this_run += other.records_this_run;
         self.elapsed = self.elapsed.max(other.elapsed);
         self.stopped |= other.stopped;

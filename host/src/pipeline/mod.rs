@@ -703,6 +703,7 @@ impl Pipeline {
             pause_us: 0,
             checkpoint: None,
             records_in,
+            config: None,
         };
         let records_in = self.metrics.records_in.get();
         let result = match action {
@@ -765,7 +766,7 @@ impl Pipeline {
             }
         }
         .expect("just recorded");
-        let (version, pause_us) = (record.version, record.pause_us);
+        let (version, pause_us, config) = (record.version, record.pause_us, record.config);
         tracing::info!(
             "stage `{stage}` now runs version {} (paused {pause_us} µs, checkpoint {checkpoint:?})",
             &version[..12.min(version.len())]
@@ -777,6 +778,7 @@ impl Pipeline {
             pause_us,
             checkpoint,
             records_in: self.metrics.records_in.get(),
+            config: Some(config),
         })
     }
 

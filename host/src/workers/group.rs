@@ -23,7 +23,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::task_config;
+use super::{task_config, TaskBoard};
 use crate::batch::HANDOVER_RECORDS;
 use crate::config::PipelineConfig;
 use crate::kafka::CLUSTER_TIMEOUT;
@@ -42,6 +42,8 @@ struct Job {
     start: StartAt,
     runtime: Arc<PluginRuntime>,
     options: RunOptions,
+    /// The live tasks, as the admin endpoint reaches them.
+    board: Arc<TaskBoard>,
     /// Summaries of tasks that ended, summed.
     finished: Mutex<Option<RunSummary>>,
     /// The first error of a task or a worker: it stops the process.
@@ -163,7 +165,8 @@ impl Member {
                 .name(format!("eddy-task-{name}"))
                 .spawn(move || {
                     let feed = PartitionFeed::new(&topic, partition, -1, fed, resume, commits);
-                    let config = task_config(&job.config, &name);
+                    let mut config = task_config(&job.config, &name);
+                    job.board.apply_swaps(&mut config);
                     let built_pipeline = Pipeline::build_with_source(
                         &config,
                         &job.runtime,
@@ -183,7 +186,10 @@ impl Member {
                             return Err(e);
                         }
                     };
-                    pipeline.run(&stop, None, |_| {})
+                    let requests = job.board.join(&name, &config, &pipeline);
+                    let summary = pipeline.run(&stop, Some(&requests), |_| {});
+                    job.board.leave(&name);
+                    summary
                 })
                 .context("cannot start a task thread")?
         };
@@ -314,6 +320,7 @@ pub fn run(
     runtime: &Arc<PluginRuntime>,
     options: &RunOptions,
     stop: &AtomicBool,
+    board: &Arc<TaskBoard>,
 ) -> Result<RunSummary> {
     let started = std::time::Instant::now();
     let job = Arc::new(Job {
@@ -322,6 +329,7 @@ pub fn run(
         start: kafka.start_at()?,
         runtime: runtime.clone(),
         options: options.clone(),
+        board: board.clone(),
         finished: Mutex::new(None),
         failure: Mutex::new(None),
     });

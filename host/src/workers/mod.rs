@@ -11,10 +11,16 @@
 //! - The generator with `parallelism = N` runs N workers, worker `i` emitting its share of
 //!   the sequence and checkpointing in `<checkpoint dir>/worker-<i>-of-<N>`.
 //!
+//! - Every task is on the process's [`TaskBoard`], through which the admin endpoint
+//!   reaches them all: status, metrics, hot swap (every task switches, or none), stop.
+//!
 //! Invariants: a partition's state is held by one task at a time (its directory is locked
 //! while a task holds it); a task gives its partition up only after a final checkpoint.
 
+mod board;
 mod group;
+
+pub use board::TaskBoard;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -32,7 +38,8 @@ pub fn runs_as_workers(config: &PipelineConfig) -> bool {
     config.parallelism > 1 || matches!(&config.source, SourceConfig::Kafka(k) if !k.bounded)
 }
 
-/// Checks what workers need of a pipeline: sinks they can share, and no admin endpoint.
+/// Checks what workers need of a pipeline: a source with partitions, and sinks they can
+/// share.
 pub fn check(config: &PipelineConfig) -> Result<()> {
     if !runs_as_workers(config) {
         return Ok(());
@@ -52,12 +59,6 @@ pub fn check(config: &PipelineConfig) -> Result<()> {
             path.display()
         );
     }
-    if config.admin.is_some() {
-        bail!(
-            "[admin] is not available yet for jobs run as workers (a streaming Kafka source \
-             or parallelism > 1); remove the [admin] section"
-        );
-    }
     Ok(())
 }
 
@@ -69,10 +70,31 @@ pub fn run(
     options: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<RunSummary> {
+    let unserved = TaskBoard::new(config, Arc::new(AtomicBool::new(false)));
+    run_on_board(config, runtime, options, stop, &unserved)
+}
+
+/// Runs the workers as [`run`] does, each task on `board` (which an admin endpoint
+/// serves).
+pub fn run_on_board(
+    config: &PipelineConfig,
+    runtime: &Arc<PluginRuntime>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+    board: &Arc<TaskBoard>,
+) -> Result<RunSummary> {
     check(config)?;
+    if let Some(savepoint) = &options.from_savepoint {
+        bail!(
+            "--from-savepoint {} cannot start a job run as workers (a streaming Kafka source \
+             or parallelism > 1): its tasks resume from their own checkpoints in \
+             <checkpoint dir>/tasks; run without --from-savepoint",
+            savepoint.display()
+        );
+    }
     match &config.source {
-        SourceConfig::Kafka(kafka) => group::run(config, kafka, runtime, options, stop),
-        _ => run_shares(config, runtime, options, stop),
+        SourceConfig::Kafka(kafka) => group::run(config, kafka, runtime, options, stop, board),
+        _ => run_shares(config, runtime, options, stop, board),
     }
 }
 
@@ -82,12 +104,14 @@ fn run_shares(
     runtime: &Arc<PluginRuntime>,
     options: &RunOptions,
     stop: &AtomicBool,
+    board: &TaskBoard,
 ) -> Result<RunSummary> {
     let n = config.parallelism;
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..n)
             .map(|i| {
-                let mut share = task_config(config, &format!("worker-{i}-of-{n}"));
+                let name = format!("worker-{i}-of-{n}");
+                let mut share = task_config(config, &name);
                 if let SourceConfig::Generator(g) = &mut share.source {
                     g.share = (u64::from(i), u64::from(n));
                 }
@@ -95,7 +119,10 @@ fn run_shares(
                     .name(format!("eddy-worker-{i}"))
                     .spawn_scoped(scope, move || {
                         let mut pipeline = Pipeline::build(&share, runtime, options)?;
-                        pipeline.run(stop, None, |_| {})
+                        let requests = board.join(&name, &share, &pipeline);
+                        let summary = pipeline.run(stop, Some(&requests), |_| {});
+                        board.leave(&name);
+                        summary
                     })
                     .context("cannot start a worker thread")
             })
