@@ -435,3 +435,124 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
         stderr(&from_savepoint)
     );
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key: the server's certificate and the
+/// authority a client trusts.
+fn self_signed() -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    openssl::x509::X509,
+) {
+    use openssl::x509::extension::SubjectAlternativeName;
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut cert = openssl::x509::X509Builder::new().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&cert.x509v3_context(None, None))
+        .unwrap();
+    cert.append_extension(san).unwrap();
+    cert.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    (key, cert.build())
+}
+
+/// A TLS listener on loopback with `cert`: for its first connection, whether the
+/// handshake succeeded and, if so, the API key of the first Kafka request read over it.
+fn tls_listener(
+    key: openssl::pkey::PKey<openssl::pkey::Private>,
+    cert: openssl::x509::X509,
+) -> (String, std::sync::mpsc::Receiver<Result<i16, String>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (seen, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut acceptor =
+            openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .unwrap();
+        acceptor.set_private_key(&key).unwrap();
+        acceptor.set_certificate(&cert).unwrap();
+        let acceptor = acceptor.build();
+        let (tcp, _) = listener.accept().unwrap();
+        let answer = match acceptor.accept(tcp) {
+            Ok(mut tls) => {
+                // A request: its length (4 bytes), then its API key (2 bytes).
+                let mut head = [0u8; 6];
+                tls.read_exact(&mut head)
+                    .map(|()| i16::from_be_bytes([head[4], head[5]]))
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = seen.send(answer);
+    });
+    (address, heard)
+}
+
+/// The Kafka source's consumer, as `[source]` with `properties` configures it, asks
+/// `address` for metadata (which the TLS listener never answers).
+fn consumer_asks(address: &str, properties: &str) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = eddy::config::PipelineConfig::parse(&format!(
+        "[source]\nkind = \"kafka\"\nbrokers = \"{address}\"\ntopics = [\"t\"]\ngroup = \"g\"\n\
+         [source.properties]\n{properties}\n[sink]\nkind = \"null\"\n"
+    ))
+    .unwrap();
+    let eddy::config::SourceConfig::Kafka(kafka) = &config.source else {
+        unreachable!()
+    };
+    let consumer: BaseConsumer = kafka
+        .client_config("earliest")
+        .create()
+        .expect("this build of librdkafka takes TLS and SASL settings");
+    let _ = consumer.fetch_metadata(None, Duration::from_secs(2));
+}
+
+#[test]
+fn tls_and_sasl_settings_reach_the_broker_over_a_verified_connection() {
+    let s = Scratch::new();
+    let (key, cert) = self_signed();
+    let ca = s.write(
+        "ca.pem",
+        &String::from_utf8(cert.to_pem().unwrap()).unwrap(),
+    );
+    let (_, stranger) = self_signed();
+    let other_ca = s.write(
+        "other-ca.pem",
+        &String::from_utf8(stranger.to_pem().unwrap()).unwrap(),
+    );
+    let sasl_ssl = |ca: &std::path::Path| {
+        format!(
+            "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\
+             \"sasl.username\" = \"eddy\"\n\"sasl.password\" = \"secret\"\n\
+             \"ssl.ca.location\" = \"{}\"\n",
+            ca.display()
+        )
+    };
+
+    // Trusting the broker's authority: the handshake completes and the client's first
+    // request (ApiVersions, key 18) arrives encrypted.
+    let (address, heard) = tls_listener(key.clone(), cert.clone());
+    consumer_asks(&address, &sasl_ssl(&ca));
+    let seen = heard.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(seen, Ok(18), "the client's first request over TLS");
+
+    // Trusting another authority: the client refuses the broker's certificate.
+    let (address, heard) = tls_listener(key, cert);
+    consumer_asks(&address, &sasl_ssl(&other_ca));
+    let seen = heard.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        seen.is_err(),
+        "a broker the client cannot verify got {seen:?}"
+    );
+}
