@@ -20,33 +20,93 @@ use super::accs::Accs;
 use super::aggregate::Acc;
 use super::assigner::TimeWindow;
 
-/// Where a key's bytes are in the arena, and how many windows it holds open.
+/// Where a key's bytes are in the arena, and how many windows it holds open; for a
+/// released id, the next released id (`offset`) and [`RELEASED`] (`open`).
 #[derive(Debug, Clone, Copy, Default)]
 struct KeySpan {
     offset: u32,
-    len: u32,
     open: u32,
 }
 
+/// `KeySpan::open` of a released id.
+const RELEASED: u32 = u32::MAX;
+/// The end of a free list.
+const NONE: u32 = u32::MAX;
+
 /// Keys interned to small ids, so windows hold 4 bytes instead of the key. A key is
-/// forgotten (its id reused) once it has no open window, so a stream of ever-new keys
-/// does not grow the table without bound.
-#[derive(Debug, Default)]
+/// forgotten (its id and its arena space reused) once it has no open window, so a
+/// stream of ever-new keys does not grow the table without bound.
+///
+/// The arena holds each key as its length (LEB128) and its bytes. Released ids are
+/// chained through their spans, and released arena space through itself (each free
+/// chunk starts with the offset of the next free chunk of its size), so reusing either
+/// costs no memory of its own: keys that come back (the usual case) refill the space
+/// of those that left.
+#[derive(Debug)]
 pub struct Keys {
     index: HashTable<u32>,
     arena: Vec<u8>,
     spans: Vec<KeySpan>,
-    free: Vec<u32>,
-    /// Arena bytes of forgotten keys.
+    /// The first released id.
+    free_ids: u32,
+    /// Chunk size (length prefix and bytes) → the first free chunk of that size.
+    free_chunks: rustc_hash::FxHashMap<u32, u32>,
+    /// Arena bytes of forgotten keys (free chunks included).
     garbage: usize,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self {
+            index: HashTable::new(),
+            arena: Vec::new(),
+            spans: Vec::new(),
+            free_ids: NONE,
+            free_chunks: Default::default(),
+            garbage: 0,
+        }
+    }
 }
 
 fn hash_of<T: std::hash::Hash>(value: T) -> u64 {
     FxBuildHasher.hash_one(value)
 }
 
-fn span_bytes(arena: &[u8], span: KeySpan) -> &[u8] {
-    &arena[span.offset as usize..(span.offset + span.len) as usize]
+/// The length prefix of a key of `len` bytes, and how many bytes of it are used.
+fn length_prefix(mut len: usize) -> ([u8; 5], usize) {
+    let mut prefix = [0u8; 5];
+    let mut n = 0;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            prefix[n] = byte;
+            return (prefix, n + 1);
+        }
+        prefix[n] = byte | 0x80;
+        n += 1;
+    }
+}
+
+/// The key stored at `offset` of the arena.
+fn key_at(arena: &[u8], offset: u32) -> &[u8] {
+    let mut at = offset as usize;
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let byte = arena[at];
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return &arena[at..at + len];
+        }
+        shift += 7;
+    }
+}
+
+/// Arena bytes a key takes: its length prefix and its bytes.
+fn chunk_size(key: &[u8]) -> usize {
+    length_prefix(key.len()).1 + key.len()
 }
 
 impl Keys {
@@ -56,39 +116,59 @@ impl Keys {
         let (arena, spans) = (&self.arena, &self.spans);
         if let Some(&id) = self
             .index
-            .find(hash, |&id| span_bytes(arena, spans[id as usize]) == key)
+            .find(hash, |&id| key_at(arena, spans[id as usize].offset) == key)
         {
             return id;
         }
-        if self.arena.len() + key.len() > u32::MAX as usize {
-            self.compact();
-        }
-        let span = KeySpan {
-            offset: u32::try_from(self.arena.len()).expect("over 4 GiB of distinct keys"),
-            len: key.len() as u32,
-            open: 0,
-        };
-        self.arena.extend_from_slice(key);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.spans[id as usize] = span;
-                id
-            }
-            None => {
-                self.spans.push(span);
-                u32::try_from(self.spans.len() - 1).expect("more than 4 billion keys")
-            }
+        let offset = self.store(key);
+        let span = KeySpan { offset, open: 0 };
+        let id = if self.free_ids != NONE {
+            let id = self.free_ids;
+            self.free_ids = self.spans[id as usize].offset;
+            self.spans[id as usize] = span;
+            id
+        } else {
+            self.spans.push(span);
+            u32::try_from(self.spans.len() - 1).expect("more than 4 billion keys")
         };
         let (arena, spans) = (&self.arena, &self.spans);
         self.index.insert_unique(hash, id, |&id| {
-            hash_of(span_bytes(arena, spans[id as usize]))
+            hash_of(key_at(arena, spans[id as usize].offset))
         });
         id
     }
 
+    /// Writes `key` into the arena (into a free chunk of its size when there is one);
+    /// returns its offset.
+    fn store(&mut self, key: &[u8]) -> u32 {
+        let (prefix, prefix_len) = length_prefix(key.len());
+        let size = prefix_len + key.len();
+        if let Some(head) = self.free_chunks.get_mut(&(size as u32)) {
+            let offset = *head;
+            let at = offset as usize;
+            let next = u32::from_le_bytes(self.arena[at..at + 4].try_into().expect("4 bytes"));
+            if next == NONE {
+                self.free_chunks.remove(&(size as u32));
+            } else {
+                *head = next;
+            }
+            self.arena[at..at + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+            self.arena[at + prefix_len..at + size].copy_from_slice(key);
+            self.garbage -= size;
+            return offset;
+        }
+        if self.arena.len() + size > u32::MAX as usize {
+            self.compact();
+        }
+        let offset = u32::try_from(self.arena.len()).expect("over 4 GiB of distinct keys");
+        self.arena.extend_from_slice(&prefix[..prefix_len]);
+        self.arena.extend_from_slice(key);
+        offset
+    }
+
     /// The bytes of key `id`.
     pub fn bytes(&self, id: u32) -> &[u8] {
-        span_bytes(&self.arena, self.spans[id as usize])
+        key_at(&self.arena, self.spans[id as usize].offset)
     }
 
     /// Number of keys held.
@@ -117,12 +197,27 @@ impl Keys {
         if span.open > 0 {
             return;
         }
-        let hash = hash_of(span_bytes(&self.arena, span));
+        let key = key_at(&self.arena, span.offset);
+        let size = chunk_size(key);
+        let hash = hash_of(key);
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
-        self.garbage += span.len as usize;
-        self.free.push(id);
+        // A chunk too small to hold the next chunk's offset is left as garbage.
+        if size >= 4 {
+            let next = self
+                .free_chunks
+                .insert(size as u32, span.offset)
+                .unwrap_or(NONE);
+            let at = span.offset as usize;
+            self.arena[at..at + 4].copy_from_slice(&next.to_le_bytes());
+        }
+        self.garbage += size;
+        self.spans[id as usize] = KeySpan {
+            offset: self.free_ids,
+            open: RELEASED,
+        };
+        self.free_ids = id;
         if self.garbage > 1 << 20 && self.garbage * 2 > self.arena.len() {
             self.compact();
         }
@@ -133,11 +228,14 @@ impl Keys {
         let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
         for &id in self.index.iter() {
             let span = &mut self.spans[id as usize];
-            let bytes = span_bytes(&self.arena, *span);
+            let key = key_at(&self.arena, span.offset);
             span.offset = arena.len() as u32;
-            arena.extend_from_slice(bytes);
+            let (prefix, prefix_len) = length_prefix(key.len());
+            arena.extend_from_slice(&prefix[..prefix_len]);
+            arena.extend_from_slice(key);
         }
         self.arena = arena;
+        self.free_chunks.clear();
         self.garbage = 0;
     }
 }
@@ -146,7 +244,8 @@ impl Keys {
 /// outgrow 49 days; fixed windows seldom do).
 const LONG: u32 = u32::MAX;
 
-/// The window a slot holds: 12 bytes (its length is in [`Lengths`]).
+/// The window a slot holds: 12 bytes (its length is in [`Lengths`]). A free slot holds
+/// [`FREE_KEY`] and, as its start, the next free slot.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 struct SlotWindow {
@@ -211,16 +310,32 @@ impl Lengths {
 /// A slot no window holds.
 const FREE_KEY: u32 = u32::MAX;
 
-/// Open windows of every key, each in a slot with its accumulator.
-#[derive(Debug, Default)]
+/// Open windows of every key, each in a slot with its accumulator. Free slots are
+/// chained through themselves (a free slot's `start` is the next free slot), so freeing
+/// a million windows at once takes no memory of its own.
+#[derive(Debug)]
 pub struct Windows {
     index: HashTable<u32>,
     slots: Vec<SlotWindow>,
     lengths: Lengths,
     /// The accumulator of each slot (the aggregate folds into these by slot).
     pub accs: Accs,
-    free: Vec<u32>,
+    /// The first free slot.
+    free: u32,
     long_ends: rustc_hash::FxHashMap<u32, i64>,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            lengths: Lengths::default(),
+            accs: Accs::default(),
+            free: NONE,
+            long_ends: Default::default(),
+        }
+    }
 }
 
 impl Windows {
@@ -246,17 +361,16 @@ impl Windows {
             start: window.start,
             key,
         };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = held;
-                self.accs.set(slot, acc);
-                slot
-            }
-            None => {
-                self.slots.push(held);
-                self.accs.push(acc);
-                u32::try_from(self.slots.len() - 1).expect("more than 4 billion open windows")
-            }
+        let slot = if self.free != NONE {
+            let slot = self.free;
+            self.free = self.slots[slot as usize].start as u32;
+            self.slots[slot as usize] = held;
+            self.accs.set(slot, acc);
+            slot
+        } else {
+            self.slots.push(held);
+            self.accs.push(acc);
+            u32::try_from(self.slots.len() - 1).expect("more than 4 billion open windows")
         };
         self.lengths.set(slot, self.slots.len(), length);
         if length == LONG {
@@ -279,9 +393,12 @@ impl Windows {
             .find_entry(hash_of((key, window.start)), |&s| s == slot)
             .ok()?;
         entry.remove();
-        self.slots[slot as usize].key = FREE_KEY;
+        self.slots[slot as usize] = SlotWindow {
+            start: i64::from(self.free),
+            key: FREE_KEY,
+        };
         self.long_ends.remove(&slot);
-        self.free.push(slot);
+        self.free = slot;
         Some((slot, self.accs.take(slot)))
     }
 
@@ -361,6 +478,37 @@ mod tests {
         assert_eq!(keys.bytes(b), b"beta");
         assert!(keys.arena.len() < 3 << 20, "{}", keys.arena.len());
         assert_eq!(keys.intern(b"beta"), b);
+    }
+
+    #[test]
+    fn released_keys_leave_their_space_and_ids_to_keys_of_their_size() {
+        let mut keys = Keys::default();
+        let user = |i: u32| format!("user-{i:06}");
+        let old: Vec<u32> = (0..1000).map(|i| keys.intern(user(i).as_bytes())).collect();
+        let long = vec![b'x'; 300]; // a two-byte length prefix
+        let (l, short) = (keys.intern(&long), keys.intern(b"a"));
+        let (arena, ids) = (keys.arena.len(), keys.spans.len());
+        for id in old {
+            keys.release_if_unused(id);
+        }
+        let new: Vec<u32> = (1000..2000)
+            .map(|i| keys.intern(user(i).as_bytes()))
+            .collect();
+        assert_eq!(
+            keys.arena.len(),
+            arena,
+            "the new keys took the old keys' space"
+        );
+        assert_eq!(keys.spans.len(), ids, "and their ids");
+        assert_eq!(keys.len(), 1002);
+        assert_eq!(keys.bytes(l), &long[..]);
+        assert_eq!(keys.bytes(short), b"a");
+        for (i, id) in (1000..2000).zip(new) {
+            assert_eq!(keys.bytes(id), user(i).as_bytes());
+            assert_eq!(keys.intern(user(i).as_bytes()), id);
+        }
+        keys.release_if_unused(short); // too small to chain: garbage until compacted
+        assert_eq!(keys.intern(b"b"), short, "its id is reused all the same");
     }
 
     #[test]
