@@ -556,3 +556,62 @@ fn tls_and_sasl_settings_reach_the_broker_over_a_verified_connection() {
         "a broker the client cannot verify got {seen:?}"
     );
 }
+
+#[test]
+fn a_watched_plugin_file_swaps_every_partition_task() {
+    let broker = Broker::start(1).unwrap();
+    broker.topic("events", 6);
+    broker.topic("kept", 3);
+    let admin = free_admin_address();
+    let s = Scratch::new();
+    let component = std::fs::read(eddy_example_artifacts::FILTER_COMPONENT).unwrap();
+    std::fs::write(s.path("big.wasm"), &component).unwrap();
+    let text = tasks_pipeline(&broker.address(), "group", "kept", 2)
+        .replace(eddy_example_artifacts::FILTER_COMPONENT, "big.wasm");
+    let file = s.write(
+        "pipeline.toml",
+        &format!("{text}\n[admin]\nlisten = \"{admin}\"\n"),
+    );
+    let mut job = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    // Each task's stage history: (why) per version.
+    let histories = |admin: &str| -> Vec<Vec<String>> {
+        let output = eddy(&["status", "--admin", admin], None);
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        status["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|t| {
+                        t["status"]["plugins"][0]["history"]
+                            .as_array()
+                            .map(|h| h.iter().map(|v| v["why"].to_string()).collect())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wait_for = |done: &dyn Fn(&[Vec<String>]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = histories(&admin);
+            if done(&now) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&|tasks| tasks.len() == 6 && tasks.iter().all(|h| h.len() == 1));
+    // A new build of the same code (a custom section added: another version).
+    let mut build = component;
+    build.extend_from_slice(&[0, 6, 5, b'e', b'd', b'd', b'y', b'2']);
+    std::fs::write(s.path("big.wasm"), &build).unwrap();
+    let swapped = wait_for(&|tasks| tasks.len() == 6 && tasks.iter().all(|h| h.len() == 2));
+    for history in swapped {
+        assert_eq!(history[1], "\"file change\"");
+    }
+    assert_success(&eddy(&["stop", "--admin", &admin], None));
+    job.wait().unwrap();
+}

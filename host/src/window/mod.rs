@@ -5,6 +5,7 @@ mod aggregate;
 mod assigner;
 mod checkpoint;
 mod operator;
+mod slots;
 mod table;
 
 pub use accs::Accs;

@@ -77,37 +77,41 @@ pub struct WindowCounters {
 }
 
 /// How much of the firing list's space is kept between firings.
-const KEPT_DUE_BYTES: usize = 4 << 20;
+const KEPT_DUE_BYTES: usize = 2 << 20;
 
-/// A window due at a timer, with what sorting it by key needs.
+/// A window due at a timer, with what sorting it by key needs: 24 bytes (its window is
+/// read from its slot).
 struct Due {
-    /// The key's first 16 bytes, zero-padded, as one number: ordering these orders the
+    /// The key's first 16 bytes, zero-padded, as two numbers: ordering these orders the
     /// keys by their bytes, except between keys that tie here (compared in full).
-    prefix: u128,
+    prefix: (u64, u64),
     slot: u32,
     key: u32,
-    window: TimeWindow,
 }
 
 impl Due {
-    fn new(key_bytes: &[u8], slot: u32, key: u32, window: TimeWindow) -> Self {
+    fn new(key_bytes: &[u8], slot: u32, key: u32) -> Self {
         let mut prefix = [0u8; 16];
         let n = key_bytes.len().min(16);
         prefix[..n].copy_from_slice(&key_bytes[..n]);
+        let (high, low) = prefix.split_at(8);
         Self {
-            prefix: u128::from_be_bytes(prefix),
+            prefix: (
+                u64::from_be_bytes(high.try_into().expect("8 bytes")),
+                u64::from_be_bytes(low.try_into().expect("8 bytes")),
+            ),
             slot,
             key,
-            window,
         }
     }
 
     /// The firing order: by key bytes, then start and end.
-    fn order(&self, other: &Due, keys: &Keys) -> std::cmp::Ordering {
+    fn order(&self, other: &Due, keys: &Keys, windows: &Windows) -> std::cmp::Ordering {
+        let bounds = |due: &Due| windows.held(due.slot).map(|(_, w)| (w.start, w.end));
         self.prefix
             .cmp(&other.prefix)
             .then_with(|| keys.bytes(self.key).cmp(keys.bytes(other.key)))
-            .then((self.window.start, self.window.end).cmp(&(other.window.start, other.window.end)))
+            .then_with(|| bounds(self).cmp(&bounds(other)))
     }
 }
 
@@ -156,7 +160,11 @@ impl WindowOperator {
             lateness: allowed_lateness,
             aggregator,
             keys: Keys::default(),
-            windows: Windows::default(),
+            windows: match assigner {
+                Assigner::Tumbling { size, .. } => Windows::on_grid(size),
+                Assigner::Sliding { slide, .. } => Windows::on_grid(slide),
+                Assigner::Session { .. } => Windows::default(),
+            },
             sessions: HashMap::default(),
             timers: BTreeMap::new(),
             watermark: MIN_WATERMARK,
@@ -445,16 +453,17 @@ impl WindowOperator {
             due.extend(entry.remove().into_iter().filter_map(|slot| {
                 // A slot whose window closed (merged into a larger session, or cleaned
                 // up) holds nothing, or a window with timers of its own.
-                let (key, window) = self.windows.held(slot)?;
-                Some(Due::new(keys.bytes(key), slot, key, window))
+                let (key, _) = self.windows.held(slot)?;
+                Some(Due::new(keys.bytes(key), slot, key))
             }));
             // Key bytes, not ids, so the order survives a restore (ids are reassigned).
-            due.sort_unstable_by(|a, b| a.order(b, keys));
+            due.sort_unstable_by(|a, b| a.order(b, keys, &self.windows));
             due.dedup_by_key(|d| d.slot);
-            for Due {
-                slot, key, window, ..
-            } in due.drain(..)
-            {
+            for Due { slot, key, .. } in due.drain(..) {
+                // Slots are neither freed twice nor reused while a firing goes on.
+                let Some((_, window)) = self.windows.held(slot) else {
+                    continue;
+                };
                 if time == window.max_timestamp() {
                     if !flushed {
                         self.aggregator.flush(batch, &mut self.windows.accs)?;
@@ -678,13 +687,19 @@ mod due_tests {
             )
         ) {
             let mut table = Keys::default();
-            let window = TimeWindow { start: 0, end: 10 };
+            let mut windows = Windows::on_grid(10);
             let mut due: Vec<Due> = keys
                 .iter()
                 .enumerate()
-                .map(|(slot, bytes)| Due::new(bytes, slot as u32, table.intern(bytes), window))
+                .map(|(i, bytes)| {
+                    let key = table.intern(bytes);
+                    // A key given twice has two windows.
+                    let window = TimeWindow { start: 10 * i as i64, end: 10 * i as i64 + 10 };
+                    let slot = windows.insert(key, window, Acc::Count(0));
+                    Due::new(bytes, slot, key)
+                })
                 .collect();
-            due.sort_unstable_by(|a, b| a.order(b, &table));
+            due.sort_unstable_by(|a, b| a.order(b, &table, &windows));
             let ordered: Vec<&[u8]> = due.iter().map(|d| table.bytes(d.key)).collect();
             let mut expected: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             expected.sort();

@@ -19,6 +19,7 @@ use rustc_hash::FxBuildHasher;
 use super::accs::Accs;
 use super::aggregate::Acc;
 use super::assigner::TimeWindow;
+use super::slots::{Slots, FREE_KEY};
 
 /// Where a key's bytes are in the arena, and how many windows it holds open; for a
 /// released id, the next released id (`offset`) and [`RELEASED`] (`open`).
@@ -244,28 +245,6 @@ impl Keys {
 /// outgrow 49 days; fixed windows seldom do).
 const LONG: u32 = u32::MAX;
 
-/// The window a slot holds: 12 bytes (its length is in [`Lengths`]). A free slot holds
-/// [`FREE_KEY`] and, as its start, the next free slot.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, packed(4))]
-struct SlotWindow {
-    start: i64,
-    key: u32,
-}
-
-impl SlotWindow {
-    /// Whether it holds the window of `key` starting at `start`.
-    fn is(self, key: u32, start: i64) -> bool {
-        let (held_key, held_start) = (self.key, self.start);
-        held_key == key && held_start == start
-    }
-
-    /// The key it holds ([`FREE_KEY`] when free).
-    fn key(self) -> u32 {
-        self.key
-    }
-}
-
 /// The lengths (`end - start`, or [`LONG`] with the end in [`Windows::long_ends`]) of the
 /// slots' windows: one for all while every window has the same (fixed-size windows), or
 /// one per slot once they differ (sessions).
@@ -307,16 +286,13 @@ impl Lengths {
     }
 }
 
-/// A slot no window holds.
-const FREE_KEY: u32 = u32::MAX;
-
 /// Open windows of every key, each in a slot with its accumulator. Free slots are
-/// chained through themselves (a free slot's `start` is the next free slot), so freeing
-/// a million windows at once takes no memory of its own.
+/// chained through themselves (see [`Slots::free`]), so freeing a million windows at
+/// once takes no memory of its own.
 #[derive(Debug)]
 pub struct Windows {
     index: HashTable<u32>,
-    slots: Vec<SlotWindow>,
+    slots: Slots,
     lengths: Lengths,
     /// The accumulator of each slot (the aggregate folds into these by slot).
     pub accs: Accs,
@@ -327,24 +303,33 @@ pub struct Windows {
 
 impl Default for Windows {
     fn default() -> Self {
+        Self::with_slots(Slots::default())
+    }
+}
+
+impl Windows {
+    /// Windows that start on a grid of `step` ms (fixed-size windows: their slide), whose
+    /// slots then take 8 bytes rather than 12.
+    pub fn on_grid(step: i64) -> Self {
+        Self::with_slots(Slots::on_grid(step))
+    }
+
+    fn with_slots(slots: Slots) -> Self {
         Self {
             index: HashTable::new(),
-            slots: Vec::new(),
+            slots,
             lengths: Lengths::default(),
             accs: Accs::default(),
             free: NONE,
             long_ends: Default::default(),
         }
     }
-}
 
-impl Windows {
     /// The slot of `window` of `key`, if open.
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let slots = &self.slots;
         let &slot = self.index.find(hash_of((key, window.start)), |&s| {
-            let held = slots[s as usize];
-            held.is(key, window.start)
+            slots.is(s, key, window.start)
         })?;
         (self.window(slot).1 == window).then_some(slot)
     }
@@ -357,18 +342,14 @@ impl Windows {
             .and_then(|l| u32::try_from(l).ok())
             .filter(|&l| l < LONG)
             .unwrap_or(LONG);
-        let held = SlotWindow {
-            start: window.start,
-            key,
-        };
         let slot = if self.free != NONE {
             let slot = self.free;
-            self.free = self.slots[slot as usize].start as u32;
-            self.slots[slot as usize] = held;
+            self.free = self.slots.next_free(slot);
+            self.slots.set(slot, key, window.start);
             self.accs.set(slot, acc);
             slot
         } else {
-            self.slots.push(held);
+            self.slots.push(key, window.start);
             self.accs.push(acc);
             u32::try_from(self.slots.len() - 1).expect("more than 4 billion open windows")
         };
@@ -379,8 +360,7 @@ impl Windows {
         let slots = &self.slots;
         self.index
             .insert_unique(hash_of((key, window.start)), slot, |&s| {
-                let held = slots[s as usize];
-                hash_of((held.key, held.start))
+                hash_of(slots.get(s))
             });
         slot
     }
@@ -393,10 +373,7 @@ impl Windows {
             .find_entry(hash_of((key, window.start)), |&s| s == slot)
             .ok()?;
         entry.remove();
-        self.slots[slot as usize] = SlotWindow {
-            start: i64::from(self.free),
-            key: FREE_KEY,
-        };
+        self.slots.free(slot, self.free);
         self.long_ends.remove(&slot);
         self.free = slot;
         Some((slot, self.accs.take(slot)))
@@ -404,22 +381,16 @@ impl Windows {
 
     /// The key and window slot `slot` holds, if it holds one.
     pub fn held(&self, slot: u32) -> Option<(u32, TimeWindow)> {
-        (self.slots[slot as usize].key() != FREE_KEY).then(|| self.window(slot))
+        (self.slots.get(slot).0 != FREE_KEY).then(|| self.window(slot))
     }
 
     fn window(&self, slot: u32) -> (u32, TimeWindow) {
-        let held = self.slots[slot as usize];
+        let (key, start) = self.slots.get(slot);
         let end = match self.lengths.of(slot) {
             LONG => self.long_ends[&slot],
-            length => held.start + i64::from(length),
+            length => start + i64::from(length),
         };
-        (
-            held.key,
-            TimeWindow {
-                start: held.start,
-                end,
-            },
-        )
+        (key, TimeWindow { start, end })
     }
 
     /// Every open window: (slot, key, window), in no particular order.
@@ -446,12 +417,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_takes_a_12_byte_slot_and_an_8_byte_count() {
-        assert_eq!(size_of::<SlotWindow>(), 12);
-        let mut windows = Windows::default();
+    fn a_fixed_window_takes_an_8_byte_slot_and_an_8_byte_count() {
+        let mut windows = Windows::on_grid(10);
         windows.insert(1, TimeWindow { start: 0, end: 10 }, Acc::Count(0));
         windows.insert(2, TimeWindow { start: 10, end: 20 }, Acc::Count(0));
         assert!(matches!(windows.accs, Accs::Count(_)), "{:?}", windows.accs);
+        assert!(
+            matches!(windows.slots, Slots::Grid { .. }),
+            "{:?}",
+            windows.slots
+        );
         assert!(
             matches!(windows.lengths, Lengths::Same(10)),
             "fixed-size windows keep one length: {:?}",
