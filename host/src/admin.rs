@@ -20,7 +20,8 @@
 //! each task, the metrics carry a `task` label, and a reload switches every task of the
 //! process, or none: when one task refuses, those that had switched go back, and a task
 //! started later (a partition assigned afterwards) starts with the version every task
-//! took. Such a job takes no savepoints (its tasks checkpoint on their own); `stop` ends
+//! took (one started while a swap went to the others is swapped after them). Such a job
+//! takes no savepoints (its tasks checkpoint on their own); `stop` ends
 //! every task with a final checkpoint. Each process of a group has its own endpoint.
 //!
 //! It binds to loopback by default. With `[admin] token_file`, requests that change the
@@ -540,12 +541,14 @@ async fn settle(
         .iter()
         .find_map(|(name, a)| a.as_ref().err().map(|e| (name.clone(), e.clone())));
     let Some((refuser, reason)) = refusal else {
+        let mut answers = answers;
         if let Served::Tasks(board) = &shared.served {
             if let Some(config) = answers
                 .iter()
                 .find_map(|(_, a)| a.as_ref().ok()?.config.clone())
             {
-                board.record_swap(config);
+                board.record_swap(config.clone());
+                answers.extend(catch_up(shared, stage, &answers, &config).await);
             }
         }
         return match answers.as_slice() {
@@ -565,30 +568,7 @@ async fn settle(
         .collect();
     let why = format!("rollback (task {refuser} refused the new version)");
     let back = match undo {
-        Undo::SwapBack(config) => match prepare(shared, &took, &config).await {
-            Ok(instances) => {
-                let sent = took
-                    .iter()
-                    .zip(instances)
-                    .map(|((name, target), instance)| {
-                        (
-                            name.clone(),
-                            send(target, |reply| Control::Swap {
-                                stage: stage.to_owned(),
-                                instance,
-                                why: why.clone(),
-                                reply,
-                            }),
-                        )
-                    })
-                    .collect();
-                self::answers(sent).await
-            }
-            Err(e) => took
-                .iter()
-                .map(|(name, _)| (name.clone(), Err(e.clone())))
-                .collect(),
-        },
+        Undo::SwapBack(config) => swap_into(shared, &took, stage, &config, &why).await,
         Undo::DropShadow => {
             let sent = took
                 .iter()
@@ -620,6 +600,69 @@ async fn settle(
         )
     };
     refused(format!("task {refuser}: {reason}; {undone}"))
+}
+
+/// Swaps `config` into the tasks that started while a swap went to the others (a
+/// partition assigned meanwhile, built with the version before); returns their answers.
+async fn catch_up(
+    shared: &Shared,
+    stage: &str,
+    answered: &[(Option<String>, Result<SwapReport, String>)],
+    config: &PluginConfig,
+) -> Vec<(Option<String>, Result<SwapReport, String>)> {
+    let late: Vec<(Option<String>, Attached)> = shared
+        .served
+        .targets()
+        .into_iter()
+        .filter(|(name, _)| answered.iter().all(|(n, _)| n != name))
+        .collect();
+    if late.is_empty() {
+        return Vec::new();
+    }
+    swap_into(
+        shared,
+        &late,
+        stage,
+        config,
+        "reload (the task started during the swap)",
+    )
+    .await
+}
+
+/// Prepares `config` for each of `targets` and swaps it in with `why`; returns their
+/// answers (each the preparation's error, if it failed).
+async fn swap_into(
+    shared: &Shared,
+    targets: &[(Option<String>, Attached)],
+    stage: &str,
+    config: &PluginConfig,
+    why: &str,
+) -> Vec<(Option<String>, Result<SwapReport, String>)> {
+    let instances = match prepare(shared, targets, config).await {
+        Ok(instances) => instances,
+        Err(e) => {
+            return targets
+                .iter()
+                .map(|(name, _)| (name.clone(), Err(e.clone())))
+                .collect()
+        }
+    };
+    let sent = targets
+        .iter()
+        .zip(instances)
+        .map(|((name, target), instance)| {
+            (
+                name.clone(),
+                send(target, |reply| Control::Swap {
+                    stage: stage.to_owned(),
+                    instance,
+                    why: why.to_owned(),
+                    reply,
+                }),
+            )
+        })
+        .collect();
+    answers(sent).await
 }
 
 /// The answer to a change every task took: the version, the longest pause, and each
@@ -914,16 +957,9 @@ mod tests {
         .unwrap()
     }
 
-    /// A task that runs `config` for stage `big` and answers swaps itself: refusing them
-    /// when `refuse`; each request's `why` goes to `seen`.
-    fn fake_task(
-        board: &TaskBoard,
-        name: &'static str,
-        config: &PluginConfig,
-        refuse: bool,
-        seen: Sender<(&'static str, String)>,
-    ) {
-        let (control, requests) = channel();
+    /// What a task running `config` for stage `big` shows the admin endpoint (its
+    /// control channel leads nowhere).
+    fn fake_attached(config: &PluginConfig) -> Attached {
         let status = Status {
             plugins: vec![PluginStatus {
                 name: "big".into(),
@@ -939,37 +975,58 @@ mod tests {
             }],
             ..Default::default()
         };
+        Attached {
+            status: Arc::new(Mutex::new(status)),
+            metrics: MetricsRegistry::new(&Default::default(), []),
+            control: channel().0,
+            side_inputs: SideInputs::default(),
+            components: None,
+        }
+    }
+
+    /// A swap's report of `instance`.
+    fn report_of(instance: &PluginInstance) -> SwapReport {
+        SwapReport {
+            stage: "big".into(),
+            version: instance.plugin().hash.clone(),
+            pause_us: 1,
+            checkpoint: None,
+            records_in: 0,
+            config: Some(instance.plugin().config.clone()),
+        }
+    }
+
+    /// A task that runs `config` for stage `big` and answers swaps itself: refusing them
+    /// when `refuse`; each request's `why` goes to `seen`.
+    fn fake_task(
+        board: &TaskBoard,
+        name: &'static str,
+        config: &PluginConfig,
+        refuse: bool,
+        seen: Sender<(&'static str, String)>,
+    ) {
+        let (control, requests) = channel();
         board.attach(
             name,
             Attached {
-                status: Arc::new(Mutex::new(status)),
-                metrics: MetricsRegistry::new(&Default::default(), []),
                 control,
-                side_inputs: SideInputs::default(),
-                components: None,
+                ..fake_attached(config)
             },
         );
         std::thread::spawn(move || {
             for request in requests {
                 if let Control::Swap {
-                    stage,
                     instance,
                     why,
                     reply,
+                    ..
                 } = request
                 {
                     let _ = seen.send((name, why));
                     let _ = reply.send(if refuse {
                         Err("the checkpoint before the swap failed".into())
                     } else {
-                        Ok(SwapReport {
-                            stage,
-                            version: instance.plugin().hash.clone(),
-                            pause_us: 1,
-                            checkpoint: None,
-                            records_in: 0,
-                            config: Some(instance.plugin().config.clone()),
-                        })
+                        Ok(report_of(&instance))
                     });
                 }
             }
@@ -1048,6 +1105,49 @@ mod tests {
         let mut later = job();
         board.apply_swaps(&mut later);
         assert_eq!(later.plugins[0].config["value"].as_str(), Some("50"));
+    }
+
+    #[test]
+    fn a_task_started_during_a_swap_is_swapped_too() {
+        let config = job();
+        let board = TaskBoard::new(&config, Arc::new(AtomicBool::new(false)));
+        let (seen, heard) = channel();
+        // Task `a` answers once task `c` has joined (a partition assigned meanwhile).
+        let (control, requests) = channel();
+        board.attach(
+            "a",
+            Attached {
+                control,
+                ..fake_attached(&config.plugins[0])
+            },
+        );
+        let (joining, late_seen) = (board.clone(), seen.clone());
+        let late_config = config.plugins[0].clone();
+        std::thread::spawn(move || {
+            for request in requests {
+                if let Control::Swap {
+                    instance, reply, ..
+                } = request
+                {
+                    fake_task(&joining, "c", &late_config, false, late_seen.clone());
+                    let _ = reply.send(Ok(report_of(&instance)));
+                }
+            }
+        });
+        let (code, Json(answer)) = reload_to_50(&board);
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        let tasks: Vec<&str> = answer["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task"].as_str().unwrap())
+            .collect();
+        assert_eq!(tasks, ["a", "c"]);
+        assert_eq!(
+            heard.try_iter().collect::<Vec<_>>(),
+            vec![("c", "reload (the task started during the swap)".to_owned())]
+        );
+        drop(seen);
     }
 
     #[test]
