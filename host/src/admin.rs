@@ -365,30 +365,22 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
     };
     let stage = request.stage.clone();
     if request.promote || request.unshadow {
-        let sent = targets
-            .iter()
-            .map(|(name, target)| {
-                let action = if request.promote {
-                    ShadowAction::Promote
-                } else {
-                    ShadowAction::Drop
-                };
-                (
-                    name.clone(),
-                    send(target, |reply| Control::Shadow {
-                        stage: stage.clone(),
-                        action,
-                        reply,
-                    }),
-                )
-            })
-            .collect();
+        let answers = ask_each(&targets, |reply| Control::Shadow {
+            stage: stage.clone(),
+            action: if request.promote {
+                ShadowAction::Promote
+            } else {
+                ShadowAction::Drop
+            },
+            reply,
+        })
+        .await;
         let undo = if request.promote {
             Undo::SwapBack(running)
         } else {
             Undo::Nothing
         };
-        return settle(shared, &stage, answers(sent).await, undo).await;
+        return settle(shared, &stage, answers, undo).await;
     }
     let next = if request.rollback {
         match before {
@@ -409,33 +401,28 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
         Ok(instances) => instances,
         Err(e) => return refused(e),
     };
-    let sent = targets
-        .iter()
-        .zip(instances)
-        .map(|((name, target), instance)| {
-            let sent = if request.shadow {
-                send(target, |reply| Control::Shadow {
-                    stage: stage.clone(),
-                    action: ShadowAction::Start(instance),
-                    reply,
-                })
-            } else {
-                send(target, |reply| Control::Swap {
-                    stage: stage.clone(),
-                    instance,
-                    why: why.into(),
-                    reply,
-                })
-            };
-            (name.clone(), sent)
+    let answers = if request.shadow {
+        hand_out(&targets, instances, |instance, reply| Control::Shadow {
+            stage: stage.clone(),
+            action: ShadowAction::Start(instance),
+            reply,
         })
-        .collect();
+        .await
+    } else {
+        hand_out(&targets, instances, |instance, reply| Control::Swap {
+            stage: stage.clone(),
+            instance,
+            why: why.into(),
+            reply,
+        })
+        .await
+    };
     let undo = if request.shadow {
         Undo::DropShadow
     } else {
         Undo::SwapBack(running)
     };
-    settle(shared, &stage, answers(sent).await, undo).await
+    settle(shared, &stage, answers, undo).await
 }
 
 /// Starts `config` off the stream for each target (compiled once, through the cache),
@@ -444,7 +431,7 @@ async fn prepare(
     shared: &Shared,
     targets: &[(Option<String>, Attached)],
     config: &PluginConfig,
-) -> Result<Vec<Box<PluginInstance>>, String> {
+) -> Result<Vec<PluginInstance>, String> {
     let (runtime, targets, config) = (
         shared.reloader.runtime.clone(),
         targets.to_vec(),
@@ -462,7 +449,7 @@ async fn prepare(
                         keep_component(dir, &config.path, &instance.plugin().hash);
                     }
                 }
-                Ok(Box::new(instance))
+                Ok(instance)
             })
             .collect::<Result<Vec<_>>>()
     })
@@ -470,6 +457,9 @@ async fn prepare(
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("{e:#}"))
 }
+
+/// Each target's (by task name) answer to a change.
+type Answers = Vec<(Option<String>, Result<SwapReport, String>)>;
 
 /// A request on its way: where its answer comes, or why it could not be sent.
 type Sent<T> = Result<Receiver<Result<T, String>>, String>;
@@ -531,12 +521,7 @@ enum Undo {
 /// The answer to a change sent to every target. When all took it, a swap is recorded
 /// for tasks started later; when one refused, the others are brought back, so all tasks
 /// run one version, and the answer names the task that refused.
-async fn settle(
-    shared: &Shared,
-    stage: &str,
-    answers: Vec<(Option<String>, Result<SwapReport, String>)>,
-    undo: Undo,
-) -> Answer {
+async fn settle(shared: &Shared, stage: &str, answers: Answers, undo: Undo) -> Answer {
     let refusal = answers
         .iter()
         .find_map(|(name, a)| a.as_ref().err().map(|e| (name.clone(), e.clone())));
@@ -570,20 +555,12 @@ async fn settle(
     let back = match undo {
         Undo::SwapBack(config) => swap_into(shared, &took, stage, &config, &why).await,
         Undo::DropShadow => {
-            let sent = took
-                .iter()
-                .map(|(name, target)| {
-                    (
-                        name.clone(),
-                        send(target, |reply| Control::Shadow {
-                            stage: stage.to_owned(),
-                            action: ShadowAction::Drop,
-                            reply,
-                        }),
-                    )
-                })
-                .collect();
-            self::answers(sent).await
+            ask_each(&took, |reply| Control::Shadow {
+                stage: stage.to_owned(),
+                action: ShadowAction::Drop,
+                reply,
+            })
+            .await
         }
         Undo::Nothing => Vec::new(),
     };
@@ -609,7 +586,7 @@ async fn catch_up(
     stage: &str,
     answered: &[(Option<String>, Result<SwapReport, String>)],
     config: &PluginConfig,
-) -> Vec<(Option<String>, Result<SwapReport, String>)> {
+) -> Answers {
     let late: Vec<(Option<String>, Attached)> = shared
         .served
         .targets()
@@ -637,7 +614,7 @@ async fn swap_into(
     stage: &str,
     config: &PluginConfig,
     why: &str,
-) -> Vec<(Option<String>, Result<SwapReport, String>)> {
+) -> Answers {
     let instances = match prepare(shared, targets, config).await {
         Ok(instances) => instances,
         Err(e) => {
@@ -647,18 +624,42 @@ async fn swap_into(
                 .collect()
         }
     };
+    hand_out(targets, instances, |instance, reply| Control::Swap {
+        stage: stage.to_owned(),
+        instance,
+        why: why.to_owned(),
+        reply,
+    })
+    .await
+}
+
+/// Sends each target the request `request` builds around its reply channel (all first,
+/// so they act at about the same time), then waits for every answer.
+async fn ask_each(
+    targets: &[(Option<String>, Attached)],
+    request: impl Fn(Sender<Result<SwapReport, String>>) -> Control,
+) -> Answers {
+    let sent = targets
+        .iter()
+        .map(|(name, target)| (name.clone(), send(target, &request)))
+        .collect();
+    answers(sent).await
+}
+
+/// Hands each target its own prepared instance in the request `request` builds (all
+/// first), then waits for every answer.
+async fn hand_out(
+    targets: &[(Option<String>, Attached)],
+    instances: Vec<PluginInstance>,
+    request: impl Fn(Box<PluginInstance>, Sender<Result<SwapReport, String>>) -> Control,
+) -> Answers {
     let sent = targets
         .iter()
         .zip(instances)
         .map(|((name, target), instance)| {
             (
                 name.clone(),
-                send(target, |reply| Control::Swap {
-                    stage: stage.to_owned(),
-                    instance,
-                    why: why.to_owned(),
-                    reply,
-                }),
+                send(target, |reply| request(Box::new(instance), reply)),
             )
         })
         .collect();
@@ -1057,13 +1058,23 @@ mod tests {
             .block_on(reload(&shared, request, "reload"))
     }
 
-    #[test]
-    fn when_one_task_refuses_a_swap_the_tasks_that_took_it_go_back() {
+    /// A board of fake tasks (name, whether it refuses swaps) running the `job()`'s
+    /// filter; the swaps' `why`s come out of the receiver.
+    fn board_of(
+        tasks: &[(&'static str, bool)],
+    ) -> (Arc<TaskBoard>, Receiver<(&'static str, String)>) {
         let config = job();
         let board = TaskBoard::new(&config, Arc::new(AtomicBool::new(false)));
         let (seen, heard) = channel();
-        fake_task(&board, "a", &config.plugins[0], false, seen.clone());
-        fake_task(&board, "b", &config.plugins[0], true, seen);
+        for &(name, refuse) in tasks {
+            fake_task(&board, name, &config.plugins[0], refuse, seen.clone());
+        }
+        (board, heard)
+    }
+
+    #[test]
+    fn when_one_task_refuses_a_swap_the_tasks_that_took_it_go_back() {
+        let (board, heard) = board_of(&[("a", false), ("b", true)]);
         let (code, Json(answer)) = reload_to_50(&board);
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
         let error = answer["error"].as_str().unwrap();
@@ -1093,11 +1104,7 @@ mod tests {
 
     #[test]
     fn a_swap_every_task_took_is_what_tasks_started_later_run() {
-        let config = job();
-        let board = TaskBoard::new(&config, Arc::new(AtomicBool::new(false)));
-        let (seen, heard) = channel();
-        fake_task(&board, "a", &config.plugins[0], false, seen.clone());
-        fake_task(&board, "b", &config.plugins[0], false, seen);
+        let (board, heard) = board_of(&[("a", false), ("b", false)]);
         let (code, Json(answer)) = reload_to_50(&board);
         assert_eq!(code, StatusCode::OK, "{answer}");
         assert_eq!(answer["tasks"].as_array().unwrap().len(), 2, "{answer}");
