@@ -310,6 +310,37 @@ fn three_processes_in_one_group_survive_a_sigkill_and_read_each_record_once() {
 }
 
 #[test]
+fn a_job_killed_before_its_first_checkpoint_writes_nothing_twice_when_restarted() {
+    const COUNT: usize = 12_000;
+    let broker = Broker::start(1).unwrap();
+    broker.topic("events", 6);
+    broker.topic("kept", 3);
+    let s = Scratch::new();
+    // No periodic checkpoint comes before the kill: only the one a job takes as it starts.
+    let file = s.write(
+        "pipeline.toml",
+        &tasks_pipeline(&broker.address(), "group", "kept", 2)
+            .replace("interval = \"1s\"", "interval = \"1h\""),
+    );
+    let file = file.to_str().unwrap();
+    let producing = produce_stream(broker.input_producer(), "events", COUNT);
+    let mut job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-0.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while read_topic(&broker.address(), "kept").len() < 1000 {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    job.kill().unwrap();
+    job.wait().unwrap();
+    let job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-1.log"));
+    producing.join().unwrap();
+    let expected = (0..COUNT).filter(|i| (i * 37) % 100 >= 20).count();
+    let ids = wait_for_ids(&broker.address(), "kept", expected);
+    terminate(job);
+    with_logs_on_failure(s.dir.path(), || assert_each_kept_once(ids, COUNT));
+}
+
+#[test]
 fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     const COUNT: usize = 30_000;
     let broker = Broker::start(1).unwrap();

@@ -366,13 +366,18 @@ pub fn wait_for_ids(bootstrap: &str, topic: &str, count: usize) -> Vec<u64> {
 pub fn assert_each_kept_once(mut ids: Vec<u64>, count: usize) {
     let expected: Vec<u64> = (0..count as u64).filter(|i| (i * 37) % 100 >= 20).collect();
     ids.sort_unstable();
-    let before = ids.len();
+    let twice: Vec<(u64, u64, u64)> = ids
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| (w[0], w[0] % 6, w[0] / 6))
+        .collect();
     ids.dedup();
-    assert_eq!(
-        before,
-        ids.len(),
-        "{} records were written twice",
-        before - ids.len()
+    assert!(
+        twice.is_empty(),
+        "{} records were written twice; (id, input partition, its nth record), first and last: {:?} {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)],
+        &twice[twice.len().saturating_sub(5)..]
     );
     let missing: Vec<_> = expected
         .iter()
@@ -386,6 +391,12 @@ pub fn assert_each_kept_once(mut ids: Vec<u64>, count: usize) {
         expected.len()
     );
     assert_eq!(ids, expected);
+}
+
+/// A number below `bound`, different on every call (for random moments).
+pub fn random_below(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) % bound
 }
 
 /// Stops a job with SIGTERM (its tasks end with checkpoints) and waits for it.
@@ -408,8 +419,9 @@ pub enum Stop {
 }
 
 /// Runs `processes` jobs of `parallelism` workers each on a 6-partition topic being
-/// produced, stops one 1.5 s in (`stop`) and starts it again, and checks that every input
-/// record that passes the filter reached the output once.
+/// produced, stops one (`stop`) at a random moment of its first 1.5 s of reading (before
+/// or after its first periodic checkpoint) and starts it again, and checks that every
+/// input record that passes the filter reached the output once.
 pub fn replace_one_of(cluster: &impl Cluster, processes: usize, parallelism: u32, stop: Stop) {
     const COUNT: usize = 30_000;
     cluster.topic("events", 6);
@@ -421,10 +433,22 @@ pub fn replace_one_of(cluster: &impl Cluster, processes: usize, parallelism: u32
         &tasks_pipeline(&cluster.address(), "group", "kept", parallelism),
     );
     let file = file.to_str().unwrap();
+    let log = |n: usize| s.path(&format!("eddy-{n}.log"));
     let mut jobs: Vec<_> = (0..processes)
-        .map(|_| spawn(&["run", file, "--quiet"]))
+        .map(|n| spawn_logged(&["run", file, "--quiet"], &log(n)))
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    let victim_log = log(processes / 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&victim_log)
+        .unwrap_or_default()
+        .contains("starts at offset")
+    {
+        assert!(Instant::now() < deadline, "the group gave the job nothing to read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reading = random_below(1500);
+    eprintln!("stopping the job {reading} ms after it started reading");
+    std::thread::sleep(Duration::from_millis(reading));
     let mut victim = jobs.remove(processes / 2);
     match stop {
         Stop::Kill => {
@@ -434,15 +458,17 @@ pub fn replace_one_of(cluster: &impl Cluster, processes: usize, parallelism: u32
         Stop::Terminate => terminate(victim),
     }
     std::thread::sleep(Duration::from_millis(300));
-    jobs.push(spawn(&["run", file, "--quiet"]));
+    jobs.push(spawn_logged(&["run", file, "--quiet"], &log(processes)));
     producing.join().unwrap();
     let expected = (0..COUNT).filter(|i| (i * 37) % 100 >= 20).count();
     let ids = wait_for_ids(&cluster.address(), "kept", expected);
     for job in jobs {
         terminate(job);
     }
-    assert_each_kept_once(ids, COUNT);
-    // Each partition's task checkpointed in the shared store.
-    let tasks = std::fs::read_dir(s.path("state/tasks")).unwrap().count();
-    assert_eq!(tasks, 6);
+    with_logs_on_failure(s.dir.path(), || {
+        assert_each_kept_once(ids, COUNT);
+        // Each partition's task checkpointed in the shared store.
+        let tasks = std::fs::read_dir(s.path("state/tasks")).unwrap().count();
+        assert_eq!(tasks, 6);
+    });
 }

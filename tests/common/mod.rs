@@ -121,6 +121,37 @@ pub fn spawn(args: &[&str]) -> Child {
         .expect("cannot start eddy")
 }
 
+/// `eddy <args...>` in the background, its log (stdout and stderr) written to `log`.
+pub fn spawn_logged(args: &[&str], log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    eddy_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("cannot start eddy")
+}
+
+/// Runs `check`; if it fails, prints the logs in `dir` named `*.log` before failing.
+pub fn with_logs_on_failure(dir: &Path, check: impl FnOnce() + std::panic::UnwindSafe) {
+    if let Err(panic) = std::panic::catch_unwind(check) {
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!("==== {} ====\n{text}", log.display());
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A free loopback address for a job's admin endpoint.
 pub fn free_admin_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -144,18 +144,43 @@ impl Coordinator {
         Ok(id)
     }
 
+    /// The checkpoint of where a job starts, written before it returns, when the job has
+    /// no checkpoint of its own in its directory yet (a fresh start, or a start from a
+    /// savepoint). Until its first periodic checkpoint, a job that crashes resumes from
+    /// this one instead of starting over, and its sinks recover what they wrote since.
+    pub fn initial_checkpoint(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<()> {
+        if self
+            .periodic
+            .as_ref()
+            .is_some_and(|p| p.last_written.is_none())
+        {
+            self.write_now(parts)
+                .context("the checkpoint of where the job starts failed; nothing was read yet")?;
+        }
+        Ok(())
+    }
+
     /// The checkpoint that ends a run, written before it returns, so everything the run
     /// produced is committed.
     pub fn final_checkpoint(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<()> {
-        self.collect(true, parts)?;
         if self.periodic.is_none() {
             return Ok(());
         }
-        let snapshot = self.take(false, None, parts)?;
-        let p = self.periodic.as_mut().expect("checked above");
-        let path = p.dir.write(&snapshot).context(
+        self.write_now(parts).context(
             "the final checkpoint failed; output since the last checkpoint is not committed",
-        )?;
+        )
+    }
+
+    /// Waits for the checkpoint being written, then takes a full one and writes it on
+    /// this thread.
+    fn write_now(&mut self, parts: &mut [&mut dyn Checkpointed]) -> Result<()> {
+        self.collect(true, parts)?;
+        let snapshot = self.take(false, None, parts)?;
+        let p = self
+            .periodic
+            .as_mut()
+            .expect("only called for a checkpointing job");
+        let path = p.dir.write(&snapshot)?;
         self.completed(snapshot.id, path, snapshot.created_ms, parts)
     }
 
@@ -291,6 +316,37 @@ mod tests {
         assert_eq!(newest.id, 2);
         assert_eq!(newest.section("probe").unwrap().meta::<u64>(1).unwrap(), 2);
         assert_eq!(c.last_completed().unwrap().id, 2);
+    }
+
+    #[test]
+    fn a_job_with_no_checkpoint_of_its_own_records_its_start_before_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 10).unwrap();
+        let mut fresh = Coordinator::periodic(store.clone(), Duration::from_secs(3600), 0, None);
+        let mut probe = Probe::default();
+        fresh.initial_checkpoint(&mut [&mut probe]).unwrap();
+        assert_eq!(probe.completed, vec![1], "on disk before it returns");
+        assert_eq!(store.recover().unwrap().newest.unwrap().0.id, 1);
+        // Once the job has a checkpoint (or resumed one in its directory), there is none.
+        fresh.initial_checkpoint(&mut [&mut probe]).unwrap();
+        let mut resumed =
+            Coordinator::periodic(store, Duration::from_secs(3600), 0, Some((1, true)));
+        resumed.initial_checkpoint(&mut [&mut probe]).unwrap();
+        assert_eq!(probe.snapshots.len(), 1);
+        // A job started from a savepoint records its start in its own directory too.
+        let other = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(other.path(), 10).unwrap();
+        let mut from_savepoint =
+            Coordinator::periodic(store, Duration::from_secs(3600), 0, Some((4, false)));
+        from_savepoint
+            .initial_checkpoint(&mut [&mut probe])
+            .unwrap();
+        assert_eq!(probe.completed, vec![1, 5]);
+        // Without a checkpoint directory there is nothing to record.
+        Coordinator::savepoints_only()
+            .initial_checkpoint(&mut [&mut probe])
+            .unwrap();
+        assert_eq!(probe.snapshots.len(), 2);
     }
 
     #[test]

@@ -342,6 +342,9 @@ impl Pipeline {
             };
             pipeline.restore(snapshot, runtime, components.as_deref())?;
         }
+        if let Some(input) = &mut pipeline.input {
+            pipeline.cut = input.settle_start()?;
+        }
         pipeline.sinks = Sinks::open(config, checkpoint_dir.is_some(), resume.as_ref())?;
         if let (Some(dir), Some(c)) = (checkpoint_dir, &config.checkpoint) {
             pipeline
@@ -399,10 +402,18 @@ impl Pipeline {
     ) -> Result<RunSummary> {
         let started = Instant::now();
         let at_start = self.metrics.values();
-        let input = self
+        // A job with no checkpoint of its own yet records where it starts before it writes
+        // anything: a crash before the first periodic checkpoint then resumes here, and a
+        // deduplicating sink reads back what it wrote since.
+        with_components!(self, |coordinator, parts| coordinator
+            .initial_checkpoint(parts))?;
+        let mut input = self
             .input
             .take()
             .context("the pipeline lost its source when an earlier run's reader thread panicked; build the pipeline again")?;
+        for (id, position) in self.cut.source.take_completed() {
+            input.checkpoint_completed(id, &position)?;
+        }
         let stopping = AtomicBool::new(false);
         let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
         let (outcome, input) = std::thread::scope(|scope| {

@@ -116,6 +116,12 @@ impl Input {
         }
     }
 
+    /// Settles where reading starts (see [`Source::settle_start`]) and returns that cut.
+    pub fn settle_start(&mut self) -> Result<ReadCut> {
+        self.source.settle_start()?;
+        Ok(self.cut())
+    }
+
     /// Tells the source that checkpoint `id`, cut at `position`, completed.
     pub fn checkpoint_completed(&mut self, id: u64, position: &SourcePosition) -> Result<()> {
         self.source.checkpoint_completed(id, position)

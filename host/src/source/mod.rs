@@ -100,6 +100,14 @@ pub trait Source: Send {
     /// Moves the source to a position a checkpoint recorded.
     fn seek(&mut self, position: &SourcePosition) -> Result<()>;
 
+    /// Settles where the run starts before anything is read (a broker source resolves
+    /// `start` to concrete offsets), so the checkpoint a job takes as it starts records
+    /// a position that resumes exactly there. Sources that know their start from the
+    /// outset have nothing to do.
+    fn settle_start(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Partitions gained or lost since the last call (a consumer-group rebalance); the
     /// pipeline applies them before gathering the next batch. Sources with fixed
     /// partitions have none.

@@ -7,11 +7,14 @@
 //! Invariants: a task is started before its partition is fetched and stopped (its state
 //! checkpointed) before the revocation returns; records reach a task in offset order, in
 //! blocks of what the consumer had at hand, at most [`HANDOVER_RECORDS`] (or
-//! `max_records` when larger), so small batches do not cost a hand-over each; a task that
-//! fails stops the process with its error, so it restarts from the checkpoints.
+//! `max_records` when larger), so small batches do not cost a hand-over each; blocks
+//! still being filled when the group rebalances are dropped, never handed to a task
+//! started after it (that task reads from its own checkpoint's offset, and a block from
+//! further on would make it skip what lies between); a task that fails stops the process
+//! with its error, so it restarts from the checkpoints.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,6 +88,8 @@ struct Member {
     worker: u32,
     tasks: Mutex<HashMap<(String, i32), Task>>,
     commits: Sender<Commit>,
+    /// Rebalances so far: the worker drops its blocks being filled when this moves.
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for Member {}
@@ -96,6 +101,7 @@ impl ConsumerContext for Member {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Err(e) = self.assign(consumer, tpl) {
@@ -154,7 +160,10 @@ impl Member {
         let (blocks, fed) = mpsc::sync_channel(QUEUED_BLOCKS);
         let (ready, built) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let resume = Arc::new(AtomicI64::new(-1));
+        // Where `[source] start` says, unless the task restores a checkpoint: known before
+        // the task starts, so the checkpoint it takes first records a concrete offset.
+        let start = self.start_offset(consumer, topic, partition)?;
+        let resume = Arc::new(AtomicI64::new(start));
         let thread = {
             let job = self.job.clone();
             let stop = stop.clone();
@@ -198,11 +207,7 @@ impl Member {
                 "the task of {topic}/{partition} ended while starting"
             ))
         })?;
-        let mut offset = resume.load(Ordering::Acquire);
-        if offset < 0 {
-            offset = self.start_offset(consumer, topic, partition)?;
-            resume.store(offset, Ordering::Release);
-        }
+        let offset = resume.load(Ordering::Acquire);
         tracing::info!(
             "worker {}: {topic}/{partition} starts at offset {offset}",
             self.worker
@@ -377,6 +382,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
         worker,
         tasks: Mutex::new(HashMap::new()),
         commits,
+        rebalances: AtomicU64::new(0),
     };
     let consumer: BaseConsumer<Member> = job
         .kafka
@@ -396,7 +402,12 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
         } else {
             Duration::ZERO
         };
-        match consumer.poll(wait) {
+        let rebalances = consumer.context().rebalances.load(Ordering::Acquire);
+        let polled = consumer.poll(wait);
+        if consumer.context().rebalances.load(Ordering::Acquire) != rebalances {
+            pending.clear();
+        }
+        match polled {
             Some(Ok(m)) => {
                 let (topic, partition) = (m.topic(), m.partition());
                 let at = match pending

@@ -286,6 +286,13 @@ impl Source for KafkaSource {
         }
     }
 
+    fn settle_start(&mut self) -> Result<()> {
+        if !self.assigned {
+            self.assign()?;
+        }
+        Ok(())
+    }
+
     fn seek(&mut self, position: &SourcePosition) -> Result<()> {
         let SourcePosition::Kafka { offsets } = position else {
             bail!("incompatible state: a Kafka source cannot resume from {position:?}");
