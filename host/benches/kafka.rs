@@ -2,8 +2,8 @@
 //!
 //! 1. Kafka → Wasm filter → Kafka (one worker, 100-byte JSON records) next to a plain
 //!    rdkafka consume-produce loop over the same records, in the same run.
-//! 2. `parallelism` 1 and 2: generator → filter → null, and Kafka partition tasks; and
-//!    1–3 `eddy run` processes in one consumer group on Kafka.
+//! 2. `parallelism` unset, 1 and 2: generator → filter → null; 1 and 2: Kafka partition
+//!    tasks; and 1–3 `eddy run` processes in one consumer group on Kafka.
 //! 3. End-to-end latency (produce time to arrival at a consumer of the output) at a steady
 //!    50k records/s (`EDDY_BENCH_RATE` to change it) for `max_records` 1, 64 and 1024
 //!    (`EDDY_BENCH_MAX_RECORDS=1,64` to choose) with
@@ -266,9 +266,10 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
     let events = 20_000_000u64;
     for round in 0..2 {
         let mut line = format!("round {round}: generator → filter → null, {events} events:");
-        for parallelism in [1, 2] {
+        // Unset: one pipeline reading ahead on a second thread; 1 and 2: a core per worker.
+        for parallelism in ["", "parallelism = 1", "parallelism = 2"] {
             let config = PipelineConfig::parse(&format!(
-                "parallelism = {parallelism}\n[source]\nkind = \"generator\"\ncount = {events}\nkeys = 1000\npartitions = 4\n\
+                "{parallelism}\n[source]\nkind = \"generator\"\ncount = {events}\nkeys = 1000\npartitions = 4\n\
                  [[plugin]]\nname = \"big\"\npath = \"{FILTER}\"\nconfig = {{ field = \"amount\", op = \">=\", value = \"100\" }}\n\
                  [sink]\nkind = \"null\"\n"
             ))
@@ -283,7 +284,12 @@ fn scaling(broker: &Broker, runtime: &Arc<PluginRuntime>) {
             .unwrap();
             assert_eq!(summary.metrics.records_in, events);
             line += &format!(
-                " p{parallelism} {:.2} M ev/s",
+                " {} {:.2} M ev/s",
+                if parallelism.is_empty() {
+                    "unset"
+                } else {
+                    parallelism
+                },
                 events as f64 / started.elapsed().as_secs_f64() / 1e6
             );
         }

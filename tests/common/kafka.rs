@@ -443,7 +443,10 @@ pub fn replace_one_of(cluster: &impl Cluster, processes: usize, parallelism: u32
         .unwrap_or_default()
         .contains("starts at offset")
     {
-        assert!(Instant::now() < deadline, "the group gave the job nothing to read");
+        assert!(
+            Instant::now() < deadline,
+            "the group gave the job nothing to read"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let reading = random_below(1500);

@@ -22,9 +22,9 @@ pub use duration::ConfigDuration;
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Workers in this process, each owning a part of the source's partitions (see
-    /// [`crate::workers`]); 1 by default.
-    #[serde(default = "default_parallelism")]
-    pub parallelism: u32,
+    /// [`crate::workers`]) and each on one thread, reading its source there. Unset, the
+    /// job is one pipeline that reads its source a batch ahead on a second thread.
+    pub parallelism: Option<u32>,
     /// Where events come from.
     pub source: SourceConfig,
     /// Plugin stages, run in order.
@@ -52,10 +52,6 @@ pub struct PipelineConfig {
     pub checkpoint: Option<CheckpointConfig>,
     /// The admin endpoint; on by default at its default address.
     pub admin: Option<AdminConfig>,
-}
-
-fn default_parallelism() -> u32 {
-    1
 }
 
 /// `[checkpoint]`: where and how often to checkpoint.
@@ -511,6 +507,11 @@ impl SourceConfig {
 }
 
 impl PipelineConfig {
+    /// The workers this process runs (`parallelism`, 1 when unset).
+    pub fn workers(&self) -> u32 {
+        self.parallelism.unwrap_or(1)
+    }
+
     /// The sinks the file configures, by role (`sink`, `dead_letter`, `late`).
     pub fn sinks(&self) -> impl Iterator<Item = (&'static str, &SinkConfig)> {
         [
@@ -559,12 +560,12 @@ impl PipelineConfig {
                 bail!("[source] generator key_field must be \"user\" or \"card\"");
             }
         }
-        if self.parallelism == 0 {
+        if self.parallelism == Some(0) {
             bail!("parallelism must be at least 1");
         }
         if let SourceConfig::Kafka(k) = &self.source {
             k.check()?;
-            if k.bounded && self.parallelism > 1 {
+            if k.bounded && self.workers() > 1 {
                 bail!(
                     "[source] bounded = true reads every partition with one consumer; \
                      use parallelism = 1, or a streaming source (bounded = false) to split \
@@ -848,7 +849,7 @@ mod tests {
         let generator = "[source]\nkind = \"generator\"\npartitions = 4\n";
         let null = "[sink]\nkind = \"null\"\n";
         let config = PipelineConfig::parse(&format!("parallelism = 2\n{generator}{null}")).unwrap();
-        assert_eq!(config.parallelism, 2);
+        assert_eq!(config.workers(), 2);
         assert!(crate::workers::runs_as_workers(&config));
         let err = error_of(&format!("parallelism = 0\n{generator}{null}"));
         assert!(err.contains("at least 1"), "{err}");

@@ -26,7 +26,7 @@ pub use control::{
     StatusBoard, SwapReport,
 };
 pub use metrics::RunSummary;
-use reader::{Gathered, Input, PipelineEnds, ReadCut};
+use reader::{Gathered, Input, PipelineEnds, ReadCut, Reading};
 
 use crate::checkpoint::{self, CheckpointDir, Checkpointed, Coordinator, Snapshot, StoreLock};
 use crate::config::{AggregateKind, EventFields, PipelineConfig, SinkConfig, WindowConfig};
@@ -188,6 +188,9 @@ impl Checkpointed for Box<dyn Sink> {
 pub struct Pipeline {
     /// The read side, home between runs (on the reader thread during one).
     input: Option<Input>,
+    /// Whether the source is read a batch ahead on a second thread (`parallelism` not
+    /// set), or on the pipeline's own thread (a worker: one core each).
+    reads_ahead: bool,
     /// The read side after the last batch processed: what checkpoints record of it.
     cut: ReadCut,
     stages: Vec<PluginStage>,
@@ -312,6 +315,7 @@ impl Pipeline {
         let mut pipeline = Self {
             cut: input.cut(),
             input: Some(input),
+            reads_ahead: config.parallelism.is_none(),
             stages,
             window,
             sinks: Sinks {
@@ -416,20 +420,39 @@ impl Pipeline {
         }
         let stopping = AtomicBool::new(false);
         let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
-        let (outcome, input) = std::thread::scope(|scope| {
-            let (ends, pipeline_ends) = reader::channels();
-            let reader = std::thread::Builder::new()
-                .name("eddy-reader".into())
-                .spawn_scoped(scope, || input.read_ahead(ends, &should_stop))
-                .expect("cannot start the reader thread");
-            let outcome = self.process_batches(&pipeline_ends, &stopping, control, on_batch);
-            stopping.store(true, Ordering::Relaxed);
-            drop(pipeline_ends); // a reader waiting to hand over a batch gives up
-            let input = reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (ends, pipeline_ends) = reader::channels();
+        let (outcome, input) = if self.reads_ahead {
+            std::thread::scope(|scope| {
+                let reader = std::thread::Builder::new()
+                    .name("eddy-reader".into())
+                    .spawn_scoped(scope, || input.read_ahead(ends, &should_stop))
+                    .expect("cannot start the reader thread");
+                let gathered = &pipeline_ends.gathered;
+                let outcome = self.process_batches(
+                    || gathered.recv().ok(),
+                    &pipeline_ends,
+                    &stopping,
+                    control,
+                    on_batch,
+                );
+                stopping.store(true, Ordering::Relaxed);
+                drop(pipeline_ends); // a reader waiting to hand over a batch gives up
+                let input = reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (outcome, input)
+            })
+        } else {
+            let mut reading = Reading::default();
+            let outcome = self.process_batches(
+                || input.next_group(&ends, &mut reading, &should_stop),
+                &pipeline_ends,
+                &stopping,
+                control,
+                on_batch,
+            );
             (outcome, input)
-        });
+        };
         self.input = Some(input);
         let (exhausted, stop_reply) = outcome?;
         let mut final_savepoint = Ok(None);
@@ -461,12 +484,14 @@ impl Pipeline {
         })
     }
 
-    /// The run loop: processes the batches the reader gathers until the reader hangs up
-    /// (the source is exhausted, or the run is stopped from outside or by a `Stop`
-    /// request, which sets `stopping`); after a stop, the batch the reader was gathering
-    /// is processed too. Returns whether the source was exhausted, and the `Stop` request's reply.
+    /// The run loop: processes the groups of batches `next_group` gives (from the reader
+    /// thread, or read on this one) until it gives none (the source is exhausted, or the
+    /// run is stopped from outside or by a `Stop` request, which sets `stopping`); after a
+    /// stop, the batch being gathered is processed too. Returns whether the source was
+    /// exhausted, and the `Stop` request's reply.
     fn process_batches(
         &mut self,
+        mut next_group: impl FnMut() -> Option<Result<reader::Group>>,
         ends: &PipelineEnds,
         stopping: &AtomicBool,
         control: Option<&Receiver<Control>>,
@@ -478,7 +503,7 @@ impl Pipeline {
         let mut stop_reply = None;
         self.refresh_status("running");
         // Ends when the reader hangs up: exhausted, stopped, or failed.
-        while let Ok(group) = ends.gathered.recv() {
+        while let Some(group) = next_group() {
             for gathered in group? {
                 exhausted = gathered.state == SourceState::Exhausted;
                 self.process_batch(gathered, ends, &mut late, &mut results)?;

@@ -1,7 +1,9 @@
 //! The read side of a pipeline: the source, the fields every event is read by, and the
-//! watermarks. During a run it lives on its own thread and gathers the next batches while
-//! the pipeline processes the current ones, so reading and parsing overlap the plugins,
-//! windows and sinks on a second core.
+//! watermarks. During a run of a job without `parallelism` it lives on its own thread and
+//! gathers the next batches while the pipeline processes the current ones, so reading and
+//! parsing overlap the plugins, windows and sinks on a second core. A worker (a job with
+//! `parallelism`, one core per worker) reads on the pipeline's own thread between groups
+//! ([`Input::next_group`]): the same groups, in the same order, with the same cuts.
 //!
 //! Invariants:
 //! - Batches arrive in the order read, each with the cut after it (the source's position
@@ -63,6 +65,17 @@ pub struct Gathered {
     pub position: SourcePosition,
     /// The watermarks after the batch.
     pub watermarks: Watermarks,
+}
+
+/// What reading keeps from one group to the next.
+#[derive(Default)]
+pub struct Reading {
+    /// Buffers of a batch gathered empty, for the next.
+    spare: Option<(EventBatch, DeadLetters)>,
+    /// The error that ended reading, given after the group gathered before it.
+    failure: Option<anyhow::Error>,
+    /// Whether reading has ended.
+    ended: bool,
 }
 
 /// Batches that cross to the pipeline together, in order.
@@ -131,25 +144,49 @@ impl Input {
     /// says so or the pipeline hangs up; the reader thread's body. Returns the input for
     /// the next run.
     pub fn read_ahead(mut self, ends: ReaderEnds, stop: &(dyn Fn() -> bool + Sync)) -> Self {
-        let mut spare = None;
+        let mut reading = Reading::default();
+        while let Some(group) = self.next_group(&ends, &mut reading, stop) {
+            if ends.batches.send(group).is_err() {
+                break;
+            }
+        }
+        self
+    }
+
+    /// The next group of batches (after handing the source the checkpoints that
+    /// completed), the error that ended reading, or `None` once reading has ended (the
+    /// source is exhausted or `stop` said so). A job that reads on the pipeline's own
+    /// thread calls this between groups; [`Input::read_ahead`] calls it on the reader's.
+    pub fn next_group(
+        &mut self,
+        ends: &ReaderEnds,
+        reading: &mut Reading,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Result<Group>> {
         loop {
+            if let Some(error) = reading.failure.take() {
+                return Some(Err(error));
+            }
+            if reading.ended {
+                return None;
+            }
             while let Ok((id, position)) = ends.completed.try_recv() {
                 if let Err(e) = self.checkpoint_completed(id, &position) {
-                    let _ = ends.batches.send(Err(e));
-                    return self;
+                    reading.ended = true;
+                    return Some(Err(e));
                 }
             }
-            let (group, goes_on) = self.gather_group(&ends, &mut spare, stop);
-            if !group.is_empty() && ends.batches.send(Ok(group)).is_err() {
-                return self;
-            }
+            let (group, goes_on) = self.gather_group(ends, &mut reading.spare, stop);
             match goes_on {
                 Ok(true) => {}
-                Ok(false) => return self,
+                Ok(false) => reading.ended = true,
                 Err(e) => {
-                    let _ = ends.batches.send(Err(e));
-                    return self;
+                    reading.ended = true;
+                    reading.failure = Some(e); // after the group gathered before it
                 }
+            }
+            if !group.is_empty() {
+                return Some(Ok(group));
             }
         }
     }
@@ -321,6 +358,39 @@ mod tests {
         }
         assert_eq!(read, 95);
         assert_eq!(lines_read(input.cut().source.position()), 95);
+    }
+
+    #[test]
+    fn reading_on_the_pipelines_thread_gives_what_the_reader_thread_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = |groups: &[Group]| -> Vec<Vec<(usize, usize, u64, SourceState)>> {
+            groups
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|b| {
+                            (
+                                b.batch.len(),
+                                b.dead.len(),
+                                lines_read(&b.position),
+                                b.state,
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (ahead, _) = read_all(input(dir.path(), 95), || {});
+        let mut inline = input(dir.path(), 95);
+        let (ends, _pipeline) = channels();
+        let mut reading = Reading::default();
+        let mut groups = Vec::new();
+        while let Some(group) = inline.next_group(&ends, &mut reading, &|| false) {
+            groups.push(group.unwrap());
+        }
+        assert_eq!(summary(&groups), summary(&ahead));
+        assert_eq!(lines_read(inline.cut().source.position()), 95);
+        assert!(inline.next_group(&ends, &mut reading, &|| false).is_none());
     }
 
     #[test]

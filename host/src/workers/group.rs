@@ -339,7 +339,7 @@ pub fn run(
         failure: Mutex::new(None),
     });
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..config.parallelism)
+        let workers: Vec<_> = (0..config.workers())
             .map(|i| {
                 let job = job.clone();
                 std::thread::Builder::new()

@@ -35,7 +35,7 @@ use crate::plugin::PluginRuntime;
 /// Whether `config` runs as workers rather than one pipeline: a streaming Kafka source
 /// (partition tasks in the consumer group), or `parallelism` above 1.
 pub fn runs_as_workers(config: &PipelineConfig) -> bool {
-    config.parallelism > 1 || matches!(&config.source, SourceConfig::Kafka(k) if !k.bounded)
+    config.workers() > 1 || matches!(&config.source, SourceConfig::Kafka(k) if !k.bounded)
 }
 
 /// Checks what workers need of a pipeline: a source with partitions, and sinks they can
@@ -49,7 +49,7 @@ pub fn check(config: &PipelineConfig) -> Result<()> {
         _ => bail!(
             "parallelism = {} needs a source with partitions to split (kafka or generator); \
              a file or stdin is read by one worker",
-            config.parallelism
+            config.workers()
         ),
     }
     if let Some(path) = config.sinks().find_map(|(_, sink)| sink.file()) {
@@ -106,7 +106,7 @@ fn run_shares(
     stop: &AtomicBool,
     board: &TaskBoard,
 ) -> Result<RunSummary> {
-    let n = config.parallelism;
+    let n = config.workers();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..n)
             .map(|i| {
