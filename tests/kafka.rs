@@ -325,11 +325,7 @@ fn a_job_killed_before_its_first_checkpoint_writes_nothing_twice_when_restarted(
     let file = file.to_str().unwrap();
     let producing = produce_stream(broker.input_producer(), "events", COUNT);
     let mut job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-0.log"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while read_topic(&broker.address(), "kept").len() < 1000 {
-        assert!(std::time::Instant::now() < deadline, "no output");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_output(&broker.address(), "kept", 1000);
     job.kill().unwrap();
     job.wait().unwrap();
     let job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-1.log"));
@@ -432,14 +428,24 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
         })
         .collect();
     let mut ids = wait_for_ids(&broker.address(), "kept", expected.len());
-    // Tasks checkpoint on their own; a savepoint is refused with what to do instead.
-    let savepoint = eddy(&["savepoint", "--admin", &admin], None);
-    assert!(!savepoint.status.success());
-    assert!(
-        stderr(&savepoint).contains("final checkpoint"),
-        "{}",
-        stderr(&savepoint)
+    // A savepoint is each task's, in <dir>/tasks/<task>.
+    let savepoint = eddy(
+        &[
+            "savepoint",
+            "--admin",
+            &admin,
+            s.path("sp").to_str().unwrap(),
+        ],
+        None,
     );
+    assert_success(&savepoint);
+    let listed = String::from_utf8_lossy(&savepoint.stdout).to_string();
+    assert_eq!(listed.matches("  task events-").count(), 6, "{listed}");
+    for partition in 0..6 {
+        assert!(s
+            .path(&format!("sp/tasks/events-{partition}/savepoint.eddy"))
+            .is_file());
+    }
     let stopped = eddy(&["stop", "--admin", &admin], None);
     assert_success(&stopped);
     let ended = job.wait_with_output().unwrap();
@@ -451,20 +457,82 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     ids.sort_unstable();
     assert_eq!(ids.len(), expected.len(), "records lost or written twice");
     assert_eq!(ids, expected);
-    let from_savepoint = eddy(
+}
+
+#[test]
+fn partition_tasks_stop_with_a_savepoint_that_another_store_starts_from() {
+    const COUNT: usize = 12_000;
+    let broker = Broker::start(1).unwrap();
+    broker.topic("events", 6);
+    broker.topic("kept", 3);
+    let admin = free_admin_address();
+    let s = Scratch::new();
+    let pipeline = tasks_pipeline(&broker.address(), "group", "kept", 2);
+    let file = s.write(
+        "pipeline.toml",
+        &format!("{pipeline}\n[admin]\nlisten = \"{admin}\"\n"),
+    );
+    let producing = produce_stream(broker.input_producer(), "events", COUNT);
+    let job = spawn_logged(&["run", file.to_str().unwrap()], &s.path("eddy-0.log"));
+    wait_for_output(&broker.address(), "kept", 2000);
+    let sp = s.path("sp");
+    let stopped = eddy(
+        &[
+            "stop",
+            "--admin",
+            &admin,
+            "--savepoint",
+            sp.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_success(&stopped);
+    let said = String::from_utf8_lossy(&stopped.stdout).to_string();
+    assert_eq!(said.matches("  task events-").count(), 6, "{said}");
+    assert_eq!(wait_for_exit(job), Some(3));
+
+    // The job moves to another checkpoint store: the savepoint seeds it, and every task
+    // goes on from its savepoint (nothing read twice, nothing skipped).
+    let moved = s.write(
+        "moved.toml",
+        &pipeline.replace("dir = \"state\"", "dir = \"moved\""),
+    );
+    let moved = moved.to_str().unwrap();
+    let from_savepoint = ["run", moved, "--from-savepoint", sp.to_str().unwrap()];
+    let job = spawn_logged(&from_savepoint, &s.path("eddy-1.log"));
+    producing.join().unwrap();
+    let expected = (0..COUNT).filter(|i| (i * 37) % 100 >= 20).count();
+    let ids = wait_for_ids(&broker.address(), "kept", expected);
+    terminate(job);
+    // Started again with the same command, the job resumes from the store: the tasks
+    // may have checkpointed since the savepoint, which is not installed twice.
+    let again = spawn_logged(&from_savepoint, &s.path("eddy-2.log"));
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(again);
+    // A store holding other task state is not overwritten.
+    let refused = eddy(
         &[
             "run",
             file.to_str().unwrap(),
             "--from-savepoint",
-            s.path("state").to_str().unwrap(),
+            sp.to_str().unwrap(),
         ],
         None,
     );
-    assert!(
-        stderr(&from_savepoint).contains("resume from their own checkpoints"),
-        "{}",
-        stderr(&from_savepoint)
-    );
+    with_logs_on_failure(s.dir.path(), || {
+        assert_each_kept_once(ids, COUNT);
+        let log = std::fs::read_to_string(s.path("eddy-2.log")).unwrap();
+        assert!(
+            log.contains("started from") && log.contains("already"),
+            "{log}"
+        );
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("holds the state of task"),
+            "{}",
+            stderr(&refused)
+        );
+    });
 }
 
 /// A self-signed certificate for 127.0.0.1 and its key: the server's certificate and the

@@ -20,9 +20,11 @@
 //! each task, the metrics carry a `task` label, and a reload switches every task of the
 //! process, or none: when one task refuses, those that had switched go back, and a task
 //! started later (a partition assigned afterwards) starts with the version every task
-//! took (one started while a swap went to the others is swapped after them). Such a job
-//! takes no savepoints (its tasks checkpoint on their own); `stop` ends
-//! every task with a final checkpoint. Each process of a group has its own endpoint.
+//! took (one started while a swap went to the others is swapped after them). A savepoint
+//! of such a job is every task's savepoint at its next batch boundary, each in
+//! `<dir>/tasks/<task>` (what `--from-savepoint` seeds the store from); `stop` ends every
+//! task with a final checkpoint, or with its savepoint there. Each process of a group has
+//! its own endpoint, and its savepoint holds the tasks it runs.
 //!
 //! It binds to loopback by default. With `[admin] token_file`, requests that change the
 //! job (savepoint, stop) must carry `Authorization: Bearer <token>`; reading status and
@@ -844,24 +846,73 @@ async fn savepoint_handler(
     if let Err(refused) = authorize(&shared, &headers) {
         return refused;
     }
-    let Served::Pipeline(pipeline) = &shared.served else {
-        return failure(TASK_SAVEPOINTS.into());
+    let dir = request.dir;
+    let pipeline = match &shared.served {
+        Served::Pipeline(pipeline) => pipeline,
+        Served::Tasks(_) => {
+            let answered = each_task_savepoint(&shared.served, &dir, |dir, reply| {
+                Control::Savepoint { dir, reply }
+            })
+            .await;
+            return match answered {
+                Ok(tasks) => (
+                    StatusCode::OK,
+                    Json(json!({ "savepoint": dir, "tasks": tasks })),
+                ),
+                Err(e) => failure(e),
+            };
+        }
     };
-    match ask(pipeline, |reply| Control::Savepoint {
-        dir: request.dir,
-        reply,
-    })
-    .await
-    {
+    match ask(pipeline, |reply| Control::Savepoint { dir, reply }).await {
         Ok(path) => (StatusCode::OK, Json(json!({ "savepoint": path }))),
         Err(e) => failure(e),
     }
 }
 
-/// Why a job run as tasks takes no savepoint.
-const TASK_SAVEPOINTS: &str = "a job run as partition tasks takes no savepoints yet: each task \
-    checkpoints into <checkpoint dir>/tasks/<task>, and `eddy stop` (without --savepoint) ends \
-    every task with a final checkpoint that a restart resumes from";
+/// Asks every task for its savepoint in `<dir>/tasks/<task>` (the request `request`
+/// builds), all first, then waits: each task's savepoint file, or which tasks failed and
+/// why.
+async fn each_task_savepoint<T: serde::Serialize + Send + 'static>(
+    served: &Served,
+    dir: &Path,
+    request: impl Fn(PathBuf, Sender<Result<T, String>>) -> Control,
+) -> Result<Value, String> {
+    let targets = served.targets();
+    if targets.is_empty() {
+        return Err(
+            "the job runs no task yet (the group has not assigned it partitions); \
+                    try again once `eddy status` lists tasks"
+                .into(),
+        );
+    }
+    let sent = targets
+        .iter()
+        .map(|(name, target)| {
+            let name = name.clone().unwrap_or_default();
+            let task_dir = crate::workers::task_dir(dir, &name);
+            (Some(name), send(target, |reply| request(task_dir, reply)))
+        })
+        .collect();
+    let mut files = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (name, answer) in answers(sent).await {
+        let name = name.unwrap_or_default();
+        match answer {
+            Ok(file) => {
+                files.insert(name, json!(file));
+            }
+            Err(e) => failed.push(format!("task {name}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(format!(
+            "the savepoint in {} is incomplete: {}",
+            dir.display(),
+            failed.join("; ")
+        ));
+    }
+    Ok(Value::Object(files))
+}
 
 async fn stop_handler(
     State(shared): State<Shared>,
@@ -872,17 +923,33 @@ async fn stop_handler(
         return refused;
     }
     let savepoint = request.map(|Json(r)| r).unwrap_or_default().savepoint;
-    let pipeline = match &shared.served {
-        Served::Pipeline(pipeline) => pipeline,
-        Served::Tasks(_) if savepoint.is_some() => return failure(TASK_SAVEPOINTS.into()),
-        Served::Tasks(board) => {
+    let pipeline = match (&shared.served, savepoint) {
+        (Served::Pipeline(pipeline), savepoint) => (pipeline, savepoint),
+        (Served::Tasks(board), None) => {
             board.stop();
             return (
                 StatusCode::OK,
                 Json(json!({ "stopped": true, "savepoint": null })),
             );
         }
+        (Served::Tasks(board), Some(dir)) => {
+            // Each task stops right after its savepoint; then the process ends.
+            let answered = each_task_savepoint(&shared.served, &dir, |dir, reply| Control::Stop {
+                savepoint: Some(dir),
+                reply,
+            })
+            .await;
+            board.stop();
+            return match answered {
+                Ok(tasks) => (
+                    StatusCode::OK,
+                    Json(json!({ "stopped": true, "savepoint": dir, "tasks": tasks })),
+                ),
+                Err(e) => failure(e),
+            };
+        }
     };
+    let (pipeline, savepoint) = pipeline;
     match ask(pipeline, |reply| Control::Stop { savepoint, reply }).await {
         Ok(path) => (
             StatusCode::OK,

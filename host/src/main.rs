@@ -211,7 +211,15 @@ fn savepoint(admin: &AdminArgs, dir: Option<PathBuf>) -> Result<()> {
         Some(&serde_json::json!({ "dir": absolute(dir)? })),
     )?;
     println!("{}", answer["savepoint"].as_str().unwrap_or_default());
+    print_task_savepoints(&answer);
     Ok(())
+}
+
+/// A job run as tasks answers with each task's savepoint: one line each.
+fn print_task_savepoints(answer: &serde_json::Value) {
+    for (task, file) in answer["tasks"].as_object().into_iter().flatten() {
+        println!("  task {task}: {}", file.as_str().unwrap_or_default());
+    }
 }
 
 fn stop(admin: &AdminArgs, savepoint: Option<PathBuf>) -> Result<()> {
@@ -225,6 +233,7 @@ fn stop(admin: &AdminArgs, savepoint: Option<PathBuf>) -> Result<()> {
         Some(path) => println!("stopped; savepoint {path}"),
         None => println!("stopped"),
     }
+    print_task_savepoints(&answer);
     Ok(())
 }
 

@@ -340,6 +340,18 @@ interval = "1s"
     )
 }
 
+/// Waits until `topic` holds at least `count` records (a minute at most).
+pub fn wait_for_output(bootstrap: &str, topic: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_topic(bootstrap, topic).len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} did not reach {count} records"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until `topic` holds `count` records (or a minute passes), then returns the ids
 /// it holds.
 pub fn wait_for_ids(bootstrap: &str, topic: &str, count: usize) -> Vec<u64> {
@@ -400,11 +412,19 @@ pub fn random_below(bound: u64) -> u64 {
 }
 
 /// Stops a job with SIGTERM (its tasks end with checkpoints) and waits for it.
-pub fn terminate(mut child: Child) {
+pub fn terminate(child: Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
+    wait_for_exit(child);
+}
+
+/// Waits up to 20 s for a job to end; its exit code.
+pub fn wait_for_exit(mut child: Child) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "eddy did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

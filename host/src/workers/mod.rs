@@ -9,20 +9,23 @@
 //!   member reaches (the shared checkpoint store), so a partition moves between members
 //!   with its state ([`group`]).
 //! - The generator with `parallelism = N` runs N workers, worker `i` emitting its share of
-//!   the sequence and checkpointing in `<checkpoint dir>/worker-<i>-of-<N>`.
+//!   the sequence and checkpointing in `<checkpoint dir>/tasks/worker-<i>-of-<N>`.
 //!
 //! - Every task is on the process's [`TaskBoard`], through which the admin endpoint
-//!   reaches them all: status, metrics, hot swap (every task switches, or none), stop.
+//!   reaches them all: status, metrics, hot swap (every task switches, or none),
+//!   savepoints (each task's in `<savepoint>/tasks/<task>`), stop.
+//! - `--from-savepoint` seeds the checkpoint store from such a savepoint, once ([`seed`]).
 //!
 //! Invariants: a partition's state is held by one task at a time (its directory is locked
 //! while a task holds it); a task gives its partition up only after a final checkpoint.
 
 mod board;
 mod group;
+mod seed;
 
 pub use board::TaskBoard;
+pub use seed::task_dir;
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -84,14 +87,12 @@ pub fn run_on_board(
     board: &Arc<TaskBoard>,
 ) -> Result<RunSummary> {
     check(config)?;
-    if let Some(savepoint) = &options.from_savepoint {
-        bail!(
-            "--from-savepoint {} cannot start a job run as workers (a streaming Kafka source \
-             or parallelism > 1): its tasks resume from their own checkpoints in \
-             <checkpoint dir>/tasks; run without --from-savepoint",
-            savepoint.display()
-        );
+    // Tasks resume from the checkpoint store, which a savepoint seeds (once).
+    let mut options = options.clone();
+    if let Some(savepoint) = options.from_savepoint.take() {
+        seed::seed_from_savepoint(config, &savepoint)?;
     }
+    let options = &options;
     match &config.source {
         SourceConfig::Kafka(kafka) => group::run(config, kafka, runtime, options, stop, board),
         _ => run_shares(config, runtime, options, stop, board),
@@ -163,9 +164,4 @@ fn task_config(config: &PipelineConfig, name: &str) -> PipelineConfig {
         }
     }
     task
-}
-
-/// Where task `name` keeps its checkpoints in the job's checkpoint directory.
-fn task_dir(dir: &Path, name: &str) -> std::path::PathBuf {
-    dir.join("tasks").join(name)
 }
