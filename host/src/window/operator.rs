@@ -105,6 +105,18 @@ impl Due {
         }
     }
 
+    /// Sorts a firing into its order ([`Due::order`]): by the prefixes alone first (a
+    /// plain number compare the sort inlines), then each run of equal prefixes (keys that
+    /// share their first 16 bytes, or one key's several windows) in full.
+    fn sort(due: &mut [Due], keys: &Keys, windows: &Windows) {
+        due.sort_unstable_by_key(|d| (u128::from(d.prefix.0) << 64) | u128::from(d.prefix.1));
+        for tied in due.chunk_by_mut(|a, b| a.prefix == b.prefix) {
+            if tied.len() > 1 {
+                tied.sort_unstable_by(|a, b| a.order(b, keys, windows));
+            }
+        }
+    }
+
     /// The firing order: by key bytes, then start and end.
     fn order(&self, other: &Due, keys: &Keys, windows: &Windows) -> std::cmp::Ordering {
         let bounds = |due: &Due| windows.held(due.slot).map(|(_, w)| (w.start, w.end));
@@ -457,7 +469,7 @@ impl WindowOperator {
                 Some(Due::new(keys.bytes(key), slot, key))
             }));
             // Key bytes, not ids, so the order survives a restore (ids are reassigned).
-            due.sort_unstable_by(|a, b| a.order(b, keys, &self.windows));
+            Due::sort(&mut due, keys, &self.windows);
             due.dedup_by_key(|d| d.slot);
             for Due { slot, key, .. } in due.drain(..) {
                 // Slots are neither freed twice nor reused while a firing goes on.
@@ -699,7 +711,7 @@ mod due_tests {
                     Due::new(bytes, slot, key)
                 })
                 .collect();
-            due.sort_unstable_by(|a, b| a.order(b, &table, &windows));
+            Due::sort(&mut due, &table, &windows);
             let ordered: Vec<&[u8]> = due.iter().map(|d| table.bytes(d.key)).collect();
             let mut expected: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             expected.sort();
