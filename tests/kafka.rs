@@ -459,6 +459,95 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     assert_eq!(ids, expected);
 }
 
+/// `eddy status` of the job at `admin`, as JSON (null while the endpoint is not up).
+fn status_of(admin: &str) -> Value {
+    let output = eddy(&["status", "--admin", admin], None);
+    serde_json::from_slice(&output.stdout).unwrap_or_default()
+}
+
+/// Why each task of the job at `admin` runs the version of stage `big` it runs.
+fn last_swaps(admin: &str) -> Vec<String> {
+    status_of(admin)["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|task| {
+            let history = task["status"]["plugins"][0]["history"].as_array().unwrap();
+            history.last().unwrap()["why"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_with_also_switches_every_process_of_the_group_or_none() {
+    let broker = Broker::start(1).unwrap();
+    broker.topic("events", 6);
+    broker.topic("kept", 3);
+    let s = Scratch::new();
+    let pipeline = tasks_pipeline(&broker.address(), "group", "kept", 1);
+    let (a, b) = (free_admin_address(), free_admin_address());
+    let jobs: Vec<_> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(n, admin)| {
+            let file = s.write(
+                &format!("pipeline-{n}.toml"),
+                &format!("{pipeline}\n[admin]\nlisten = \"{admin}\"\n"),
+            );
+            spawn_logged(
+                &["run", file.to_str().unwrap()],
+                &s.path(&format!("eddy-{n}.log")),
+            )
+        })
+        .collect();
+    // The group splits the six partitions between the two processes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while last_swaps(&a).len() + last_swaps(&b).len() != 6
+        || last_swaps(&a).is_empty()
+        || last_swaps(&b).is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group did not settle"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reload = |also: &str| {
+        eddy(
+            &[
+                "reload", "--admin", &a, "big", "--config", "value=50", "--also", also,
+            ],
+            None,
+        )
+    };
+    // A process that cannot take it (here: one not there) sends back those that had.
+    let refused = reload("127.0.0.1:1");
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(
+        said.contains("127.0.0.1:1 refused") && said.contains(&format!("{a} went back")),
+        "{said}"
+    );
+    assert!(last_swaps(&a)
+        .iter()
+        .all(|why| why == "rollback (requested)"));
+    assert!(last_swaps(&b).iter().all(|why| why == "start"));
+    // Every process of the group switches.
+    let swapped = reload(&b);
+    assert_success(&swapped);
+    let said = String::from_utf8_lossy(&swapped.stdout).to_string();
+    assert!(said.contains(&format!("process {b}:")), "{said}");
+    for admin in [&a, &b] {
+        assert!(
+            last_swaps(admin).iter().all(|why| why == "reload"),
+            "{admin}"
+        );
+    }
+    for job in jobs {
+        terminate(job);
+    }
+}
+
 #[test]
 fn partition_tasks_stop_with_a_savepoint_that_another_store_starts_from() {
     const COUNT: usize = 12_000;

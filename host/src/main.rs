@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use eddy::clock::now_millis;
 use eddy::config::{PipelineConfig, DEFAULT_ADMIN};
@@ -93,6 +93,11 @@ enum Command {
         /// Drop the stage's shadow.
         #[arg(long, conflicts_with_all = ["path", "config"])]
         unshadow: bool,
+        /// The admin endpoint of another process of the job's consumer group (repeatable):
+        /// each process is reloaded in turn, and if one refuses, those that had switched
+        /// go back.
+        #[arg(long, value_name = "ADDR")]
+        also: Vec<String>,
     },
     /// Prints what a checkpoint or savepoint holds (a file, a savepoint directory, or a
     /// checkpoint directory: its newest good checkpoint).
@@ -150,11 +155,18 @@ fn main() -> ExitCode {
             shadow,
             promote,
             unshadow,
+            also,
         } => {
             let mode = serde_json::json!({
                 "rollback": rollback, "shadow": shadow, "promote": promote, "unshadow": unshadow,
             });
-            reload(&admin, &stage, path, config, mode).map(|()| ExitCode::SUCCESS)
+            let processes: Vec<AdminArgs> = std::iter::once(admin.clone())
+                .chain(also.into_iter().map(|addr| AdminArgs {
+                    admin: addr,
+                    token_file: admin.token_file.clone(),
+                }))
+                .collect();
+            reload(&processes, &stage, path, config, mode).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {
@@ -177,7 +189,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
 }
 
 /// How the operator commands reach a job's admin endpoint.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct AdminArgs {
     /// The job's admin endpoint.
     #[arg(long, default_value = DEFAULT_ADMIN)]
@@ -244,28 +256,85 @@ fn key_value(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
+/// Reloads stage `stage` in each of `processes` in turn (one process unless `--also`
+/// names others of its group). If one refuses, the processes that had switched are
+/// asked to undo it (a swap or promotion is rolled back, a shadow dropped), and the
+/// error names the process that refused.
 fn reload(
-    admin: &AdminArgs,
+    processes: &[AdminArgs],
     stage: &str,
     path: Option<PathBuf>,
     config: Vec<(String, String)>,
     mode: serde_json::Value,
 ) -> Result<()> {
     let path = path.map(absolute).transpose()?;
-    let shadowing = mode["shadow"] == true || mode["unshadow"] == true;
     let config: serde_json::Map<String, serde_json::Value> =
         config.into_iter().map(|(k, v)| (k, v.into())).collect();
-    let answer = admin.request(
-        "POST",
-        "/reload",
-        Some(&{
-            let mut body = mode;
-            body["stage"] = stage.into();
-            body["path"] = serde_json::json!(path);
-            body["config"] = config.into();
-            body
-        }),
-    )?;
+    let undo = if mode["shadow"] == true {
+        Some(serde_json::json!({ "stage": stage, "unshadow": true }))
+    } else if mode["rollback"] == true || mode["unshadow"] == true {
+        None
+    } else {
+        Some(serde_json::json!({ "stage": stage, "rollback": true }))
+    };
+    let body = {
+        let mut body = mode;
+        body["stage"] = stage.into();
+        body["path"] = serde_json::json!(path);
+        body["config"] = config.into();
+        body
+    };
+    for (done, process) in processes.iter().enumerate() {
+        let refused = match process.request("POST", "/reload", Some(&body)) {
+            Ok(answer) => {
+                if processes.len() > 1 {
+                    println!("process {}:", process.admin);
+                }
+                print_reload(stage, &body, &answer);
+                continue;
+            }
+            Err(e) => e,
+        };
+        let switched = &processes[..done];
+        if switched.is_empty() {
+            return Err(refused);
+        }
+        let Some(undo) = &undo else {
+            bail!(
+                "{} refused: {refused:#}; the processes before it ({}) did it already",
+                process.admin,
+                addresses(switched)
+            );
+        };
+        let undone: Vec<String> = switched
+            .iter()
+            .rev()
+            .map(|p| match p.request("POST", "/reload", Some(undo)) {
+                Ok(_) => format!("{} went back", p.admin),
+                Err(e) => format!("{} did not go back: {e:#}", p.admin),
+            })
+            .collect();
+        bail!(
+            "{} refused: {refused:#}; {}",
+            process.admin,
+            undone.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The endpoints' addresses, for messages.
+fn addresses(processes: &[AdminArgs]) -> String {
+    processes
+        .iter()
+        .map(|p| p.admin.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints what one process answered to a reload.
+fn print_reload(stage: &str, request: &serde_json::Value, answer: &serde_json::Value) {
+    let shadowing = request["shadow"] == true || request["unshadow"] == true;
     let version = answer["version"].as_str().unwrap_or_default();
     let version = &version[..12.min(version.len())];
     if shadowing {
@@ -292,7 +361,6 @@ fn reload(
             answer["records_in"], answer["pause_us"], answer["checkpoint"]
         );
     }
-    Ok(())
 }
 
 fn inspect(path: &Path) -> Result<()> {
