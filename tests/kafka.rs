@@ -309,31 +309,47 @@ fn three_processes_in_one_group_survive_a_sigkill_and_read_each_record_once() {
     replace_one_of(&Broker::start(1).unwrap(), 3, 1, Stop::Kill);
 }
 
-#[test]
-fn a_job_killed_before_its_first_checkpoint_writes_nothing_twice_when_restarted() {
-    const COUNT: usize = 12_000;
+/// A development broker with topics `events` (6 partitions) and `kept` (3), and the
+/// pipeline file of partition tasks between them ([`tasks_pipeline`], as `edit` changes
+/// it) in a scratch directory.
+fn tasks_job(parallelism: u32, edit: impl FnOnce(String) -> String) -> (Broker, Scratch, String) {
     let broker = Broker::start(1).unwrap();
     broker.topic("events", 6);
     broker.topic("kept", 3);
     let s = Scratch::new();
+    let pipeline = edit(tasks_pipeline(
+        &broker.address(),
+        "group",
+        "kept",
+        parallelism,
+    ));
+    let file = s.write("pipeline.toml", &pipeline);
+    let file = file.to_str().unwrap().to_owned();
+    (broker, s, file)
+}
+
+/// Waits for every one of `count` records that passes the filter, stops `job`, and
+/// checks that each reached `kept` once (printing the jobs' logs if not).
+fn each_kept_once_then_stop(broker: &Broker, s: &Scratch, job: std::process::Child, count: usize) {
+    let expected = (0..count).filter(|i| (i * 37) % 100 >= 20).count();
+    let ids = wait_for_ids(&broker.address(), "kept", expected);
+    terminate(job);
+    with_logs_on_failure(s.dir.path(), || assert_each_kept_once(ids, count));
+}
+
+#[test]
+fn a_job_killed_before_its_first_checkpoint_writes_nothing_twice_when_restarted() {
+    const COUNT: usize = 12_000;
     // No periodic checkpoint comes before the kill: only the one a job takes as it starts.
-    let file = s.write(
-        "pipeline.toml",
-        &tasks_pipeline(&broker.address(), "group", "kept", 2)
-            .replace("interval = \"1s\"", "interval = \"1h\""),
-    );
-    let file = file.to_str().unwrap();
+    let (broker, s, file) = tasks_job(2, |p| p.replace("interval = \"1s\"", "interval = \"1h\""));
     let producing = produce_stream(broker.input_producer(), "events", COUNT);
-    let mut job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-0.log"));
+    let mut job = spawn_logged(&["run", &file, "--quiet"], &s.path("eddy-0.log"));
     wait_for_output(&broker.address(), "kept", 1000);
     job.kill().unwrap();
     job.wait().unwrap();
-    let job = spawn_logged(&["run", file, "--quiet"], &s.path("eddy-1.log"));
+    let job = spawn_logged(&["run", &file, "--quiet"], &s.path("eddy-1.log"));
     producing.join().unwrap();
-    let expected = (0..COUNT).filter(|i| (i * 37) % 100 >= 20).count();
-    let ids = wait_for_ids(&broker.address(), "kept", expected);
-    terminate(job);
-    with_logs_on_failure(s.dir.path(), || assert_each_kept_once(ids, COUNT));
+    each_kept_once_then_stop(&broker, &s, job, COUNT);
 }
 
 #[test]
@@ -457,6 +473,38 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     ids.sort_unstable();
     assert_eq!(ids.len(), expected.len(), "records lost or written twice");
     assert_eq!(ids, expected);
+}
+
+#[test]
+fn a_task_waits_for_the_previous_owner_of_its_partition_to_let_go() {
+    const COUNT: usize = 6_000;
+    let (broker, s, file) = tasks_job(1, |p| p);
+    // A previous owner still holds partition 4's directory (a member the group gave up
+    // on that has not noticed yet, still writing).
+    let dir = s.path("state/tasks/events-4");
+    std::fs::create_dir_all(&dir).unwrap();
+    let held = std::fs::File::create(dir.join("LOCK")).unwrap();
+    held.try_lock().unwrap();
+    let producing = produce_stream(broker.input_producer(), "events", COUNT);
+    let log = s.path("eddy-0.log");
+    let mut job = spawn_logged(&["run", &file], &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("waiting up to")
+    {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task did not wait"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(job.try_wait().unwrap().is_none(), "the job gave up");
+    drop(held);
+    producing.join().unwrap();
+    each_kept_once_then_stop(&broker, &s, job, COUNT);
 }
 
 /// `eddy status` of the job at `admin`, as JSON (null while the endpoint is not up).

@@ -134,6 +134,7 @@ fn main() -> ExitCode {
             RunOptions {
                 fresh,
                 from_savepoint,
+                ..RunOptions::default()
             },
             quiet,
         )

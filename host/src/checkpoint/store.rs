@@ -95,6 +95,27 @@ impl CheckpointDir {
         self.store.lock()
     }
 
+    /// Claims the checkpoints as [`CheckpointDir::lock`] does, retrying for up to `wait`
+    /// while another holds them (a partition's previous owner still finishing: the task
+    /// that takes the partition over reads its state, and a deduplicating sink what it
+    /// wrote, only once it has let go).
+    pub fn lock_within(&self, wait: std::time::Duration) -> Result<StoreLock> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut said = false;
+        loop {
+            match self.lock() {
+                Ok(lock) => return Ok(lock),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    if !std::mem::replace(&mut said, true) {
+                        tracing::info!("{e:#}; waiting up to {wait:?} for it to let go");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Writes a checkpoint atomically and removes the checkpoints no longer needed. The
     /// files its sections stage (sinks' output) are fsynced first.
     pub fn write(&self, snapshot: &Snapshot) -> Result<PathBuf> {

@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Start from this savepoint (a directory or file) instead of the checkpoints.
     pub from_savepoint: Option<PathBuf>,
+    /// How long to wait for another holder of the checkpoint directory to let go before
+    /// refusing (a partition task waits for the partition's previous owner; a job on its
+    /// own refuses at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// Side inputs and plugins of a pipeline, loaded (compiled, type-checked), not running.
@@ -300,7 +304,7 @@ impl Pipeline {
         // Claimed before anything in it or any sink is touched.
         let checkpoint_lock = checkpoint_dir
             .as_ref()
-            .map(CheckpointDir::lock)
+            .map(|dir| dir.lock_within(options.lock_wait))
             .transpose()?;
         let resume = restore::find_snapshot(config, checkpoint_dir.as_ref(), options)?;
         let input = Input {

@@ -5,7 +5,10 @@
 //! task, which ends with a final checkpoint, before the group hands the partition on.
 //!
 //! Invariants: a task is started before its partition is fetched and stopped (its state
-//! checkpointed) before the revocation returns; records reach a task in offset order, in
+//! checkpointed) before the revocation returns; a task starts only once it holds its
+//! directory's lock, waiting for a previous owner that still holds it (a member the
+//! group gave up on that has not noticed yet), so a partition is never processed, nor its
+//! output read back for deduplication, while another task still writes it; records reach a task in offset order, in
 //! blocks of what the consumer had at hand, at most [`HANDOVER_RECORDS`] (or
 //! `max_records` when larger), so small batches do not cost a hand-over each; blocks
 //! still being filled when the group rebalances are dropped, never handed to a task
@@ -34,6 +37,11 @@ use crate::pipeline::{Pipeline, RunOptions, RunSummary};
 use crate::plugin::PluginRuntime;
 use crate::source::kafka::{Commit, Fetched, PartitionFeed, StartAt};
 use crate::source::KafkaSourceConfig;
+
+/// How long a task waits for the partition's previous owner to let go of its directory
+/// in the checkpoint store: longer than librdkafka's default `session.timeout.ms` (45 s),
+/// after which a member cut off from the group has revoked its partitions itself.
+const PREVIOUS_OWNER_WAIT: Duration = Duration::from_secs(60);
 
 /// Blocks a task may have waiting before the worker waits for it (back-pressure).
 const QUEUED_BLOCKS: usize = 2;
@@ -333,7 +341,10 @@ pub fn run(
         kafka: kafka.clone(),
         start: kafka.start_at()?,
         runtime: runtime.clone(),
-        options: options.clone(),
+        options: RunOptions {
+            lock_wait: PREVIOUS_OWNER_WAIT,
+            ..options.clone()
+        },
         board: board.clone(),
         finished: Mutex::new(None),
         failure: Mutex::new(None),
