@@ -94,7 +94,7 @@ fn main() {
         let per_window =
             (rss_at_peak.saturating_sub(rss_before) * 1024) as f64 / peak_windows.max(1) as f64;
         println!(
-            "{name}: {events} events in {elapsed:.2} s = {:.2} M events/s; {} results; peak {} open (key, window) pairs, ~{per_window:.0} bytes each (peak RSS {} MiB)",
+            "{name}: {events} events in {elapsed:.2} s = {:.2} M events/s; {} results; peak {} open (key, window) pairs, ~{per_window:.1} bytes each (peak RSS {} MiB)",
             events as f64 / elapsed / 1e6,
             summary.metrics.records_out,
             peak_windows,

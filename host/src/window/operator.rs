@@ -30,8 +30,9 @@ use crate::dead_letter::DeadLetters;
 use crate::json_text::write_str;
 use crate::watermark::MIN_WATERMARK;
 
-/// Results gathered past this many bytes are handed on (see [`Results`]).
-pub const SPILL_BYTES: usize = 4 << 20;
+/// Results gathered past this many bytes are handed on (see [`Results`]); the buffer
+/// that gathers them stays this large between batches, so it is small.
+pub const SPILL_BYTES: usize = 512 << 10;
 
 /// Takes a chunk of window results (a sink's write).
 pub type Spill<'a> = &'a mut dyn FnMut(Records<'_>) -> Result<()>;
@@ -76,8 +77,9 @@ pub struct WindowCounters {
     pub unaggregatable: u64,
 }
 
-/// How much of the firing list's space is kept between firings.
-const KEPT_DUE_BYTES: usize = 2 << 20;
+/// How much of the firing list's space is kept between firings (a firing larger than
+/// this grows it again; kept small, as it is held while windows are open).
+const KEPT_DUE_BYTES: usize = 256 << 10;
 
 /// A window due at a timer, with what sorting it by key needs: 24 bytes (its window is
 /// read from its slot).
