@@ -159,3 +159,106 @@ fn copy_components(from: &Path, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Snapshot;
+
+    /// A job of tasks checkpointing into `dir`/state.
+    fn config(dir: &Path) -> PipelineConfig {
+        PipelineConfig::parse(&format!(
+            "parallelism = 2\n[source]\nkind = \"generator\"\n[sink]\nkind = \"null\"\n\
+             [checkpoint]\ndir = \"{}\"\n",
+            dir.join("state").display()
+        ))
+        .unwrap()
+    }
+
+    /// A savepoint in `dir` of tasks `names`, each its own id.
+    fn savepoint(dir: &Path, names: &[&str], id: u64) -> PathBuf {
+        for name in names {
+            let task = task_dir(dir, name);
+            std::fs::create_dir_all(&task).unwrap();
+            let snapshot = Snapshot {
+                id,
+                savepoint: true,
+                ..Snapshot::default()
+            };
+            std::fs::write(
+                task.join(SAVEPOINT_FILE),
+                checkpoint::encode(&snapshot).unwrap(),
+            )
+            .unwrap();
+        }
+        dir.to_owned()
+    }
+
+    /// The ids of task `name`'s checkpoints in the store.
+    fn ids(dir: &Path, name: &str) -> Vec<u64> {
+        let store = CheckpointDir::open(&task_dir(&dir.join("state"), name), 3).unwrap();
+        store.checkpoints().unwrap().iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn a_savepoint_seeds_each_task_once_and_never_over_other_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let sp = savepoint(&dir.path().join("sp"), &["events-0", "events-1"], 7);
+        seed_from_savepoint(&config, &sp).unwrap();
+        assert_eq!(ids(dir.path(), "events-0"), vec![7]);
+        assert_eq!(ids(dir.path(), "events-1"), vec![7]);
+
+        // A task checkpoints after the start; the same savepoint again (another process of
+        // the group, or a restart) leaves the store as it is.
+        let store = CheckpointDir::open(&task_dir(&dir.path().join("state"), "events-0"), 3);
+        store
+            .unwrap()
+            .write(&Snapshot {
+                id: 8,
+                ..Snapshot::default()
+            })
+            .unwrap();
+        seed_from_savepoint(&config, &sp).unwrap();
+        assert_eq!(ids(dir.path(), "events-0"), vec![8, 7]);
+
+        // Another savepoint is refused: the store holds what this one started.
+        let other = savepoint(&dir.path().join("other"), &["events-0"], 3);
+        let refused = seed_from_savepoint(&config, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("was started from another savepoint"),
+            "{refused}"
+        );
+        assert_eq!(ids(dir.path(), "events-0"), vec![8, 7]);
+    }
+
+    #[test]
+    fn a_store_with_task_state_or_a_savepoint_without_tasks_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let not_tasks = dir.path().join("plain");
+        std::fs::create_dir_all(&not_tasks).unwrap();
+        let refused = seed_from_savepoint(&config, &not_tasks)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("holds no task savepoints"), "{refused}");
+
+        // Task state from a run that did not start from this savepoint.
+        CheckpointDir::open(&task_dir(&dir.path().join("state"), "events-3"), 3)
+            .unwrap()
+            .write(&Snapshot {
+                id: 40,
+                ..Snapshot::default()
+            })
+            .unwrap();
+        let sp = savepoint(&dir.path().join("sp"), &["events-3"], 7);
+        let refused = seed_from_savepoint(&config, &sp).unwrap_err().to_string();
+        assert!(
+            refused.contains("holds the state of task events-3"),
+            "{refused}"
+        );
+        assert_eq!(ids(dir.path(), "events-3"), vec![40]);
+    }
+}
