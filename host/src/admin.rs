@@ -869,6 +869,10 @@ async fn savepoint_handler(
     }
 }
 
+/// Why a job of tasks that runs none yet takes no savepoint.
+const NO_TASKS: &str = "the job runs no task yet (the group has not assigned it partitions); \
+    try again once `eddy status` lists tasks";
+
 /// Asks every task for its savepoint in `<dir>/tasks/<task>` (the request `request`
 /// builds), all first, then waits: each task's savepoint file, or which tasks failed and
 /// why.
@@ -879,11 +883,7 @@ async fn each_task_savepoint<T: serde::Serialize + Send + 'static>(
 ) -> Result<Value, String> {
     let targets = served.targets();
     if targets.is_empty() {
-        return Err(
-            "the job runs no task yet (the group has not assigned it partitions); \
-                    try again once `eddy status` lists tasks"
-                .into(),
-        );
+        return Err(NO_TASKS.into());
     }
     let sent = targets
         .iter()
@@ -931,6 +931,9 @@ async fn stop_handler(
                 StatusCode::OK,
                 Json(json!({ "stopped": true, "savepoint": null })),
             );
+        }
+        (Served::Tasks(board), Some(_)) if board.tasks().is_empty() => {
+            return failure(NO_TASKS.into()); // the job goes on: nothing could be saved
         }
         (Served::Tasks(board), Some(dir)) => {
             // Each task stops right after its savepoint; then the process ends.
@@ -1101,14 +1104,27 @@ mod tests {
         });
     }
 
-    fn reload_to_50(board: &Arc<TaskBoard>) -> Answer {
-        let shared = Shared {
+    /// What the endpoint of a job of `board`'s tasks shares between requests.
+    fn shared_of(board: &Arc<TaskBoard>) -> Shared {
+        Shared {
             served: Served::Tasks(board.clone()),
             token: None,
             reloader: Arc::new(Reloader::new(Arc::new(
                 PluginRuntime::new(CompiledCache::from_env()).unwrap(),
             ))),
-        };
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    fn reload_to_50(board: &Arc<TaskBoard>) -> Answer {
+        let shared = shared_of(board);
         let request = ReloadRequest {
             stage: "big".into(),
             path: None,
@@ -1118,11 +1134,35 @@ mod tests {
             promote: false,
             unshadow: false,
         };
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        block_on(reload(&shared, request, "reload"))
+    }
+
+    #[test]
+    fn a_job_of_tasks_running_none_yet_refuses_a_savepoint_and_goes_on() {
+        let (board, _) = board_of(&[]);
+        let stop = StopRequest {
+            savepoint: Some("/tmp/never".into()),
+        };
+        let (code, Json(answer)) = block_on(stop_handler(
+            State(shared_of(&board)),
+            HeaderMap::new(),
+            Some(Json(stop)),
+        ));
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(answer["error"]
+            .as_str()
             .unwrap()
-            .block_on(reload(&shared, request, "reload"))
+            .contains("runs no task yet"));
+        assert!(!board.stopping(), "nothing was saved, so the job goes on");
+        let request = SavepointRequest {
+            dir: "/tmp/never".into(),
+        };
+        let (code, _) = block_on(savepoint_handler(
+            State(shared_of(&board)),
+            HeaderMap::new(),
+            Json(request),
+        ));
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     /// A board of fake tasks (name, whether it refuses swaps) running the `job()`'s

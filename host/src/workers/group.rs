@@ -7,10 +7,11 @@
 //! Invariants: a task is started before its partition is fetched and stopped (its state
 //! checkpointed) before the revocation returns; a task starts only once it holds its
 //! directory's lock, waiting for a previous owner that still holds it (a member the
-//! group gave up on that has not noticed yet), so a partition is never processed, nor its
-//! output read back for deduplication, while another task still writes it; records reach a task in offset order, in
-//! blocks of what the consumer had at hand, at most [`HANDOVER_RECORDS`] (or
-//! `max_records` when larger), so small batches do not cost a hand-over each; blocks
+//! group gave up on that has not noticed yet), so a partition is never processed, nor
+//! its output read back for deduplication, while another task still writes it; records
+//! reach a task in offset order, in blocks of what the consumer had at hand, at most
+//! [`HANDOVER_RECORDS`] (or `max_records` when larger), so small batches do not cost a
+//! hand-over each; blocks
 //! still being filled when the group rebalances are dropped, never handed to a task
 //! started after it (that task reads from its own checkpoint's offset, and a block from
 //! further on would make it skip what lies between); a task that fails stops the process
