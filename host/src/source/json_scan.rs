@@ -92,23 +92,41 @@ fn mark_by_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
         _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
-    let mut special = 0;
-    let mut at = 0;
-    while at + 16 <= bytes.len() {
-        // SAFETY: SSE2 is part of x86-64; the load reads bytes[at..at + 16], in bounds.
-        let (quote, odd) = unsafe {
-            let v = _mm_loadu_si128(bytes.as_ptr().add(at).cast());
+    // The quotes and odd bytes of bytes[from..from + 16], a bit each.
+    let sixteen = |from: usize| {
+        assert!(from + 16 <= bytes.len());
+        // SAFETY: SSE2 is part of x86-64; the load reads bytes[from..from + 16], in bounds.
+        unsafe {
+            let v = _mm_loadu_si128(bytes.as_ptr().add(from).cast());
             let quote = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
             // Signed: bytes from 0x80 up are negative, so below 0x20 too.
             let odd = _mm_or_si128(
                 _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
                 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
             );
-            (quote, _mm_movemask_epi8(odd))
-        };
-        quotes[at / 64] |= (quote as u64 & 0xffff) << (at % 64);
+            (
+                quote as u64 & 0xffff,
+                _mm_movemask_epi8(odd) as u64 & 0xffff,
+            )
+        }
+    };
+    let len = bytes.len();
+    let mut special = 0;
+    let mut at = 0;
+    while at + 16 <= len {
+        let (quote, odd) = sixteen(at);
+        quotes[at / 64] |= quote << (at % 64);
         special |= odd;
         at += 16;
+    }
+    if at < len && len >= 16 {
+        // The last sixteen bytes again, their first `at - (len - 16)` already marked.
+        let seen = at - (len - 16);
+        let (quote, odd) = sixteen(len - 16);
+        // `at` is a multiple of 16, so the fewer than 16 bytes left share its word.
+        quotes[at / 64] |= (quote >> seen) << (at % 64);
+        special |= odd >> seen;
+        at = len;
     }
     mark_tail(bytes, at, quotes) && special == 0
 }
