@@ -322,16 +322,7 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(&admin);
     let sp = s.path("sp");
-    assert_success(&eddy(
-        &[
-            "stop",
-            "--admin",
-            &admin,
-            "--savepoint",
-            sp.to_str().unwrap(),
-        ],
-        None,
-    ));
+    assert_success(&stop_with_savepoint(&admin, &sp));
     child.wait().unwrap();
     std::fs::remove_dir_all(s.path("state")).unwrap();
     let mut child = spawn(&[

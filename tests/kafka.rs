@@ -355,19 +355,9 @@ fn a_job_killed_before_its_first_checkpoint_writes_nothing_twice_when_restarted(
 #[test]
 fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     const COUNT: usize = 30_000;
-    let broker = Broker::start(1).unwrap();
-    broker.topic("events", 6);
-    broker.topic("kept", 3);
     let admin = free_admin_address();
-    let s = Scratch::new();
-    let file = s.write(
-        "pipeline.toml",
-        &format!(
-            "{}\n[admin]\nlisten = \"{admin}\"\n",
-            tasks_pipeline(&broker.address(), "group", "kept", 2)
-        ),
-    );
-    let job = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
+    let (broker, s, file) = tasks_job(2, |p| format!("{p}\n[admin]\nlisten = \"{admin}\"\n"));
+    let job = spawn(&["run", &file, "--quiet"]);
     // `eddy status`, as JSON (null while the endpoint is not up yet).
     let status = |admin: &str| -> Value {
         let output = eddy(&["status", "--admin", admin], None);
@@ -386,10 +376,7 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
     std::thread::sleep(Duration::from_millis(1200));
 
     // A file that is not a component is refused; every task goes on with its version.
-    let refused = eddy(
-        &["reload", "--admin", &admin, "big", file.to_str().unwrap()],
-        None,
-    );
+    let refused = eddy(&["reload", "--admin", &admin, "big", &file], None);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("refused"), "{}", stderr(&refused));
 
@@ -445,15 +432,7 @@ fn partition_tasks_are_hot_swapped_together_through_the_admin_endpoint() {
         .collect();
     let mut ids = wait_for_ids(&broker.address(), "kept", expected.len());
     // A savepoint is each task's, in <dir>/tasks/<task>.
-    let savepoint = eddy(
-        &[
-            "savepoint",
-            "--admin",
-            &admin,
-            s.path("sp").to_str().unwrap(),
-        ],
-        None,
-    );
+    let savepoint = savepoint_into(&admin, &s.path("sp"));
     assert_success(&savepoint);
     let listed = String::from_utf8_lossy(&savepoint.stdout).to_string();
     assert_eq!(listed.matches("  task events-").count(), 6, "{listed}");
@@ -599,30 +578,13 @@ fn a_reload_with_also_switches_every_process_of_the_group_or_none() {
 #[test]
 fn partition_tasks_stop_with_a_savepoint_that_another_store_starts_from() {
     const COUNT: usize = 12_000;
-    let broker = Broker::start(1).unwrap();
-    broker.topic("events", 6);
-    broker.topic("kept", 3);
     let admin = free_admin_address();
-    let s = Scratch::new();
-    let pipeline = tasks_pipeline(&broker.address(), "group", "kept", 2);
-    let file = s.write(
-        "pipeline.toml",
-        &format!("{pipeline}\n[admin]\nlisten = \"{admin}\"\n"),
-    );
+    let (broker, s, file) = tasks_job(2, |p| format!("{p}\n[admin]\nlisten = \"{admin}\"\n"));
     let producing = produce_stream(broker.input_producer(), "events", COUNT);
-    let job = spawn_logged(&["run", file.to_str().unwrap()], &s.path("eddy-0.log"));
+    let job = spawn_logged(&["run", &file], &s.path("eddy-0.log"));
     wait_for_output(&broker.address(), "kept", 2000);
     let sp = s.path("sp");
-    let stopped = eddy(
-        &[
-            "stop",
-            "--admin",
-            &admin,
-            "--savepoint",
-            sp.to_str().unwrap(),
-        ],
-        None,
-    );
+    let stopped = stop_with_savepoint(&admin, &sp);
     assert_success(&stopped);
     let said = String::from_utf8_lossy(&stopped.stdout).to_string();
     assert_eq!(said.matches("  task events-").count(), 6, "{said}");
@@ -630,6 +592,7 @@ fn partition_tasks_stop_with_a_savepoint_that_another_store_starts_from() {
 
     // The job moves to another checkpoint store: the savepoint seeds it, and every task
     // goes on from its savepoint (nothing read twice, nothing skipped).
+    let pipeline = std::fs::read_to_string(&file).unwrap();
     let moved = s.write(
         "moved.toml",
         &pipeline.replace("dir = \"state\"", "dir = \"moved\""),
@@ -648,12 +611,7 @@ fn partition_tasks_stop_with_a_savepoint_that_another_store_starts_from() {
     terminate(again);
     // A store holding other task state is not overwritten.
     let refused = eddy(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--from-savepoint",
-            sp.to_str().unwrap(),
-        ],
+        &["run", &file, "--from-savepoint", sp.to_str().unwrap()],
         None,
     );
     with_logs_on_failure(s.dir.path(), || {

@@ -348,29 +348,12 @@ fn savepoint_stop_and_resume_with_a_changed_pipeline() {
     assert!(records_in > 0);
     assert!(metrics.contains("eddy_watermark_ms "), "{metrics}");
 
-    let taken = eddy(
-        &[
-            "savepoint",
-            "--admin",
-            &admin,
-            s.path("sp1").to_str().unwrap(),
-        ],
-        None,
-    );
+    let taken = savepoint_into(&admin, &s.path("sp1"));
     assert_success(&taken);
     assert!(String::from_utf8_lossy(&taken.stdout).contains("sp1/savepoint.eddy"));
 
     std::thread::sleep(Duration::from_millis(200));
-    let stopped = eddy(
-        &[
-            "stop",
-            "--admin",
-            &admin,
-            "--savepoint",
-            s.path("sp2").to_str().unwrap(),
-        ],
-        None,
-    );
+    let stopped = stop_with_savepoint(&admin, &s.path("sp2"));
     assert_success(&stopped);
     assert_eq!(
         child.wait().unwrap().code(),

@@ -367,7 +367,7 @@ async fn reload(shared: &Shared, request: ReloadRequest, why: &str) -> Answer {
     };
     let stage = request.stage.clone();
     if request.promote || request.unshadow {
-        let answers = ask_each(&targets, |reply| Control::Shadow {
+        let answers = ask_each(&targets, |_, reply| Control::Shadow {
             stage: stage.clone(),
             action: if request.promote {
                 ShadowAction::Promote
@@ -557,7 +557,7 @@ async fn settle(shared: &Shared, stage: &str, answers: Answers, undo: Undo) -> A
     let back = match undo {
         Undo::SwapBack(config) => swap_into(shared, &took, stage, &config, &why).await,
         Undo::DropShadow => {
-            ask_each(&took, |reply| Control::Shadow {
+            ask_each(&took, |_, reply| Control::Shadow {
                 stage: stage.to_owned(),
                 action: ShadowAction::Drop,
                 reply,
@@ -635,15 +635,19 @@ async fn swap_into(
     .await
 }
 
-/// Sends each target the request `request` builds around its reply channel (all first,
-/// so they act at about the same time), then waits for every answer.
-async fn ask_each(
+/// Sends each target the request `request` builds for it (by task name) around its
+/// reply channel (all first, so they act at about the same time), then waits for every
+/// answer.
+async fn ask_each<T: Send + 'static>(
     targets: &[(Option<String>, Attached)],
-    request: impl Fn(Sender<Result<SwapReport, String>>) -> Control,
-) -> Answers {
+    request: impl Fn(Option<&str>, Sender<Result<T, String>>) -> Control,
+) -> Vec<(Option<String>, Result<T, String>)> {
     let sent = targets
         .iter()
-        .map(|(name, target)| (name.clone(), send(target, &request)))
+        .map(|(name, target)| {
+            let sent = send(target, |reply| request(name.as_deref(), reply));
+            (name.clone(), sent)
+        })
         .collect();
     answers(sent).await
 }
@@ -885,17 +889,16 @@ async fn each_task_savepoint<T: serde::Serialize + Send + 'static>(
     if targets.is_empty() {
         return Err(NO_TASKS.into());
     }
-    let sent = targets
-        .iter()
-        .map(|(name, target)| {
-            let name = name.clone().unwrap_or_default();
-            let task_dir = crate::workers::task_dir(dir, &name);
-            (Some(name), send(target, |reply| request(task_dir, reply)))
-        })
-        .collect();
+    let answered = ask_each(&targets, |name, reply| {
+        request(
+            crate::workers::task_dir(dir, name.unwrap_or_default()),
+            reply,
+        )
+    })
+    .await;
     let mut files = serde_json::Map::new();
     let mut failed = Vec::new();
-    for (name, answer) in answers(sent).await {
+    for (name, answer) in answered {
         let name = name.unwrap_or_default();
         match answer {
             Ok(file) => {
@@ -923,7 +926,7 @@ async fn stop_handler(
         return refused;
     }
     let savepoint = request.map(|Json(r)| r).unwrap_or_default().savepoint;
-    let pipeline = match (&shared.served, savepoint) {
+    let (pipeline, savepoint) = match (&shared.served, savepoint) {
         (Served::Pipeline(pipeline), savepoint) => (pipeline, savepoint),
         (Served::Tasks(board), None) => {
             board.stop();
@@ -952,7 +955,6 @@ async fn stop_handler(
             };
         }
     };
-    let (pipeline, savepoint) = pipeline;
     match ask(pipeline, |reply| Control::Stop { savepoint, reply }).await {
         Ok(path) => (
             StatusCode::OK,

@@ -121,6 +121,28 @@ pub fn spawn(args: &[&str]) -> Child {
         .expect("cannot start eddy")
 }
 
+/// `eddy savepoint --admin ADMIN DIR`.
+pub fn savepoint_into(admin: &str, dir: &Path) -> Output {
+    eddy(
+        &["savepoint", "--admin", admin, dir.to_str().unwrap()],
+        None,
+    )
+}
+
+/// `eddy stop --admin ADMIN --savepoint DIR`.
+pub fn stop_with_savepoint(admin: &str, dir: &Path) -> Output {
+    eddy(
+        &[
+            "stop",
+            "--admin",
+            admin,
+            "--savepoint",
+            dir.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 /// `eddy <args...>` in the background, its log (stdout and stderr) written to `log`.
 pub fn spawn_logged(args: &[&str], log: &Path) -> Child {
     let file = std::fs::File::create(log).unwrap();

@@ -27,7 +27,7 @@ pub use coordinator::{CheckpointStatus, Coordinator};
 pub use section::{
     parse_state_key, parse_window_key, state_key, window_key, Checkpointed, Section,
 };
-pub use storage::{CheckpointStore, LocalDir, StoreLock};
+pub use storage::{CheckpointStore, HeldByAnother, LocalDir, StoreLock};
 pub use store::{
     components_dir, read_snapshot, CheckpointDir, CheckpointFile, Recovery, MAX_CHAIN,
     SAVEPOINT_FILE,

@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::durable::{sync_dir, write_atomic};
 
@@ -62,6 +62,29 @@ impl std::fmt::Debug for StoreLock {
         f.write_str("StoreLock")
     }
 }
+
+/// Why [`CheckpointStore::lock`] failed when another running job holds the store (its
+/// error then downcasts to this; any other failure is an error of the store itself).
+#[derive(Debug)]
+pub struct HeldByAnother {
+    /// The store, for messages.
+    pub store: String,
+    /// Who holds it, as the holder wrote it (a process id).
+    pub holder: String,
+}
+
+impl std::fmt::Display for HeldByAnother {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checkpoint directory {} is in use by another running job (pid {}); stop that \
+             job first, or give this pipeline its own [checkpoint] dir",
+            self.store, self.holder
+        )
+    }
+}
+
+impl std::error::Error for HeldByAnother {}
 
 impl StoreLock {
     /// A claim that lasts as long as `held` does.
@@ -156,15 +179,14 @@ impl CheckpointStore for LocalDir {
                 claim.with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(StoreLock::new(file))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                bail!(
-                    "checkpoint directory {} is in use by another running job (pid {}); \
-                     stop that job first, or give this pipeline its own [checkpoint] dir",
-                    self.dir.display(),
-                    holder.trim()
-                )
+            Err(std::fs::TryLockError::WouldBlock) => Err(HeldByAnother {
+                store: self.dir.display().to_string(),
+                holder: std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
             }
+            .into()),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }

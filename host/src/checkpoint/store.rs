@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::storage::{CheckpointStore, LocalDir, StoreLock};
+use super::storage::{CheckpointStore, HeldByAnother, LocalDir, StoreLock};
 use super::{decode, encode, Snapshot};
 use crate::durable::sync_dir;
 
@@ -96,16 +96,17 @@ impl CheckpointDir {
     }
 
     /// Claims the checkpoints as [`CheckpointDir::lock`] does, retrying for up to `wait`
-    /// while another holds them (a partition's previous owner still finishing: the task
-    /// that takes the partition over reads its state, and a deduplicating sink what it
-    /// wrote, only once it has let go).
+    /// while another job holds them ([`HeldByAnother`]; a partition's previous owner
+    /// still finishing: the task that takes the partition over reads its state, and a
+    /// deduplicating sink what it wrote, only once it has let go). Other failures are
+    /// returned at once.
     pub fn lock_within(&self, wait: std::time::Duration) -> Result<StoreLock> {
         let deadline = std::time::Instant::now() + wait;
         let mut said = false;
         loop {
             match self.lock() {
                 Ok(lock) => return Ok(lock),
-                Err(e) if std::time::Instant::now() < deadline => {
+                Err(e) if e.is::<HeldByAnother>() && std::time::Instant::now() < deadline => {
                     if !std::mem::replace(&mut said, true) {
                         tracing::info!("{e:#}; waiting up to {wait:?} for it to let go");
                     }
@@ -349,6 +350,28 @@ mod tests {
                 .unwrap()],
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn a_lock_held_by_another_job_is_waited_for_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointDir::open(dir.path(), 3).unwrap();
+        let held = store.lock().unwrap();
+        let refused = store.lock_within(std::time::Duration::ZERO).unwrap_err();
+        assert!(refused.is::<HeldByAnother>(), "{refused:#}");
+        assert!(refused
+            .to_string()
+            .contains("in use by another running job"));
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let waited = std::time::Instant::now();
+        let _claimed = store
+            .lock_within(std::time::Duration::from_secs(30))
+            .unwrap();
+        assert!(waited.elapsed() >= std::time::Duration::from_millis(150));
+        letting_go.join().unwrap();
     }
 
     #[test]

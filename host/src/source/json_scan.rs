@@ -134,25 +134,32 @@ fn mark_by_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
 /// [`mark_quotes_if_plain`] where SSE2 is not at hand: eight bytes at a time.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 fn mark_by_words(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const LOWS: u64 = !HIGHS;
-    // The high bit of each byte below `limit` (at most 0x80), exactly: the sum stays
-    // within each byte, so a match never marks its neighbour.
-    let below = |word: u64, limit: u64| !(((word & LOWS) + ONES * (0x80 - limit)) | word) & HIGHS;
-    let zero = |word: u64| below(word, 1);
     let mut special = 0;
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let (quote, odd) = classify_word(u64::from_le_bytes(chunk.try_into().expect("eight")));
         // The high bit of each quote byte, gathered into the low eight bits.
-        let quote = zero(word ^ (ONES * u64::from(b'"')));
         let gathered = ((quote >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
         quotes[at / 64] |= gathered << (at % 64);
-        special |= zero(word ^ (ONES * u64::from(b'\\'))) | below(word, 0x20) | (word & HIGHS);
+        special |= odd;
         at += 8;
     }
     mark_tail(bytes, at, quotes) && special == 0
+}
+
+/// The bytes of `word` (eight, the first lowest) that are quotes, and those that are odd
+/// (a backslash, below 0x20 or above 0x7f), each marked by its high bit, exactly: no sum
+/// crosses into the next byte, so a match never marks its neighbour.
+#[inline(always)]
+fn classify_word(word: u64) -> (u64, u64) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Bytes below `limit` (at most 0x80).
+    let below = |word: u64, limit: u64| !(((word & !HIGHS) + ONES * (0x80 - limit)) | word) & HIGHS;
+    let zero = |word: u64| below(word, 1);
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let odd = zero(word ^ (ONES * u64::from(b'\\'))) | below(word, 0x20) | (word & HIGHS);
+    (quote, odd)
 }
 
 /// Marks the quotes of `bytes[at..]` one by one; whether those bytes are plain.
@@ -169,17 +176,9 @@ fn mark_tail(bytes: &[u8], at: usize, quotes: &mut [u64; PLAIN_MAX / 64]) -> boo
 /// `bytes.len()`; eight bytes at a time (SWAR) where eight remain.
 #[inline(always)]
 fn skip_plain_string_bytes(bytes: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Marks the bytes of `word` that are zero (exactly the first; after it, borrows may
-    // mark more, which is harmless as only the first is used).
-    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let stops = zero(word ^ (ONES * u64::from(b'"')))
-            | zero(word ^ (ONES * u64::from(b'\\')))
-            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS) // below 0x20 (or 0x80 and up)
-            | (word & HIGHS);
+        let (quote, odd) = classify_word(u64::from_le_bytes(chunk.try_into().expect("eight")));
+        let stops = quote | odd;
         if stops != 0 {
             return at + (stops.trailing_zeros() / 8) as usize;
         }

@@ -108,10 +108,10 @@ impl Due {
     }
 
     /// Sorts a firing into its order ([`Due::order`]): by the prefixes alone first (a
-    /// plain number compare the sort inlines), then each run of equal prefixes (keys that
+    /// plain compare of two numbers the sort inlines), then each run of equal prefixes (keys that
     /// share their first 16 bytes, or one key's several windows) in full.
     fn sort(due: &mut [Due], keys: &Keys, windows: &Windows) {
-        due.sort_unstable_by_key(|d| (u128::from(d.prefix.0) << 64) | u128::from(d.prefix.1));
+        due.sort_unstable_by_key(|d| d.prefix);
         for tied in due.chunk_by_mut(|a, b| a.prefix == b.prefix) {
             if tied.len() > 1 {
                 tied.sort_unstable_by(|a, b| a.order(b, keys, windows));
