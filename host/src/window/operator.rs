@@ -129,6 +129,36 @@ impl Due {
     }
 }
 
+/// The part of a result between its key and its value, for one window and aggregate:
+/// `,"window_start":0,"window_end":60000,"count":`. The windows of a firing mostly share
+/// their bounds, so it is written once for all of them.
+#[derive(Default)]
+struct ResultMiddle {
+    /// Written for this window and aggregate name.
+    of: Option<(TimeWindow, String)>,
+    text: Vec<u8>,
+}
+
+impl ResultMiddle {
+    /// Makes `text` that of `window` and the aggregate `name`.
+    fn write_for(&mut self, window: TimeWindow, name: &str) {
+        if matches!(&self.of, Some((w, n)) if *w == window && n == name) {
+            return;
+        }
+        let mut num = itoa::Buffer::new();
+        let text = &mut self.text;
+        text.clear();
+        text.extend_from_slice(b",\"window_start\":");
+        text.extend_from_slice(num.format(window.start).as_bytes());
+        text.extend_from_slice(b",\"window_end\":");
+        text.extend_from_slice(num.format(window.end).as_bytes());
+        text.push(b',');
+        write_str(text, name.as_bytes());
+        text.push(b':');
+        self.of = Some((window, name.to_string()));
+    }
+}
+
 /// The keyed window operator.
 pub struct WindowOperator {
     assigner: Assigner,
@@ -149,6 +179,8 @@ pub struct WindowOperator {
     assigned: Vec<TimeWindow>,
     /// Scratch space for one window's result.
     result: Vec<u8>,
+    /// The last result's bounds and aggregate name, as written.
+    middle: ResultMiddle,
     /// Scratch space for the windows one timer fires, in firing order.
     due: Vec<Due>,
     /// Changes since the last checkpoint, for incremental checkpoints: which slots
@@ -185,6 +217,7 @@ impl WindowOperator {
             counters: WindowCounters::default(),
             assigned: Vec::new(),
             result: Vec::new(),
+            middle: ResultMiddle::default(),
             due: Vec::new(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
@@ -516,12 +549,14 @@ impl WindowOperator {
     ) -> Result<Result<(), TimeWindow>> {
         let mut accepted = false;
         let mut late_but_allowed = false;
+        // A key with no open window (new, or idle) has none of these to look up.
+        let has_windows = self.keys.open(key) > 0;
         for &window in assigned {
             if self.is_late(&window) {
                 continue;
             }
             accepted = true;
-            let slot = self.window_slot(key, window)?;
+            let slot = self.window_slot(key, window, has_windows)?;
             self.aggregator.fold(&mut self.windows.accs, slot, i, value);
             self.mark_dirty(slot);
             if window.max_timestamp() <= self.watermark {
@@ -592,9 +627,10 @@ impl WindowOperator {
         Ok(Ok(()))
     }
 
-    /// The accumulator slot of a window, creating the window (and its timers) if new.
-    fn window_slot(&mut self, key: u32, window: TimeWindow) -> Result<u32> {
-        if let Some(slot) = self.windows.get(key, window) {
+    /// The accumulator slot of a window, creating the window (and its timers) if new
+    /// (it is looked up only if the key `has_windows`).
+    fn window_slot(&mut self, key: u32, window: TimeWindow, has_windows: bool) -> Result<u32> {
+        if let Some(slot) = has_windows.then(|| self.windows.get(key, window)).flatten() {
             return Ok(slot);
         }
         let acc = self.aggregator.create()?;
@@ -661,19 +697,12 @@ impl WindowOperator {
             self.result = result;
             return Err(e);
         }
-        let key = self.keys.bytes(key);
-        let name = self.aggregator.name();
+        self.middle.write_for(window, self.aggregator.name());
+        let (key, middle) = (self.keys.bytes(key), &self.middle.text);
         let pushed = out.push_with(|buf| {
-            let mut num = itoa::Buffer::new();
             buf.extend_from_slice(b"{\"key\":");
             write_str(buf, key);
-            buf.extend_from_slice(b",\"window_start\":");
-            buf.extend_from_slice(num.format(window.start).as_bytes());
-            buf.extend_from_slice(b",\"window_end\":");
-            buf.extend_from_slice(num.format(window.end).as_bytes());
-            buf.push(b',');
-            write_str(buf, name.as_bytes());
-            buf.push(b':');
+            buf.extend_from_slice(middle);
             buf.extend_from_slice(&result);
             buf.push(b'}');
         });
