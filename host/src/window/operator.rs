@@ -181,6 +181,8 @@ pub struct WindowOperator {
     result: Vec<u8>,
     /// The last result's bounds and aggregate name, as written.
     middle: ResultMiddle,
+    /// Scratch space for the ids of a batch's keys.
+    batch_keys: Vec<u32>,
     /// Scratch space for the windows one timer fires, in firing order.
     due: Vec<Due>,
     /// Changes since the last checkpoint, for incremental checkpoints: which slots
@@ -218,6 +220,7 @@ impl WindowOperator {
             assigned: Vec::new(),
             result: Vec::new(),
             middle: ResultMiddle::default(),
+            batch_keys: Vec::new(),
             due: Vec::new(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
@@ -410,7 +413,33 @@ impl WindowOperator {
         late: &mut DeadLetters,
         dead: &mut DeadLetters,
     ) -> Result<()> {
-        for i in 0..batch.len() {
+        // The batch's keys are interned in one go, whose lookups (cache misses with many
+        // keys) the processor overlaps; no key is forgotten before `settle`.
+        let mut keys = std::mem::take(&mut self.batch_keys);
+        keys.clear();
+        keys.extend((0..batch.len()).map(|i| self.keys.intern(batch.key(i))));
+        let processed = self.process_events(batch, &keys, out, late, dead);
+        for &key in &keys {
+            self.keys.release_if_unused(key);
+        }
+        self.batch_keys = keys;
+        processed?;
+        self.aggregator.flush(batch, &mut self.windows.accs)?;
+        self.advance(batch, end_watermark, out)?;
+        self.keys.settle();
+        Ok(())
+    }
+
+    /// Processes each event of `batch`, whose keys' ids are `keys`.
+    fn process_events(
+        &mut self,
+        batch: &EventBatch,
+        keys: &[u32],
+        out: &mut Results<'_>,
+        late: &mut DeadLetters,
+        dead: &mut DeadLetters,
+    ) -> Result<()> {
+        for (i, &key) in keys.iter().enumerate() {
             self.advance(batch, batch.origins[i].watermark, out)?;
             let value = match self.aggregator.prepare(batch, i) {
                 Ok(value) => value,
@@ -425,7 +454,6 @@ impl WindowOperator {
                     continue;
                 }
             };
-            let key = self.keys.intern(batch.key(i));
             let timestamp = batch.columns.timestamps[i];
             let mut assigned = std::mem::take(&mut self.assigned);
             assigned.clear();
@@ -445,7 +473,6 @@ impl WindowOperator {
                     crate::dead_letter::DeadValue::Json(batch.value(i)),
                 );
                 self.assigned = assigned;
-                self.keys.release_if_unused(key);
                 continue;
             }
             let accepted = if self.assigner.is_merging() {
@@ -468,10 +495,8 @@ impl WindowOperator {
                     batch.value(i),
                 );
             }
-            self.keys.release_if_unused(key);
         }
-        self.aggregator.flush(batch, &mut self.windows.accs)?;
-        self.advance(batch, end_watermark, out)
+        Ok(())
     }
 
     /// Advances the watermark (never backwards) and fires the windows it passes, in order

@@ -214,14 +214,18 @@ impl Keys {
     }
 
     /// Lets a key that has no open window go idle, to be forgotten unless it comes back
-    /// (see [`Keys`]).
+    /// (see [`Keys`]; not before [`Keys::settle`], so ids taken meanwhile stay valid).
     pub fn release_if_unused(&mut self, id: u32) {
-        if self.spans[id as usize].open > 0 {
-            return;
+        if self.spans[id as usize].open == 0 {
+            self.idle[0].push(id);
         }
-        let [current, _] = &mut self.idle;
-        current.push(id);
-        if current.len() >= self.live.max(MIN_GENERATION) {
+    }
+
+    /// Ends the current generation of idle keys if it is full (see [`Keys`]): the only
+    /// point at which keys are forgotten, so every id interned before it is valid until
+    /// then.
+    pub fn settle(&mut self) {
+        if self.idle[0].len() >= self.live.max(MIN_GENERATION) {
             self.end_generation();
         }
     }
@@ -331,6 +335,19 @@ impl Lengths {
     }
 }
 
+/// The end of the window in `slot`.
+fn end_of(
+    slots: &Slots,
+    lengths: &Lengths,
+    long_ends: &rustc_hash::FxHashMap<u32, i64>,
+    slot: u32,
+) -> i64 {
+    match lengths.of(slot) {
+        LONG => long_ends[&slot],
+        length => slots.get(slot).1 + i64::from(length),
+    }
+}
+
 /// Open windows of every key, each in a slot with its accumulator. Free slots are
 /// chained through themselves (see [`Slots::free`]), so freeing a million windows at
 /// once takes no memory of its own.
@@ -412,12 +429,14 @@ impl Windows {
 
     /// Closes `window` of `key`; returns its slot and accumulator.
     pub fn remove(&mut self, key: u32, window: TimeWindow) -> Option<(u32, Acc)> {
-        let slot = self.get(key, window)?;
+        let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let entry = self
             .index
-            .find_entry(hash_of((key, window.start)), |&s| s == slot)
+            .find_entry(hash_of((key, window.start)), |&s| {
+                slots.is(s, key, window.start) && end_of(slots, lengths, long_ends, s) == window.end
+            })
             .ok()?;
-        entry.remove();
+        let (slot, _) = entry.remove();
         self.slots.free(slot, self.free);
         self.long_ends.remove(&slot);
         self.free = slot;
@@ -431,10 +450,7 @@ impl Windows {
 
     fn window(&self, slot: u32) -> (u32, TimeWindow) {
         let (key, start) = self.slots.get(slot);
-        let end = match self.lengths.of(slot) {
-            LONG => self.long_ends[&slot],
-            length => start + i64::from(length),
-        };
+        let end = end_of(&self.slots, &self.lengths, &self.long_ends, slot);
         (key, TimeWindow { start, end })
     }
 
@@ -500,6 +516,7 @@ mod tests {
             for i in 0..n {
                 let id = keys.intern(format!("idle-{round}-{i}").as_bytes());
                 keys.release_if_unused(id);
+                keys.settle();
             }
         };
         idle(&mut keys, 0, 4998);
@@ -556,6 +573,7 @@ mod tests {
         for i in 0..200_000u32 {
             let id = keys.intern(format!("key-{i:020}").as_bytes());
             keys.release_if_unused(id);
+            keys.settle();
         }
         assert_eq!(keys.len(), 1);
         assert_eq!(keys.bytes(b), b"beta");
