@@ -134,15 +134,16 @@ impl Due {
 /// their bounds, so it is written once for all of them.
 #[derive(Default)]
 struct ResultMiddle {
-    /// Written for this window and aggregate name.
-    of: Option<(TimeWindow, String)>,
+    /// Written for this window (`None`: not written yet) and aggregate name.
+    window: Option<TimeWindow>,
+    name: String,
     text: Vec<u8>,
 }
 
 impl ResultMiddle {
     /// Makes `text` that of `window` and the aggregate `name`.
     fn write_for(&mut self, window: TimeWindow, name: &str) {
-        if matches!(&self.of, Some((w, n)) if *w == window && n == name) {
+        if self.window == Some(window) && self.name == name {
             return;
         }
         let mut num = itoa::Buffer::new();
@@ -155,7 +156,10 @@ impl ResultMiddle {
         text.push(b',');
         write_str(text, name.as_bytes());
         text.push(b':');
-        self.of = Some((window, name.to_string()));
+        self.window = Some(window);
+        if self.name != name {
+            self.name = name.to_string();
+        }
     }
 }
 
@@ -181,8 +185,6 @@ pub struct WindowOperator {
     result: Vec<u8>,
     /// The last result's bounds and aggregate name, as written.
     middle: ResultMiddle,
-    /// Scratch space for the ids of a batch's keys.
-    batch_keys: Vec<u32>,
     /// Scratch space for the windows one timer fires, in firing order.
     due: Vec<Due>,
     /// Changes since the last checkpoint, for incremental checkpoints: which slots
@@ -220,7 +222,6 @@ impl WindowOperator {
             assigned: Vec::new(),
             result: Vec::new(),
             middle: ResultMiddle::default(),
-            batch_keys: Vec::new(),
             due: Vec::new(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
@@ -413,33 +414,7 @@ impl WindowOperator {
         late: &mut DeadLetters,
         dead: &mut DeadLetters,
     ) -> Result<()> {
-        // The batch's keys are interned in one go, whose lookups (cache misses with many
-        // keys) the processor overlaps; no key is forgotten before `settle`.
-        let mut keys = std::mem::take(&mut self.batch_keys);
-        keys.clear();
-        keys.extend((0..batch.len()).map(|i| self.keys.intern(batch.key(i))));
-        let processed = self.process_events(batch, &keys, out, late, dead);
-        for &key in &keys {
-            self.keys.release_if_unused(key);
-        }
-        self.batch_keys = keys;
-        processed?;
-        self.aggregator.flush(batch, &mut self.windows.accs)?;
-        self.advance(batch, end_watermark, out)?;
-        self.keys.settle();
-        Ok(())
-    }
-
-    /// Processes each event of `batch`, whose keys' ids are `keys`.
-    fn process_events(
-        &mut self,
-        batch: &EventBatch,
-        keys: &[u32],
-        out: &mut Results<'_>,
-        late: &mut DeadLetters,
-        dead: &mut DeadLetters,
-    ) -> Result<()> {
-        for (i, &key) in keys.iter().enumerate() {
+        for i in 0..batch.len() {
             self.advance(batch, batch.origins[i].watermark, out)?;
             let value = match self.aggregator.prepare(batch, i) {
                 Ok(value) => value,
@@ -454,6 +429,7 @@ impl WindowOperator {
                     continue;
                 }
             };
+            let key = self.keys.intern(batch.key(i));
             let timestamp = batch.columns.timestamps[i];
             let mut assigned = std::mem::take(&mut self.assigned);
             assigned.clear();
@@ -473,6 +449,7 @@ impl WindowOperator {
                     crate::dead_letter::DeadValue::Json(batch.value(i)),
                 );
                 self.assigned = assigned;
+                self.keys.release_if_unused(key);
                 continue;
             }
             let accepted = if self.assigner.is_merging() {
@@ -495,8 +472,10 @@ impl WindowOperator {
                     batch.value(i),
                 );
             }
+            self.keys.release_if_unused(key);
         }
-        Ok(())
+        self.aggregator.flush(batch, &mut self.windows.accs)?;
+        self.advance(batch, end_watermark, out)
     }
 
     /// Advances the watermark (never backwards) and fires the windows it passes, in order
@@ -574,7 +553,7 @@ impl WindowOperator {
     ) -> Result<Result<(), TimeWindow>> {
         let mut accepted = false;
         let mut late_but_allowed = false;
-        // A key with no open window (new, or idle) has none of these to look up.
+        // A key with no open window (just interned) has none of these to look up.
         let has_windows = self.keys.open(key) > 0;
         for &window in assigned {
             if self.is_late(&window) {

@@ -3,9 +3,8 @@
 //! each) found through a hash index of 4-byte slot numbers.
 //!
 //! Invariants:
-//! - A key id is live while the key has an open window, and kept a while after its last
-//!   window closed (idle: see [`Keys`]); while kept, its bytes are in the arena at its
-//!   span, and the index finds it by its bytes. Ids and arena space of forgotten keys are
+//! - A key id is live while the key has an open window; its bytes are in the arena at its
+//!   span, and the index finds it by its bytes. Ids and arena space of released keys are
 //!   reused (the arena is compacted once mostly garbage).
 //! - A slot is live while its window is open: `slots[slot]` names the window and the index
 //!   finds the slot by (key, start), which identify an open window (a key's windows of
@@ -36,14 +35,8 @@ const RELEASED: u32 = u32::MAX;
 const NONE: u32 = u32::MAX;
 
 /// Keys interned to small ids, so windows hold 4 bytes instead of the key. A key is
-/// forgotten (its id and its arena space reused) some time after its last window closed,
-/// so a stream of ever-new keys does not grow the table without bound.
-///
-/// A key whose last window closed is idle: it stays interned for two generations of
-/// idle keys, a generation ending once it holds as many keys as are live (at least
-/// [`MIN_GENERATION`]). A key that comes back meanwhile, as most do with many keys and
-/// short windows, is found as it is rather than stored again; one that does not is
-/// forgotten. Idle keys so number at most about twice the live ones.
+/// forgotten (its id and its arena space reused) once it has no open window, so a
+/// stream of ever-new keys does not grow the table without bound.
 ///
 /// The arena holds each key as its length (LEB128) and its bytes. Released ids are
 /// chained through their spans, and released arena space through itself (each free
@@ -61,15 +54,7 @@ pub struct Keys {
     free_chunks: rustc_hash::FxHashMap<u32, u32>,
     /// Arena bytes of forgotten keys (free chunks included).
     garbage: usize,
-    /// Keys with an open window.
-    live: usize,
-    /// Keys that went idle in the current generation and in the one before (a key may
-    /// be listed more than once; one that holds a window again is skipped).
-    idle: [Vec<u32>; 2],
 }
-
-/// The fewest idle keys a generation gathers before it ends (see [`Keys`]).
-const MIN_GENERATION: usize = 4096;
 
 impl Default for Keys {
     fn default() -> Self {
@@ -80,8 +65,6 @@ impl Default for Keys {
             free_ids: NONE,
             free_chunks: Default::default(),
             garbage: 0,
-            live: 0,
-            idle: Default::default(),
         }
     }
 }
@@ -189,9 +172,9 @@ impl Keys {
         key_at(&self.arena, self.spans[id as usize].offset)
     }
 
-    /// Number of keys with an open window.
+    /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.live
+        self.index.len()
     }
 
     /// Windows key `id` holds open.
@@ -201,52 +184,20 @@ impl Keys {
 
     /// Key `id` opened a window.
     pub fn window_opened(&mut self, id: u32) {
-        let open = &mut self.spans[id as usize].open;
-        self.live += usize::from(*open == 0);
-        *open += 1;
+        self.spans[id as usize].open += 1;
     }
 
     /// Key `id` closed a window.
     pub fn window_closed(&mut self, id: u32) {
-        let open = &mut self.spans[id as usize].open;
-        *open -= 1;
-        self.live -= usize::from(*open == 0);
+        self.spans[id as usize].open -= 1;
     }
 
-    /// Lets a key that has no open window go idle, to be forgotten unless it comes back
-    /// (see [`Keys`]; not before [`Keys::settle`], so ids taken meanwhile stay valid).
+    /// Forgets a key that has no open window.
     pub fn release_if_unused(&mut self, id: u32) {
-        if self.spans[id as usize].open == 0 {
-            self.idle[0].push(id);
-        }
-    }
-
-    /// Ends the current generation of idle keys if it is full (see [`Keys`]): the only
-    /// point at which keys are forgotten, so every id interned before it is valid until
-    /// then.
-    pub fn settle(&mut self) {
-        if self.idle[0].len() >= self.live.max(MIN_GENERATION) {
-            self.end_generation();
-        }
-    }
-
-    /// Forgets the idle keys of the generation before that are idle still, and starts a
-    /// new generation.
-    fn end_generation(&mut self) {
-        let mut oldest = std::mem::take(&mut self.idle[1]);
-        for &id in &oldest {
-            if self.spans[id as usize].open == 0 {
-                self.forget(id);
-            }
-        }
-        oldest.clear();
-        let [current, before] = &mut self.idle;
-        *before = std::mem::replace(current, oldest);
-    }
-
-    /// Forgets an idle key: its id and its arena space are free for other keys.
-    fn forget(&mut self, id: u32) {
         let span = self.spans[id as usize];
+        if span.open > 0 {
+            return;
+        }
         let key = key_at(&self.arena, span.offset);
         let size = chunk_size(key);
         let hash = hash_of(key);
@@ -273,7 +224,7 @@ impl Keys {
         }
     }
 
-    /// Rewrites the arena with only the kept keys' bytes.
+    /// Rewrites the arena with only the live keys' bytes.
     fn compact(&mut self) {
         let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
         for &id in self.index.iter() {
@@ -477,70 +428,6 @@ impl Windows {
 mod tests {
     use super::*;
 
-    impl Keys {
-        /// Ends generations until no idle key is kept.
-        fn forget_idle(&mut self) {
-            self.end_generation();
-            self.end_generation();
-        }
-
-        /// Keys interned, live or idle.
-        fn kept(&self) -> usize {
-            self.index.len()
-        }
-    }
-
-    #[test]
-    fn an_idle_key_is_kept_for_two_generations_and_found_as_it_was_if_it_comes_back() {
-        let mut keys = Keys::default();
-        for i in 0..5000u32 {
-            let id = keys.intern(format!("live-{i}").as_bytes());
-            keys.window_opened(id);
-        }
-        let back = keys.intern(b"comes back");
-        keys.window_opened(back);
-        keys.window_closed(back);
-        keys.release_if_unused(back);
-        assert_eq!(
-            (keys.len(), keys.kept()),
-            (5000, 5001),
-            "idle, not forgotten"
-        );
-        let (arena, ids) = (keys.arena.len(), keys.spans.len());
-        assert_eq!(keys.intern(b"comes back"), back, "found as it was");
-        assert_eq!((keys.arena.len(), keys.spans.len()), (arena, ids));
-        let gone = keys.intern(b"gone");
-        keys.release_if_unused(gone);
-        // A generation ends once as many keys went idle as are live.
-        let idle = |keys: &mut Keys, round: u32, n: u32| {
-            for i in 0..n {
-                let id = keys.intern(format!("idle-{round}-{i}").as_bytes());
-                keys.release_if_unused(id);
-                keys.settle();
-            }
-        };
-        idle(&mut keys, 0, 4998);
-        assert_eq!(
-            keys.kept(),
-            10_000,
-            "the first generation ended; nothing forgotten"
-        );
-        keys.window_opened(back); // it came back: kept when its generation ends
-        idle(&mut keys, 1, 5001);
-        assert_eq!(keys.len(), 5001);
-        assert_eq!(
-            keys.kept(),
-            5001 + 5001,
-            "the first generation forgotten, but `back`"
-        );
-        assert_eq!(keys.intern(b"comes back"), back);
-        assert_eq!(keys.bytes(back), b"comes back");
-        let ids = keys.spans.len();
-        keys.intern(b"gone");
-        assert_eq!(keys.kept(), 5001 + 5001 + 1, "forgotten: interned anew");
-        assert_eq!(keys.spans.len(), ids, "into a forgotten key's id");
-    }
-
     #[test]
     fn a_fixed_window_takes_an_8_byte_slot_and_an_8_byte_count() {
         let mut windows = Windows::on_grid(10);
@@ -573,7 +460,6 @@ mod tests {
         for i in 0..200_000u32 {
             let id = keys.intern(format!("key-{i:020}").as_bytes());
             keys.release_if_unused(id);
-            keys.settle();
         }
         assert_eq!(keys.len(), 1);
         assert_eq!(keys.bytes(b), b"beta");
@@ -592,7 +478,6 @@ mod tests {
         for id in old {
             keys.release_if_unused(id);
         }
-        keys.forget_idle();
         let new: Vec<u32> = (1000..2000)
             .map(|i| keys.intern(user(i).as_bytes()))
             .collect();
@@ -602,7 +487,7 @@ mod tests {
             "the new keys took the old keys' space"
         );
         assert_eq!(keys.spans.len(), ids, "and their ids");
-        assert_eq!(keys.kept(), 1002);
+        assert_eq!(keys.len(), 1002);
         assert_eq!(keys.bytes(l), &long[..]);
         assert_eq!(keys.bytes(short), b"a");
         for (i, id) in (1000..2000).zip(new) {
@@ -610,7 +495,6 @@ mod tests {
             assert_eq!(keys.intern(user(i).as_bytes()), id);
         }
         keys.release_if_unused(short); // too small to chain: garbage until compacted
-        keys.forget_idle();
         assert_eq!(keys.intern(b"b"), short, "its id is reused all the same");
     }
 

@@ -87,7 +87,7 @@ fn run(
         0,
         "every window is cleaned up at the end of time"
     );
-    assert_eq!(h.op.open_keys(), 0, "and no key holds one");
+    assert_eq!(h.op.open_keys(), 0, "and every key is forgotten");
     assert_eq!(
         h.op.changes(),
         0,
@@ -240,14 +240,21 @@ fn the_boundary_event_at_end_belongs_to_the_next_window() {
 }
 
 #[test]
-fn keys_that_go_idle_in_the_middle_of_a_batch_serve_its_later_events() {
-    // One batch: 9000 keys open [0, 10); an event at 20 fires them all (more keys go
-    // idle than a generation holds), and the same keys then open [20, 30).
+fn keys_whose_windows_fire_in_the_middle_of_a_batch_serve_its_later_events() {
+    // One batch: 9000 keys open [0, 10); an event at 20 fires them all (and their keys
+    // are forgotten), and the same keys then open [20, 30).
     let keys: Vec<String> = (0..9000).map(|i| format!("key-{i}")).collect();
     let mut events: Vec<Ev> = keys.iter().map(|k| ev(k, 0, 1)).collect();
     events.push(ev("other", 20, 1));
     events.extend(keys.iter().map(|k| ev(k, 20, 1)));
-    let r = run(&events, TUMBLING_10, 0, 0, events.len(), AggregateKind::Count);
+    let r = run(
+        &events,
+        TUMBLING_10,
+        0,
+        0,
+        events.len(),
+        AggregateKind::Count,
+    );
     let finals = r.finals("count");
     assert_eq!(finals.len(), 2 * 9000 + 1);
     for key in &keys {
