@@ -397,6 +397,12 @@ impl WindowOperator {
         self.keys.len()
     }
 
+    /// Bytes the interned keys take.
+    #[cfg(test)]
+    pub fn key_bytes(&self) -> usize {
+        self.keys.arena_len()
+    }
+
     /// Number of open (key, window) pairs.
     pub fn open_windows(&self) -> usize {
         self.windows.len()
@@ -475,7 +481,17 @@ impl WindowOperator {
             self.keys.release_if_unused(key);
         }
         self.aggregator.flush(batch, &mut self.windows.accs)?;
-        self.advance(batch, end_watermark, out)
+        self.advance(batch, end_watermark, out)?;
+        if self.keys.wants_compaction() {
+            // Between batches, where the only key ids held are the windows' and sessions'.
+            let remap = self.keys.compact();
+            self.windows.rekey(&remap);
+            self.sessions = std::mem::take(&mut self.sessions)
+                .into_iter()
+                .map(|(key, sessions)| (remap.new_id(key), sessions))
+                .collect();
+        }
+        Ok(())
     }
 
     /// Advances the watermark (never backwards) and fires the windows it passes, in order

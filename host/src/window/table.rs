@@ -3,9 +3,12 @@
 //! each) found through a hash index of 4-byte slot numbers.
 //!
 //! Invariants:
-//! - A key id is live while the key has an open window; its bytes are in the arena at its
-//!   span, and the index finds it by its bytes. Ids and arena space of released keys are
-//!   reused (the arena is compacted once mostly garbage).
+//! - A key's id is the offset of its entry in the arena: the number of windows it holds
+//!   open (4 bytes), its length (LEB128) and its bytes. An id is valid from its
+//!   interning until the key is released with no open window; the index finds it by its
+//!   bytes. The entries of released keys are reused by keys of their size. Ids change
+//!   only when the arena is compacted, which the holder of the ids asks for (between
+//!   batches) and follows with [`KeyRemap`].
 //! - A slot is live while its window is open: `slots[slot]` names the window and the index
 //!   finds the slot by (key, start), which identify an open window (a key's windows of
 //!   one kind never share a start: fixed-size windows differ in start, sessions of a key
@@ -21,51 +24,47 @@ use super::aggregate::Acc;
 use super::assigner::TimeWindow;
 use super::slots::{Slots, FREE_KEY};
 
-/// Where a key's bytes are in the arena, and how many windows it holds open; for a
-/// released id, the next released id (`offset`) and [`RELEASED`] (`open`).
-#[derive(Debug, Clone, Copy, Default)]
-struct KeySpan {
-    offset: u32,
-    open: u32,
-}
-
-/// `KeySpan::open` of a released id.
-const RELEASED: u32 = u32::MAX;
 /// The end of a free list.
 const NONE: u32 = u32::MAX;
 
+/// Bytes of an entry's open-window count (a free entry holds the next free entry there).
+const OPEN: usize = 4;
+
 /// Keys interned to small ids, so windows hold 4 bytes instead of the key. A key is
-/// forgotten (its id and its arena space reused) once it has no open window, so a
-/// stream of ever-new keys does not grow the table without bound.
+/// forgotten (its entry reused) once it has no open window, so a stream of ever-new keys
+/// does not grow the table without bound.
 ///
-/// The arena holds each key as its length (LEB128) and its bytes. Released ids are
-/// chained through their spans, and released arena space through itself (each free
-/// chunk starts with the offset of the next free chunk of its size), so reusing either
-/// costs no memory of its own: keys that come back (the usual case) refill the space
-/// of those that left.
-#[derive(Debug)]
+/// A key's id is where its entry starts in the arena, so finding a key by its bytes
+/// reads its entry directly, with no table between. Released entries are chained through
+/// themselves (each free entry starts with the offset of the next free entry of its
+/// size), so reusing them costs no memory of its own: keys that come back (the usual
+/// case) refill the space of those that left.
+#[derive(Debug, Default)]
 pub struct Keys {
     index: HashTable<u32>,
     arena: Vec<u8>,
-    spans: Vec<KeySpan>,
-    /// The first released id.
-    free_ids: u32,
-    /// Chunk size (length prefix and bytes) → the first free chunk of that size.
+    /// Entry size (count, length prefix and bytes) → the first free entry of that size.
     free_chunks: rustc_hash::FxHashMap<u32, u32>,
-    /// Arena bytes of forgotten keys (free chunks included).
+    /// Arena bytes of forgotten keys (free entries).
     garbage: usize,
 }
 
-impl Default for Keys {
-    fn default() -> Self {
-        Self {
-            index: HashTable::new(),
-            arena: Vec::new(),
-            spans: Vec::new(),
-            free_ids: NONE,
-            free_chunks: Default::default(),
-            garbage: 0,
-        }
+/// How ids changed in a compaction (see [`Keys::compact`]).
+#[derive(Debug)]
+pub struct KeyRemap {
+    /// The held keys' old ids, ascending, and their new ids, in the same order.
+    old: Vec<u32>,
+    new: Vec<u32>,
+}
+
+impl KeyRemap {
+    /// The new id of a key held at the compaction, by its old id.
+    pub fn new_id(&self, old: u32) -> u32 {
+        let at = self
+            .old
+            .binary_search(&old)
+            .expect("only held keys' ids are remapped");
+        self.new[at]
     }
 }
 
@@ -89,9 +88,9 @@ fn length_prefix(mut len: usize) -> ([u8; 5], usize) {
     }
 }
 
-/// The key stored at `offset` of the arena.
-fn key_at(arena: &[u8], offset: u32) -> &[u8] {
-    let mut at = offset as usize;
+/// The bytes of the key whose entry starts at `id`.
+fn key_at(arena: &[u8], id: u32) -> &[u8] {
+    let mut at = id as usize + OPEN;
     let mut len = 0usize;
     let mut shift = 0;
     loop {
@@ -105,71 +104,73 @@ fn key_at(arena: &[u8], offset: u32) -> &[u8] {
     }
 }
 
-/// Arena bytes a key takes: its length prefix and its bytes.
-fn chunk_size(key: &[u8]) -> usize {
-    length_prefix(key.len()).1 + key.len()
+/// Arena bytes a key's entry takes: its count, its length prefix and its bytes.
+fn entry_size(key: &[u8]) -> usize {
+    OPEN + length_prefix(key.len()).1 + key.len()
+}
+
+/// The 4-byte number at `at` of the arena.
+fn read_u32(arena: &[u8], at: u32) -> u32 {
+    let at = at as usize;
+    u32::from_le_bytes(arena[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn write_u32(arena: &mut [u8], at: u32, value: u32) {
+    let at = at as usize;
+    arena[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
 impl Keys {
     /// The id of `key`, interning it if new.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
         let hash = hash_of(key);
-        let (arena, spans) = (&self.arena, &self.spans);
-        if let Some(&id) = self
-            .index
-            .find(hash, |&id| key_at(arena, spans[id as usize].offset) == key)
-        {
+        let arena = &self.arena;
+        if let Some(&id) = self.index.find(hash, |&id| key_at(arena, id) == key) {
             return id;
         }
-        let offset = self.store(key);
-        let span = KeySpan { offset, open: 0 };
-        let id = if self.free_ids != NONE {
-            let id = self.free_ids;
-            self.free_ids = self.spans[id as usize].offset;
-            self.spans[id as usize] = span;
-            id
-        } else {
-            self.spans.push(span);
-            u32::try_from(self.spans.len() - 1).expect("more than 4 billion keys")
-        };
-        let (arena, spans) = (&self.arena, &self.spans);
-        self.index.insert_unique(hash, id, |&id| {
-            hash_of(key_at(arena, spans[id as usize].offset))
-        });
+        let id = self.store(key);
+        let arena = &self.arena;
+        self.index
+            .insert_unique(hash, id, |&id| hash_of(key_at(arena, id)));
         id
     }
 
-    /// Writes `key` into the arena (into a free chunk of its size when there is one);
-    /// returns its offset.
+    /// Writes an entry for `key` (into a free entry of its size when there is one), with
+    /// no open window; returns its id.
     fn store(&mut self, key: &[u8]) -> u32 {
         let (prefix, prefix_len) = length_prefix(key.len());
-        let size = prefix_len + key.len();
-        if let Some(head) = self.free_chunks.get_mut(&(size as u32)) {
-            let offset = *head;
-            let at = offset as usize;
-            let next = u32::from_le_bytes(self.arena[at..at + 4].try_into().expect("4 bytes"));
-            if next == NONE {
-                self.free_chunks.remove(&(size as u32));
-            } else {
-                *head = next;
+        let size = OPEN + prefix_len + key.len();
+        let at = match self.free_chunks.get_mut(&(size as u32)) {
+            Some(head) => {
+                let at = *head;
+                let next = read_u32(&self.arena, at);
+                if next == NONE {
+                    self.free_chunks.remove(&(size as u32));
+                } else {
+                    *head = next;
+                }
+                self.garbage -= size;
+                at as usize
             }
-            self.arena[at..at + prefix_len].copy_from_slice(&prefix[..prefix_len]);
-            self.arena[at + prefix_len..at + size].copy_from_slice(key);
-            self.garbage -= size;
-            return offset;
-        }
-        if self.arena.len() + size > u32::MAX as usize {
-            self.compact();
-        }
-        let offset = u32::try_from(self.arena.len()).expect("over 4 GiB of distinct keys");
-        self.arena.extend_from_slice(&prefix[..prefix_len]);
-        self.arena.extend_from_slice(key);
-        offset
+            None => {
+                let at = self.arena.len();
+                assert!(
+                    at + size < NONE as usize,
+                    "the keys with open windows take over 4 GiB"
+                );
+                self.arena.resize(at + size, 0);
+                at
+            }
+        };
+        self.arena[at..at + OPEN].fill(0);
+        self.arena[at + OPEN..at + OPEN + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        self.arena[at + OPEN + prefix_len..at + size].copy_from_slice(key);
+        at as u32
     }
 
     /// The bytes of key `id`.
     pub fn bytes(&self, id: u32) -> &[u8] {
-        key_at(&self.arena, self.spans[id as usize].offset)
+        key_at(&self.arena, id)
     }
 
     /// Number of keys held.
@@ -179,65 +180,71 @@ impl Keys {
 
     /// Windows key `id` holds open.
     pub fn open(&self, id: u32) -> u32 {
-        self.spans[id as usize].open
+        read_u32(&self.arena, id)
     }
 
     /// Key `id` opened a window.
     pub fn window_opened(&mut self, id: u32) {
-        self.spans[id as usize].open += 1;
+        let open = self.open(id) + 1;
+        write_u32(&mut self.arena, id, open);
     }
 
     /// Key `id` closed a window.
     pub fn window_closed(&mut self, id: u32) {
-        self.spans[id as usize].open -= 1;
+        let open = self.open(id) - 1;
+        write_u32(&mut self.arena, id, open);
     }
 
     /// Forgets a key that has no open window.
     pub fn release_if_unused(&mut self, id: u32) {
-        let span = self.spans[id as usize];
-        if span.open > 0 {
+        if self.open(id) > 0 {
             return;
         }
-        let key = key_at(&self.arena, span.offset);
-        let size = chunk_size(key);
-        let hash = hash_of(key);
-        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+        let key = key_at(&self.arena, id);
+        let size = entry_size(key);
+        if let Ok(entry) = self.index.find_entry(hash_of(key), |&other| other == id) {
             entry.remove();
         }
-        // A chunk too small to hold the next chunk's offset is left as garbage.
-        if size >= 4 {
-            let next = self
-                .free_chunks
-                .insert(size as u32, span.offset)
-                .unwrap_or(NONE);
-            let at = span.offset as usize;
-            self.arena[at..at + 4].copy_from_slice(&next.to_le_bytes());
-        }
+        let next = self.free_chunks.insert(size as u32, id).unwrap_or(NONE);
+        write_u32(&mut self.arena, id, next);
         self.garbage += size;
-        self.spans[id as usize] = KeySpan {
-            offset: self.free_ids,
-            open: RELEASED,
-        };
-        self.free_ids = id;
-        if self.garbage > 1 << 20 && self.garbage * 2 > self.arena.len() {
-            self.compact();
-        }
     }
 
-    /// Rewrites the arena with only the live keys' bytes.
-    fn compact(&mut self) {
+    /// Bytes of the arena.
+    #[cfg(test)]
+    pub fn arena_len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Whether the arena is mostly forgotten keys' entries, and worth compacting.
+    pub fn wants_compaction(&self) -> bool {
+        self.garbage > 1 << 20 && self.garbage * 2 > self.arena.len()
+    }
+
+    /// Rewrites the arena with only the held keys' entries, in the same order. Their ids
+    /// change: the caller updates every id it holds with the returned remap.
+    pub fn compact(&mut self) -> KeyRemap {
+        let mut old: Vec<u32> = self.index.iter().copied().collect();
+        old.sort_unstable();
         let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
-        for &id in self.index.iter() {
-            let span = &mut self.spans[id as usize];
-            let key = key_at(&self.arena, span.offset);
-            span.offset = arena.len() as u32;
-            let (prefix, prefix_len) = length_prefix(key.len());
-            arena.extend_from_slice(&prefix[..prefix_len]);
-            arena.extend_from_slice(key);
+        let new: Vec<u32> = old
+            .iter()
+            .map(|&id| {
+                let at = u32::try_from(arena.len()).expect("smaller than before");
+                let size = entry_size(key_at(&self.arena, id));
+                arena.extend_from_slice(&self.arena[id as usize..id as usize + size]);
+                at
+            })
+            .collect();
+        let remap = KeyRemap { old, new };
+        // A key keeps its hash (its bytes), so the index keeps its layout.
+        for id in self.index.iter_mut() {
+            *id = remap.new_id(*id);
         }
         self.arena = arena;
         self.free_chunks.clear();
         self.garbage = 0;
+        remap
     }
 }
 
@@ -418,6 +425,22 @@ impl Windows {
         self.index.len()
     }
 
+    /// Gives every open window its key's new id, after the keys were compacted.
+    pub fn rekey(&mut self, remap: &KeyRemap) {
+        self.index.clear();
+        for slot in 0..u32::try_from(self.slots.len()).expect("slot numbers are u32") {
+            let (key, start) = self.slots.get(slot);
+            if key == FREE_KEY {
+                continue;
+            }
+            let key = remap.new_id(key);
+            self.slots.set(slot, key, start);
+            let slots = &self.slots;
+            self.index
+                .insert_unique(hash_of((key, start)), slot, |&s| hash_of(slots.get(s)));
+        }
+    }
+
     /// Number of slots, open or free (the bound of slot numbers).
     pub fn slot_count(&self) -> usize {
         self.slots.len()
@@ -447,35 +470,45 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_reused_and_the_arena_compacts() {
+    fn a_key_is_its_entry_and_entries_are_reused() {
         let mut keys = Keys::default();
         let a = keys.intern(b"alpha");
         assert_eq!(keys.intern(b"alpha"), a);
         let b = keys.intern(b"beta");
         assert_ne!(a, b);
+        assert_eq!(
+            keys.arena.len(),
+            2 * OPEN + 2 + 5 + 4,
+            "an entry is its count, length and bytes, nothing else"
+        );
         keys.window_opened(b);
+        keys.window_opened(b);
+        keys.window_closed(b);
+        assert_eq!((keys.open(a), keys.open(b)), (0, 1));
         keys.release_if_unused(a);
+        keys.release_if_unused(b); // holds a window: kept
         assert_eq!(keys.len(), 1);
-        // Churn through far more key bytes than stay live: the arena stays small.
+        // Churn through far more key bytes than stay held: the arena stays small.
         for i in 0..200_000u32 {
             let id = keys.intern(format!("key-{i:020}").as_bytes());
             keys.release_if_unused(id);
         }
         assert_eq!(keys.len(), 1);
         assert_eq!(keys.bytes(b), b"beta");
-        assert!(keys.arena.len() < 3 << 20, "{}", keys.arena.len());
+        assert!(keys.arena.len() < 100, "{}", keys.arena.len());
         assert_eq!(keys.intern(b"beta"), b);
+        assert!(!keys.wants_compaction());
     }
 
     #[test]
-    fn released_keys_leave_their_space_and_ids_to_keys_of_their_size() {
+    fn released_keys_leave_their_entries_to_keys_of_their_size() {
         let mut keys = Keys::default();
         let user = |i: u32| format!("user-{i:06}");
         let old: Vec<u32> = (0..1000).map(|i| keys.intern(user(i).as_bytes())).collect();
         let long = vec![b'x'; 300]; // a two-byte length prefix
         let (l, short) = (keys.intern(&long), keys.intern(b"a"));
-        let (arena, ids) = (keys.arena.len(), keys.spans.len());
-        for id in old {
+        let arena = keys.arena.len();
+        for &id in &old {
             keys.release_if_unused(id);
         }
         let new: Vec<u32> = (1000..2000)
@@ -484,9 +517,12 @@ mod tests {
         assert_eq!(
             keys.arena.len(),
             arena,
-            "the new keys took the old keys' space"
+            "the new keys took the old keys' entries"
         );
-        assert_eq!(keys.spans.len(), ids, "and their ids");
+        let (mut old_ids, mut new_ids) = (old, new.clone());
+        old_ids.sort_unstable();
+        new_ids.sort_unstable();
+        assert_eq!(old_ids, new_ids, "and so their ids");
         assert_eq!(keys.len(), 1002);
         assert_eq!(keys.bytes(l), &long[..]);
         assert_eq!(keys.bytes(short), b"a");
@@ -494,8 +530,60 @@ mod tests {
             assert_eq!(keys.bytes(id), user(i).as_bytes());
             assert_eq!(keys.intern(user(i).as_bytes()), id);
         }
-        keys.release_if_unused(short); // too small to chain: garbage until compacted
-        assert_eq!(keys.intern(b"b"), short, "its id is reused all the same");
+        keys.release_if_unused(short);
+        assert_eq!(
+            keys.intern(b"b"),
+            short,
+            "a one-byte key's entry is reused too"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_every_held_key_and_says_its_new_id() {
+        let mut keys = Keys::default();
+        let mut windows = Windows::on_grid(10);
+        let held: Vec<(Vec<u8>, u32, u32)> = (0..3000u32)
+            .map(|i| {
+                // Keys of many sizes, so released entries are seldom reused.
+                let bytes = format!("{i}-{}", "k".repeat(i as usize % 700)).into_bytes();
+                let id = keys.intern(&bytes);
+                keys.window_opened(id);
+                let slot =
+                    windows.insert(id, TimeWindow { start: 0, end: 10 }, Acc::Count(i.into()));
+                (bytes, id, slot)
+            })
+            .collect();
+        for i in 0..2000 {
+            // Each of a size of its own: no later key reuses its entry.
+            let id = keys.intern("g".repeat(1000 + i).as_bytes());
+            keys.release_if_unused(id);
+        }
+        assert!(
+            keys.wants_compaction(),
+            "garbage {} of {}",
+            keys.garbage,
+            keys.arena.len()
+        );
+        let before = keys.arena.len();
+        let remap = keys.compact();
+        windows.rekey(&remap);
+        assert!(keys.arena.len() < before / 2);
+        assert!(!keys.wants_compaction());
+        assert_eq!(keys.len(), held.len());
+        for (bytes, old, slot) in &held {
+            let id = remap.new_id(*old);
+            assert_eq!(keys.bytes(id), &bytes[..]);
+            assert_eq!(keys.intern(bytes), id, "found under its new id");
+            assert_eq!(keys.open(id), 1, "with its count");
+            assert_eq!(
+                windows.get(id, TimeWindow { start: 0, end: 10 }),
+                Some(*slot)
+            );
+        }
+        // Released entries are reused after it as before.
+        let id = keys.intern(b"new");
+        keys.release_if_unused(id);
+        assert_eq!(keys.intern(b"old"), id);
     }
 
     #[test]
