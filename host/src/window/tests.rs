@@ -265,40 +265,46 @@ fn keys_whose_windows_fire_in_the_middle_of_a_batch_serve_its_later_events() {
 
 #[test]
 fn open_windows_keep_their_keys_when_the_key_arena_is_compacted_between_batches() {
-    let mut h = Harness::new(TUMBLING_10, 0, AggregateKind::Count, 1, 0, None);
-    let stay: Vec<String> = (0..500)
-        .map(|i| format!("stay-{i}-{}", "s".repeat(i % 40)))
-        .collect();
-    // Keys of sizes of their own, whose windows fire within the batch: their entries
-    // become garbage no later key reuses, so the batch ends with a compaction.
-    let mut events: Vec<Ev> = (0..2000).map(|i| ev(&"g".repeat(1000 + i), 5, 1)).collect();
-    events.push(ev("trigger", 12, 1)); // watermark 11: [0, 10) fires
-    events.extend(stay.iter().map(|k| ev(k, 15, 1)));
-    h.feed(0, &events);
-    assert!(
-        h.op.key_bytes() < 1 << 20,
-        "compacted: {} bytes of keys",
-        h.op.key_bytes()
-    );
-    let again: Vec<Ev> = stay.iter().map(|k| ev(k, 16, 1)).collect();
-    h.feed(0, &again);
-    h.finish();
-    let r = Run {
-        firings: records(h.out.records()),
-        late: records(h.late.records()),
-        counters: h.op.counters(),
-    };
-    assert!(r.late.is_empty());
-    assert_eq!(r.counters.firings, 2000 + 1 + 500, "one result per window");
-    let finals = r.finals("count");
-    for key in &stay {
-        assert_eq!(
-            finals[&(key.clone(), 10, 20)],
-            2,
-            "{key}: both events in one window"
+    // Tumbling [10, 20) windows and sessions of gap 5 ([15, 20), then [15, 21)) both hold
+    // the staying keys across the compaction.
+    for (assigner, window) in [
+        (TUMBLING_10, (10, 20)),
+        (Assigner::Session { gap: 5 }, (15, 21)),
+    ] {
+        let mut h = Harness::new(assigner, 0, AggregateKind::Count, 1, 0, None);
+        let stay: Vec<String> = (0..500)
+            .map(|i| format!("stay-{i}-{}", "s".repeat(i % 40)))
+            .collect();
+        // Keys of sizes of their own, whose windows fire within the batch: their entries
+        // become garbage no later key reuses, so the batch ends with a compaction.
+        let mut events: Vec<Ev> = (0..2000).map(|i| ev(&"g".repeat(1000 + i), 5, 1)).collect();
+        events.push(ev("trigger", 12, 1)); // watermark 11: the windows at 5 fire
+        events.extend(stay.iter().map(|k| ev(k, 15, 1)));
+        h.feed(0, &events);
+        assert!(
+            h.op.key_bytes() < 1 << 20,
+            "compacted: {} bytes of keys",
+            h.op.key_bytes()
         );
+        let again: Vec<Ev> = stay.iter().map(|k| ev(k, 16, 1)).collect();
+        h.feed(0, &again);
+        h.finish();
+        let r = Run {
+            firings: records(h.out.records()),
+            late: records(h.late.records()),
+            counters: h.op.counters(),
+        };
+        assert!(r.late.is_empty());
+        assert_eq!(r.counters.firings, 2000 + 1 + 500, "one result per window");
+        let finals = r.finals("count");
+        for key in &stay {
+            assert_eq!(
+                finals[&(key.clone(), window.0, window.1)],
+                2,
+                "{key}: both events in one window"
+            );
+        }
     }
-    assert_eq!(finals[&("trigger".to_string(), 10, 20)], 1);
 }
 
 #[test]
