@@ -100,18 +100,11 @@ impl Watermarks {
         let clock = &mut self.partitions[index];
         clock.last_seen = now;
         let was_idle = std::mem::replace(&mut clock.idle, false);
-        let new_max = clock.max_timestamp.is_none_or(|max| timestamp > max);
-        if new_max {
+        if clock.max_timestamp.is_none_or(|max| timestamp > max) {
             clock.max_timestamp = Some(timestamp);
-        }
-        if new_max || was_idle {
-            match self.partitions.as_slice() {
-                // The usual case, one partition: its watermark is the job's, no search.
-                [only] if only.assigned => {
-                    self.current = self.current.max(self.partition_watermark(only));
-                }
-                _ => self.recompute(),
-            }
+            self.recompute();
+        } else if was_idle {
+            self.recompute();
         }
         before
     }

@@ -306,6 +306,18 @@ fn end_of(
     }
 }
 
+/// Whether `slot` holds `window` of `key` (the index's match for a lookup).
+fn holds(
+    slots: &Slots,
+    lengths: &Lengths,
+    long_ends: &rustc_hash::FxHashMap<u32, i64>,
+    slot: u32,
+    key: u32,
+    window: TimeWindow,
+) -> bool {
+    slots.is(slot, key, window.start) && end_of(slots, lengths, long_ends, slot) == window.end
+}
+
 /// Open windows of every key, each in a slot with its accumulator. Free slots are
 /// chained through themselves (see [`Slots::free`]), so freeing a million windows at
 /// once takes no memory of its own.
@@ -347,11 +359,12 @@ impl Windows {
 
     /// The slot of `window` of `key`, if open.
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
-        let slots = &self.slots;
-        let &slot = self.index.find(hash_of((key, window.start)), |&s| {
-            slots.is(s, key, window.start)
-        })?;
-        (self.window(slot).1 == window).then_some(slot)
+        let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
+        self.index
+            .find(hash_of((key, window.start)), |&s| {
+                holds(slots, lengths, long_ends, s, key, window)
+            })
+            .copied()
     }
 
     /// Opens `window` of `key` with accumulator `acc`; returns its slot.
@@ -391,7 +404,7 @@ impl Windows {
         let entry = self
             .index
             .find_entry(hash_of((key, window.start)), |&s| {
-                slots.is(s, key, window.start) && end_of(slots, lengths, long_ends, s) == window.end
+                holds(slots, lengths, long_ends, s, key, window)
             })
             .ok()?;
         let (slot, _) = entry.remove();
