@@ -539,10 +539,12 @@ impl WindowOperator {
                     self.emit(key, window, slot, out)?;
                 }
                 if time == window.max_timestamp().saturating_add(self.lateness) {
-                    self.remove(key, window);
+                    self.windows.close(slot);
+                    self.forget(key, window);
                     self.keys.release_if_unused(key);
                 }
             }
+            self.windows.settle();
             // Kept up to a few MiB: a rare firing of a million windows does not leave
             // tens of MiB resident.
             due.shrink_to(KEPT_DUE_BYTES / size_of::<Due>());
@@ -684,6 +686,12 @@ impl WindowOperator {
     /// Removes a window's state, returning its accumulator.
     fn remove(&mut self, key: u32, window: TimeWindow) -> Option<Acc> {
         let (_, acc) = self.windows.remove(key, window)?;
+        self.forget(key, window);
+        Some(acc)
+    }
+
+    /// Accounts for a window of `key` that was closed.
+    fn forget(&mut self, key: u32, window: TimeWindow) {
         self.keys.window_closed(key);
         if self.track_changes {
             let key = self.keys.bytes(key).to_vec();
@@ -695,7 +703,6 @@ impl WindowOperator {
                 self.sessions.remove(&key);
             }
         }
-        Some(acc)
     }
 
     /// Writes one window result:

@@ -12,7 +12,9 @@
 //! - A slot is live while its window is open: `slots[slot]` names the window and the index
 //!   finds the slot by (key, start), which identify an open window (a key's windows of
 //!   one kind never share a start: fixed-size windows differ in start, sessions of a key
-//!   never overlap).
+//!   never overlap). Fixed-size windows are indexed per start (a pane), so a timer's
+//!   windows, which close together, leave with their pane's table; a closed window may
+//!   stay in that table until the next settle, and none opens before it.
 
 use std::hash::BuildHasher;
 
@@ -318,12 +320,43 @@ fn holds(
     slots.is(slot, key, window.start) && end_of(slots, lengths, long_ends, slot) == window.end
 }
 
+/// How open windows are found by (key, window): hash tables of slot numbers.
+#[derive(Debug)]
+enum Index {
+    /// One table over every window, by key and start: windows of any shape (sessions).
+    Whole(HashTable<u32>),
+    /// One table per window start, by key: fixed-size windows. The windows of one start
+    /// share their end, so they close together (at the same timer), and their table is
+    /// then dropped whole instead of emptied window by window.
+    Panes(rustc_hash::FxHashMap<i64, Pane>),
+}
+
+/// The windows of one start (fixed-size windows).
+#[derive(Debug, Default)]
+struct Pane {
+    table: HashTable<u32>,
+    /// Windows of the table still open (it may also hold windows closed since the last
+    /// [`Windows::settle`]).
+    open: usize,
+}
+
+/// Keeps the larger of two tables, emptied, in `spare`.
+fn keep_larger(spare: &mut HashTable<u32>, mut table: HashTable<u32>) {
+    if table.capacity() > spare.capacity() {
+        table.clear();
+        *spare = table;
+    }
+}
+
 /// Open windows of every key, each in a slot with its accumulator. Free slots are
 /// chained through themselves (see [`Slots::free`]), so freeing a million windows at
 /// once takes no memory of its own.
+///
+/// Windows closed by [`Windows::close`] may stay in their pane's table until
+/// [`Windows::settle`]; no window opens in between.
 #[derive(Debug)]
 pub struct Windows {
-    index: HashTable<u32>,
+    index: Index,
     slots: Slots,
     lengths: Lengths,
     /// The accumulator of each slot (the aggregate folds into these by slot).
@@ -331,44 +364,57 @@ pub struct Windows {
     /// The first free slot.
     free: u32,
     long_ends: rustc_hash::FxHashMap<u32, i64>,
+    /// Open windows.
+    open: usize,
+    /// Starts of the panes [`Windows::close`] closed windows of since the last settle.
+    closing: Vec<i64>,
+    /// The emptied table of the last pane that closed, for the next pane to open (panes
+    /// come and go at the same size, so a new one then neither grows step by step nor
+    /// adds its table to the old one's freed memory).
+    spare: HashTable<u32>,
 }
 
 impl Default for Windows {
     fn default() -> Self {
-        Self::with_slots(Slots::default())
+        Self::with(Slots::default(), Index::Whole(HashTable::new()))
     }
 }
 
 impl Windows {
-    /// Windows that start on a grid of `step` ms (fixed-size windows: their slide), whose
-    /// slots then take 8 bytes rather than 12.
+    /// Fixed-size windows, which start on a grid of `step` ms (their slide): their
+    /// slots take 8 bytes rather than 12, and each start's windows are indexed apart.
     pub fn on_grid(step: i64) -> Self {
-        Self::with_slots(Slots::on_grid(step))
+        Self::with(Slots::on_grid(step), Index::Panes(Default::default()))
     }
 
-    fn with_slots(slots: Slots) -> Self {
+    fn with(slots: Slots, index: Index) -> Self {
         Self {
-            index: HashTable::new(),
+            index,
             slots,
             lengths: Lengths::default(),
             accs: Accs::default(),
             free: NONE,
             long_ends: Default::default(),
+            open: 0,
+            closing: Vec::new(),
+            spare: HashTable::new(),
         }
     }
 
     /// The slot of `window` of `key`, if open.
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
-        self.index
-            .find(hash_of((key, window.start)), |&s| {
-                holds(slots, lengths, long_ends, s, key, window)
-            })
-            .copied()
+        let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
+        match &self.index {
+            Index::Whole(table) => table.find(hash_of((key, window.start)), held),
+            Index::Panes(panes) => panes.get(&window.start)?.table.find(hash_of(key), held),
+        }
+        .copied()
     }
 
     /// Opens `window` of `key` with accumulator `acc`; returns its slot.
     pub fn insert(&mut self, key: u32, window: TimeWindow, acc: Acc) -> u32 {
+        debug_assert!(self.closing.is_empty(), "a window opened before a settle");
         let length = window
             .end
             .checked_sub(window.start)
@@ -390,28 +436,107 @@ impl Windows {
         if length == LONG {
             self.long_ends.insert(slot, window.end);
         }
-        let slots = &self.slots;
-        self.index
-            .insert_unique(hash_of((key, window.start)), slot, |&s| {
-                hash_of(slots.get(s))
-            });
+        self.index_slot(slot);
+        self.open += 1;
         slot
+    }
+
+    /// Enters the window in `slot` in the index.
+    fn index_slot(&mut self, slot: u32) {
+        let slots = &self.slots;
+        let (key, start) = slots.get(slot);
+        match &mut self.index {
+            Index::Whole(table) => {
+                table.insert_unique(hash_of((key, start)), slot, |&s| hash_of(slots.get(s)));
+            }
+            Index::Panes(panes) => {
+                let pane = panes.entry(start).or_insert_with(|| Pane {
+                    table: std::mem::take(&mut self.spare),
+                    open: 0,
+                });
+                pane.table
+                    .insert_unique(hash_of(key), slot, |&s| hash_of(slots.get(s).0));
+                pane.open += 1;
+            }
+        }
     }
 
     /// Closes `window` of `key`; returns its slot and accumulator.
     pub fn remove(&mut self, key: u32, window: TimeWindow) -> Option<(u32, Acc)> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
-        let entry = self
-            .index
-            .find_entry(hash_of((key, window.start)), |&s| {
-                holds(slots, lengths, long_ends, s, key, window)
-            })
-            .ok()?;
-        let (slot, _) = entry.remove();
+        let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
+        let slot = match &mut self.index {
+            Index::Whole(table) => {
+                let entry = table.find_entry(hash_of((key, window.start)), held).ok()?;
+                entry.remove().0
+            }
+            Index::Panes(panes) => {
+                let pane = panes.get_mut(&window.start)?;
+                let slot = pane.table.find_entry(hash_of(key), held).ok()?.remove().0;
+                pane.open -= 1;
+                if pane.open == 0 && pane.table.is_empty() {
+                    let pane = panes.remove(&window.start).expect("just found");
+                    keep_larger(&mut self.spare, pane.table);
+                }
+                slot
+            }
+        };
+        Some((slot, self.free_slot(slot)))
+    }
+
+    /// Closes the window in `slot` (open), dropping its accumulator. A fixed-size window
+    /// stays in its pane's table until [`Windows::settle`], which drops the table once
+    /// all of its windows are closed.
+    pub fn close(&mut self, slot: u32) {
+        let (key, window) = self.window(slot);
+        match &mut self.index {
+            Index::Whole(_) => {
+                self.remove(key, window);
+            }
+            Index::Panes(panes) => {
+                if let Some(pane) = panes.get_mut(&window.start) {
+                    pane.open -= 1;
+                }
+                if self.closing.last() != Some(&window.start) {
+                    self.closing.push(window.start);
+                }
+                self.free_slot(slot);
+            }
+        }
+    }
+
+    /// Takes closed windows out of their panes' tables: drops a pane's table whose
+    /// windows are all closed (as at a timer of fixed-size windows), and otherwise keeps
+    /// only the open windows in it.
+    pub fn settle(&mut self) {
+        let Index::Panes(panes) = &mut self.index else {
+            return;
+        };
+        self.closing.sort_unstable();
+        self.closing.dedup();
+        for start in self.closing.drain(..) {
+            let Some(pane) = panes.get_mut(&start) else {
+                continue;
+            };
+            if pane.open == 0 {
+                let pane = panes.remove(&start).expect("just found");
+                keep_larger(&mut self.spare, pane.table);
+                continue;
+            }
+            pane.table.retain(|&mut s| {
+                let (key, held_start) = self.slots.get(s);
+                key != FREE_KEY && held_start == start
+            });
+        }
+    }
+
+    /// Frees `slot` (its window taken out of the index), returning its accumulator.
+    fn free_slot(&mut self, slot: u32) -> Acc {
         self.slots.free(slot, self.free);
         self.long_ends.remove(&slot);
         self.free = slot;
-        Some((slot, self.accs.take(slot)))
+        self.open -= 1;
+        self.accs.take(slot)
     }
 
     /// The key and window slot `slot` holds, if it holds one.
@@ -427,7 +552,12 @@ impl Windows {
 
     /// Every open window: (slot, key, window), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32, TimeWindow)> + '_ {
-        self.index.iter().map(|&slot| {
+        debug_assert!(self.closing.is_empty(), "windows listed before a settle");
+        let slots: Box<dyn Iterator<Item = &u32>> = match &self.index {
+            Index::Whole(table) => Box::new(table.iter()),
+            Index::Panes(panes) => Box::new(panes.values().flat_map(|pane| pane.table.iter())),
+        };
+        slots.map(|&slot| {
             let (key, window) = self.window(slot);
             (slot, key, window)
         })
@@ -435,22 +565,23 @@ impl Windows {
 
     /// Number of open windows.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.open
     }
 
     /// Gives every open window its key's new id, after the keys were compacted.
     pub fn rekey(&mut self, remap: &KeyRemap) {
-        self.index.clear();
+        debug_assert!(self.closing.is_empty(), "keys compacted before a settle");
+        match &mut self.index {
+            Index::Whole(table) => table.clear(),
+            Index::Panes(panes) => panes.clear(),
+        }
         for slot in 0..u32::try_from(self.slots.len()).expect("slot numbers are u32") {
             let (key, start) = self.slots.get(slot);
             if key == FREE_KEY {
                 continue;
             }
-            let key = remap.new_id(key);
-            self.slots.set(slot, key, start);
-            let slots = &self.slots;
-            self.index
-                .insert_unique(hash_of((key, start)), slot, |&s| hash_of(slots.get(s)));
+            self.slots.set(slot, remap.new_id(key), start);
+            self.index_slot(slot);
         }
     }
 
@@ -620,5 +751,61 @@ mod tests {
         let mut all: Vec<_> = windows.iter().map(|(s, k, _)| (s, k)).collect();
         all.sort();
         assert_eq!(all, vec![(s1, 3), (s2, 2), (long, 1)]);
+    }
+
+    #[test]
+    fn a_pane_whose_windows_all_closed_leaves_whole_and_a_partly_closed_one_keeps_the_rest() {
+        let mut windows = Windows::on_grid(10);
+        let w = |start| TimeWindow {
+            start,
+            end: start + 10,
+        };
+        let first: Vec<u32> = (0..100)
+            .map(|key| windows.insert(key, w(0), Acc::Count(key.into())))
+            .collect();
+        let second: Vec<u32> = (0..100)
+            .map(|key| windows.insert(key, w(10), Acc::Count(0)))
+            .collect();
+        for &slot in &first {
+            windows.close(slot);
+        }
+        windows.settle();
+        let Index::Panes(panes) = &windows.index else {
+            panic!("fixed-size windows are indexed by pane");
+        };
+        assert_eq!(panes.len(), 1, "the closed pane's table is gone");
+        assert_eq!(windows.len(), 100);
+        assert_eq!(windows.get(3, w(0)), None);
+        // Half of a pane closed, then windows open again in the freed slots.
+        for &slot in &second[..50] {
+            windows.close(slot);
+        }
+        windows.settle();
+        for key in 0..100 {
+            let open = windows.get(key, w(10));
+            assert_eq!(open, (key >= 50).then(|| second[key as usize]));
+        }
+        let reopened: Vec<u32> = (0..50)
+            .map(|key| windows.insert(key, w(20), Acc::Count(1)))
+            .collect();
+        for (key, slot) in (0..50).zip(reopened) {
+            assert!(
+                first.contains(&slot) || second.contains(&slot),
+                "slots reused"
+            );
+            assert_eq!(windows.get(key, w(20)), Some(slot));
+            assert_eq!(
+                windows.get(key, w(10)),
+                None,
+                "the closed window is not found"
+            );
+        }
+        assert_eq!(windows.len(), 100);
+        assert_eq!(windows.iter().count(), 100);
+        assert_eq!(
+            windows.remove(60, w(10)).map(|(_, acc)| acc),
+            Some(Acc::Count(0))
+        );
+        assert_eq!(windows.len(), 99);
     }
 }
