@@ -328,12 +328,54 @@ enum Index {
     /// One table per window start, by key: fixed-size windows. The windows of one start
     /// share their end, so they close together (at the same timer), and their table is
     /// then dropped whole instead of emptied window by window.
-    Panes(rustc_hash::FxHashMap<i64, Pane>),
+    Panes(Panes),
+}
+
+/// The panes of fixed-size windows, by start: few at a time (a tumbling window's one or
+/// two, a sliding window's size / slide), so kept in a vector sorted by start, where a
+/// lookup is a compare or two rather than a hash and a probe.
+#[derive(Debug, Default)]
+struct Panes(Vec<Pane>);
+
+impl Panes {
+    fn position(&self, start: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&start, |pane| pane.start)
+    }
+
+    fn get(&self, start: i64) -> Option<&Pane> {
+        self.position(start).ok().map(|at| &self.0[at])
+    }
+
+    fn get_mut(&mut self, start: i64) -> Option<&mut Pane> {
+        self.position(start).ok().map(|at| &mut self.0[at])
+    }
+
+    /// The pane of `start`, opened with `table` (empty) if there is none.
+    fn open(&mut self, start: i64, table: impl FnOnce() -> HashTable<u32>) -> &mut Pane {
+        let at = self.position(start).unwrap_or_else(|at| {
+            let table = table();
+            self.0.insert(
+                at,
+                Pane {
+                    start,
+                    table,
+                    open: 0,
+                },
+            );
+            at
+        });
+        &mut self.0[at]
+    }
+
+    fn remove(&mut self, start: i64) -> Option<Pane> {
+        self.position(start).ok().map(|at| self.0.remove(at))
+    }
 }
 
 /// The windows of one start (fixed-size windows).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pane {
+    start: i64,
     table: HashTable<u32>,
     /// Windows of the table still open (it may also hold windows closed since the last
     /// [`Windows::settle`]).
@@ -407,7 +449,7 @@ impl Windows {
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
         match &self.index {
             Index::Whole(table) => table.find(hash_of((key, window.start)), held),
-            Index::Panes(panes) => panes.get(&window.start)?.table.find(hash_of(key), held),
+            Index::Panes(panes) => panes.get(window.start)?.table.find(hash_of(key), held),
         }
         .copied()
     }
@@ -450,10 +492,7 @@ impl Windows {
                 table.insert_unique(hash_of((key, start)), slot, |&s| hash_of(slots.get(s)));
             }
             Index::Panes(panes) => {
-                let pane = panes.entry(start).or_insert_with(|| Pane {
-                    table: std::mem::take(&mut self.spare),
-                    open: 0,
-                });
+                let pane = panes.open(start, || std::mem::take(&mut self.spare));
                 pane.table
                     .insert_unique(hash_of(key), slot, |&s| hash_of(slots.get(s).0));
                 pane.open += 1;
@@ -471,11 +510,11 @@ impl Windows {
                 entry.remove().0
             }
             Index::Panes(panes) => {
-                let pane = panes.get_mut(&window.start)?;
+                let pane = panes.get_mut(window.start)?;
                 let slot = pane.table.find_entry(hash_of(key), held).ok()?.remove().0;
                 pane.open -= 1;
                 if pane.open == 0 && pane.table.is_empty() {
-                    let pane = panes.remove(&window.start).expect("just found");
+                    let pane = panes.remove(window.start).expect("just found");
                     keep_larger(&mut self.spare, pane.table);
                 }
                 slot
@@ -494,7 +533,7 @@ impl Windows {
                 self.remove(key, window);
             }
             Index::Panes(panes) => {
-                if let Some(pane) = panes.get_mut(&window.start) {
+                if let Some(pane) = panes.get_mut(window.start) {
                     pane.open -= 1;
                 }
                 if self.closing.last() != Some(&window.start) {
@@ -515,11 +554,11 @@ impl Windows {
         self.closing.sort_unstable();
         self.closing.dedup();
         for start in self.closing.drain(..) {
-            let Some(pane) = panes.get_mut(&start) else {
+            let Some(pane) = panes.get_mut(start) else {
                 continue;
             };
             if pane.open == 0 {
-                let pane = panes.remove(&start).expect("just found");
+                let pane = panes.remove(start).expect("just found");
                 keep_larger(&mut self.spare, pane.table);
                 continue;
             }
@@ -555,7 +594,7 @@ impl Windows {
         debug_assert!(self.closing.is_empty(), "windows listed before a settle");
         let slots: Box<dyn Iterator<Item = &u32>> = match &self.index {
             Index::Whole(table) => Box::new(table.iter()),
-            Index::Panes(panes) => Box::new(panes.values().flat_map(|pane| pane.table.iter())),
+            Index::Panes(panes) => Box::new(panes.0.iter().flat_map(|pane| pane.table.iter())),
         };
         slots.map(|&slot| {
             let (key, window) = self.window(slot);
@@ -573,7 +612,7 @@ impl Windows {
         debug_assert!(self.closing.is_empty(), "keys compacted before a settle");
         match &mut self.index {
             Index::Whole(table) => table.clear(),
-            Index::Panes(panes) => panes.clear(),
+            Index::Panes(panes) => panes.0.clear(),
         }
         for slot in 0..u32::try_from(self.slots.len()).expect("slot numbers are u32") {
             let (key, start) = self.slots.get(slot);
@@ -773,7 +812,7 @@ mod tests {
         let Index::Panes(panes) = &windows.index else {
             panic!("fixed-size windows are indexed by pane");
         };
-        assert_eq!(panes.len(), 1, "the closed pane's table is gone");
+        assert_eq!(panes.0.len(), 1, "the closed pane's table is gone");
         assert_eq!(windows.len(), 100);
         assert_eq!(windows.get(3, w(0)), None);
         // Half of a pane closed, then windows open again in the freed slots.
