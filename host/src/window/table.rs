@@ -447,11 +447,12 @@ impl Windows {
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
-        match &self.index {
-            Index::Whole(table) => table.find(hash_of((key, window.start)), held),
-            Index::Panes(panes) => panes.get(window.start)?.table.find(hash_of(key), held),
-        }
-        .copied()
+        // One probe for both kinds of index, so it is inlined once.
+        let (table, hash) = match &self.index {
+            Index::Whole(table) => (table, hash_of((key, window.start))),
+            Index::Panes(panes) => (&panes.get(window.start)?.table, hash_of(key)),
+        };
+        table.find(hash, held).copied()
     }
 
     /// Opens `window` of `key` with accumulator `acc`; returns its slot.
