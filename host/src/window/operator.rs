@@ -526,29 +526,45 @@ impl WindowOperator {
             // Key bytes, not ids, so the order survives a restore (ids are reassigned).
             Due::sort(&mut due, keys, &self.windows);
             due.dedup_by_key(|d| d.slot);
-            for Due { slot, key, .. } in due.drain(..) {
-                // Slots are neither freed twice nor reused while a firing goes on.
-                let Some((_, window)) = self.windows.held(slot) else {
-                    continue;
-                };
-                if time == window.max_timestamp() {
-                    if !flushed {
-                        self.aggregator.flush(batch, &mut self.windows.accs)?;
-                        flushed = true;
-                    }
-                    self.emit(key, window, slot, out)?;
-                }
-                if time == window.max_timestamp().saturating_add(self.lateness) {
-                    self.windows.close(slot);
-                    self.forget(key, window);
-                    self.keys.release_if_unused(key);
-                }
-            }
+            let fired = self.fire(batch, time, &due, &mut flushed, out);
+            // Also after a failed firing, so the windows it closed leave the index.
             self.windows.settle();
             // Kept up to a few MiB: a rare firing of a million windows does not leave
             // tens of MiB resident.
+            due.clear();
             due.shrink_to(KEPT_DUE_BYTES / size_of::<Due>());
             self.due = due;
+            fired?;
+        }
+        Ok(())
+    }
+
+    /// Fires and cleans up the windows `due` at timer `time`, in their order.
+    fn fire(
+        &mut self,
+        batch: &EventBatch,
+        time: i64,
+        due: &[Due],
+        flushed: &mut bool,
+        out: &mut Results<'_>,
+    ) -> Result<()> {
+        for &Due { slot, key, .. } in due {
+            // Slots are neither freed twice nor reused while a firing goes on.
+            let Some((_, window)) = self.windows.held(slot) else {
+                continue;
+            };
+            if time == window.max_timestamp() {
+                if !*flushed {
+                    self.aggregator.flush(batch, &mut self.windows.accs)?;
+                    *flushed = true;
+                }
+                self.emit(key, window, slot, out)?;
+            }
+            if time == window.max_timestamp().saturating_add(self.lateness) {
+                self.windows.close(slot);
+                self.forget(key, window);
+                self.keys.release_if_unused(key);
+            }
         }
         Ok(())
     }

@@ -700,3 +700,41 @@ fn a_large_firing_is_handed_on_in_chunks_in_order() {
     }
     assert!(left < SPILL_BYTES, "then the rest");
 }
+
+#[test]
+fn a_firing_that_fails_midway_leaves_the_windows_it_closed_out_of_the_state() {
+    // 20k keys in one window: their results pass SPILL_BYTES, and the spill fails then.
+    let events: Vec<Ev> = (0..20_000)
+        .map(|k| ev(&format!("key-{k:06}"), 1, 1))
+        .collect();
+    let mut h = Harness::new(TUMBLING_10, 0, AggregateKind::Count, 1, 0, None);
+    h.feed(0, &events);
+    assert_eq!(h.op.open_windows(), 20_000);
+    let mut failing = |_: crate::batch::Records<'_>| anyhow::bail!("the sink is down");
+    let failed = h.op.process(
+        &EventBatch::default(),
+        100,
+        &mut Results::new(&mut h.out, Some(&mut failing)),
+        &mut h.late,
+        &mut h.dead,
+    );
+    assert!(failed.is_err());
+    let closed = 20_000 - h.op.open_windows();
+    assert!(closed > 0, "windows closed before the failure");
+    let state = h.op.state(false);
+    assert_eq!(
+        state.windows.len(),
+        h.op.open_windows(),
+        "the state lists exactly the windows still open"
+    );
+    // The operator goes on: a new window opens, in the slot of a closed one, and fires.
+    let open = h.op.open_windows();
+    h.out.clear();
+    h.feed(0, &[ev("key-000000", 125, 1)]); // past the watermark of 100
+    assert_eq!(h.op.open_windows(), open + 1);
+    h.feed(0, &[ev("key-000001", 145, 1)]);
+    let fired = records(h.out.records());
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["window_start"], 120);
+    assert_eq!(h.op.state(false).windows.len(), h.op.open_windows());
+}
