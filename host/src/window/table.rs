@@ -367,8 +367,19 @@ impl Panes {
         &mut self.0[at]
     }
 
-    fn remove(&mut self, start: i64) -> Option<Pane> {
-        self.position(start).ok().map(|at| self.0.remove(at))
+    /// Drops the pane of `start` if none of its windows is open, keeping its table,
+    /// emptied, in `spare` when that is the larger.
+    fn drop_if_closed(&mut self, start: i64, spare: &mut HashTable<u32>) {
+        let Ok(at) = self.position(start) else {
+            return;
+        };
+        if self.0[at].open == 0 {
+            let mut table = self.0.remove(at).table;
+            if table.capacity() > spare.capacity() {
+                table.clear();
+                *spare = table;
+            }
+        }
     }
 }
 
@@ -380,14 +391,6 @@ struct Pane {
     /// Windows of the table still open (it may also hold windows closed since the last
     /// [`Windows::settle`]).
     open: usize,
-}
-
-/// Keeps the larger of two tables, emptied, in `spare`.
-fn keep_larger(spare: &mut HashTable<u32>, mut table: HashTable<u32>) {
-    if table.capacity() > spare.capacity() {
-        table.clear();
-        *spare = table;
-    }
 }
 
 /// Open windows of every key, each in a slot with its accumulator. Free slots are
@@ -406,8 +409,6 @@ pub struct Windows {
     /// The first free slot.
     free: u32,
     long_ends: rustc_hash::FxHashMap<u32, i64>,
-    /// Open windows.
-    open: usize,
     /// Starts of the panes [`Windows::close`] closed windows of since the last settle.
     closing: Vec<i64>,
     /// The emptied table of the last pane that closed, for the next pane to open (panes
@@ -437,7 +438,6 @@ impl Windows {
             accs: Accs::default(),
             free: NONE,
             long_ends: Default::default(),
-            open: 0,
             closing: Vec::new(),
             spare: HashTable::new(),
         }
@@ -480,7 +480,6 @@ impl Windows {
             self.long_ends.insert(slot, window.end);
         }
         self.index_slot(slot);
-        self.open += 1;
         slot
     }
 
@@ -514,10 +513,7 @@ impl Windows {
                 let pane = panes.get_mut(window.start)?;
                 let slot = pane.table.find_entry(hash_of(key), held).ok()?.remove().0;
                 pane.open -= 1;
-                if pane.open == 0 && pane.table.is_empty() {
-                    let pane = panes.remove(window.start).expect("just found");
-                    keep_larger(&mut self.spare, pane.table);
-                }
+                panes.drop_if_closed(window.start, &mut self.spare);
                 slot
             }
         };
@@ -555,18 +551,13 @@ impl Windows {
         self.closing.sort_unstable();
         self.closing.dedup();
         for start in self.closing.drain(..) {
-            let Some(pane) = panes.get_mut(start) else {
-                continue;
-            };
-            if pane.open == 0 {
-                let pane = panes.remove(start).expect("just found");
-                keep_larger(&mut self.spare, pane.table);
-                continue;
+            panes.drop_if_closed(start, &mut self.spare);
+            if let Some(pane) = panes.get_mut(start) {
+                pane.table.retain(|&mut s| {
+                    let (key, held_start) = self.slots.get(s);
+                    key != FREE_KEY && held_start == start
+                });
             }
-            pane.table.retain(|&mut s| {
-                let (key, held_start) = self.slots.get(s);
-                key != FREE_KEY && held_start == start
-            });
         }
     }
 
@@ -575,7 +566,6 @@ impl Windows {
         self.slots.free(slot, self.free);
         self.long_ends.remove(&slot);
         self.free = slot;
-        self.open -= 1;
         self.accs.take(slot)
     }
 
@@ -605,7 +595,10 @@ impl Windows {
 
     /// Number of open windows.
     pub fn len(&self) -> usize {
-        self.open
+        match &self.index {
+            Index::Whole(table) => table.len(),
+            Index::Panes(panes) => panes.0.iter().map(|pane| pane.open).sum(),
+        }
     }
 
     /// Gives every open window its key's new id, after the keys were compacted.
