@@ -4,7 +4,8 @@
 //! 100k keys. One run each, printed as events/s and MB/s of input; first, the ingest path
 //! alone (best of three; lines of the file, already in memory, validated and their time and key read into
 //! batches of 1024);
-//! `cargo bench -p eddy --bench ingest` (`EDDY_BENCH_EVENTS` sets the count, default 5M).
+//! `cargo bench -p eddy --bench ingest` (`EDDY_BENCH_EVENTS` sets the count, default 5M;
+//! `EDDY_BENCH_INGEST_ONLY=1` stops after the ingest path, for profiling it alone).
 //!
 //! The files are written once per count and key count under the system temp directory
 //! (`eddy-bench-ingest/`) by Eddy's own generator and file sink, so every engine and every
@@ -137,6 +138,9 @@ fn main() {
         events as f64 / seconds / 1e6,
         text.len() as f64 / seconds / 1e6
     );
+    if std::env::var_os("EDDY_BENCH_INGEST_ONLY").is_some() {
+        return;
+    }
     for (name, keys, stages) in cases {
         let path = payments_file(&runtime, events, keys);
         let bytes = std::fs::metadata(&path).unwrap().len() as f64;
