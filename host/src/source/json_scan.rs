@@ -80,6 +80,11 @@ pub fn scan<'a>(json: &'a [u8], time: Option<&str>, key: Option<&str>) -> Option
 /// above 0x7f, no backslash.
 fn mark_quotes_if_plain(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
     #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= 32 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2, just checked (the answer is cached).
+        return unsafe { mark_by_wide_vectors(bytes, quotes) };
+    }
+    #[cfg(target_arch = "x86_64")]
     return mark_by_vectors(bytes, quotes);
     #[cfg(not(target_arch = "x86_64"))]
     return mark_by_words(bytes, quotes);
@@ -129,6 +134,55 @@ fn mark_by_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
         at = len;
     }
     mark_tail(bytes, at, quotes) && special == 0
+}
+
+/// [`mark_quotes_if_plain`] thirty-two bytes at a time with AVX2, for at least 32 bytes.
+///
+/// # Safety
+/// The processor must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mark_by_wide_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8,
+    };
+    // The quotes and odd bytes of bytes[from..from + 32], a bit each.
+    let thirty_two = |from: usize| {
+        assert!(from + 32 <= bytes.len());
+        // SAFETY: AVX2 is enabled here; the load reads bytes[from..from + 32], in bounds.
+        unsafe {
+            let v = _mm256_loadu_si256(bytes.as_ptr().add(from).cast());
+            let quote = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)));
+            // Signed: bytes from 0x80 up are negative, so below 0x20 too.
+            let odd = _mm256_or_si256(
+                _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8)),
+                _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v),
+            );
+            (
+                u64::from(quote as u32),
+                u64::from(_mm256_movemask_epi8(odd) as u32),
+            )
+        }
+    };
+    let len = bytes.len();
+    let mut special = 0;
+    let mut at = 0;
+    while at + 32 <= len {
+        let (quote, odd) = thirty_two(at);
+        quotes[at / 64] |= quote << (at % 64);
+        special |= odd;
+        at += 32;
+    }
+    if at < len {
+        // The last thirty-two bytes again, their first `at - (len - 32)` already marked.
+        let seen = at - (len - 32);
+        let (quote, odd) = thirty_two(len - 32);
+        // `at` is a multiple of 32, so the fewer than 32 bytes left share its word.
+        quotes[at / 64] |= (quote >> seen) << (at % 64);
+        special |= odd >> seen;
+    }
+    special == 0
 }
 
 /// [`mark_quotes_if_plain`] where SSE2 is not at hand: eight bytes at a time.
@@ -663,6 +717,18 @@ mod tests {
             let mut marked = [0u64; PLAIN_MAX / 64];
             proptest::prop_assert_eq!(mark_quotes_if_plain(&bytes, &mut marked), plain);
             proptest::prop_assert_eq!(marked, naive);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut by_vectors = [0u64; PLAIN_MAX / 64];
+                proptest::prop_assert_eq!(mark_by_vectors(&bytes, &mut by_vectors), plain);
+                proptest::prop_assert_eq!(by_vectors, naive);
+                if bytes.len() >= 32 && std::arch::is_x86_feature_detected!("avx2") {
+                    let mut wide = [0u64; PLAIN_MAX / 64];
+                    // SAFETY: the processor has AVX2.
+                    proptest::prop_assert_eq!(unsafe { mark_by_wide_vectors(&bytes, &mut wide) }, plain);
+                    proptest::prop_assert_eq!(wide, naive);
+                }
+            }
         }
 
         /// The eight-at-a-time skip stops where a byte-by-byte skip would.
