@@ -396,7 +396,8 @@ mod tests {
     #[test]
     fn small_batches_the_source_has_at_hand_cross_together_each_with_its_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let mut one_by_one = input(dir.path(), 3000);
+        let lines = HANDOVER_RECORDS * 2 + HANDOVER_RECORDS / 2;
+        let mut one_by_one = input(dir.path(), lines as u64);
         one_by_one.batch.max_records = 1;
         let (groups, _) = read_all(one_by_one, || {});
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
@@ -407,7 +408,7 @@ mod tests {
         let mut batches: Vec<Gathered> = groups.into_iter().flatten().collect();
         let end = batches.pop().unwrap();
         assert_eq!((end.batch.len(), end.state), (0, SourceState::Exhausted));
-        assert_eq!(batches.len(), 3000);
+        assert_eq!(batches.len(), lines);
         for (i, g) in batches.iter().enumerate() {
             assert_eq!(g.batch.len() + g.dead.len(), 1);
             assert_eq!(lines_read(&g.position), i as u64 + 1);
