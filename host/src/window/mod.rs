@@ -4,6 +4,7 @@ mod accs;
 mod aggregate;
 mod assigner;
 mod checkpoint;
+mod due;
 mod operator;
 mod slots;
 mod table;

@@ -24,6 +24,7 @@ use anyhow::Result;
 use super::aggregate::{Acc, Aggregator};
 use super::assigner::{Assigner, TimeWindow};
 use super::checkpoint::WindowSnapshot;
+use super::due::{Due, DueList};
 use super::table::{Keys, Windows};
 use crate::batch::{EventBatch, RecordBuffer, Records};
 use crate::dead_letter::DeadLetters;
@@ -75,58 +76,6 @@ pub struct WindowCounters {
     pub late_rejected: u64,
     /// Events that could not be aggregated (e.g. no numeric field), dead-lettered.
     pub unaggregatable: u64,
-}
-
-/// How much of the firing list's space is kept between firings (a firing larger than
-/// this grows it again; kept small, as it is held while windows are open).
-const KEPT_DUE_BYTES: usize = 256 << 10;
-
-/// A window due at a timer, with what sorting it by key needs: 24 bytes (its window is
-/// read from its slot).
-struct Due {
-    /// The key's first 16 bytes, zero-padded, as two numbers: ordering these orders the
-    /// keys by their bytes, except between keys that tie here (compared in full).
-    prefix: (u64, u64),
-    slot: u32,
-    key: u32,
-}
-
-impl Due {
-    fn new(key_bytes: &[u8], slot: u32, key: u32) -> Self {
-        let mut prefix = [0u8; 16];
-        let n = key_bytes.len().min(16);
-        prefix[..n].copy_from_slice(&key_bytes[..n]);
-        let (high, low) = prefix.split_at(8);
-        Self {
-            prefix: (
-                u64::from_be_bytes(high.try_into().expect("8 bytes")),
-                u64::from_be_bytes(low.try_into().expect("8 bytes")),
-            ),
-            slot,
-            key,
-        }
-    }
-
-    /// Sorts a firing into its order ([`Due::order`]): by the prefixes alone first (a
-    /// plain compare of two numbers the sort inlines), then each run of equal prefixes (keys that
-    /// share their first 16 bytes, or one key's several windows) in full.
-    fn sort(due: &mut [Due], keys: &Keys, windows: &Windows) {
-        due.sort_unstable_by_key(|d| d.prefix);
-        for tied in due.chunk_by_mut(|a, b| a.prefix == b.prefix) {
-            if tied.len() > 1 {
-                tied.sort_unstable_by(|a, b| a.order(b, keys, windows));
-            }
-        }
-    }
-
-    /// The firing order: by key bytes, then start and end.
-    fn order(&self, other: &Due, keys: &Keys, windows: &Windows) -> std::cmp::Ordering {
-        let bounds = |due: &Due| windows.held(due.slot).map(|(_, w)| (w.start, w.end));
-        self.prefix
-            .cmp(&other.prefix)
-            .then_with(|| keys.bytes(self.key).cmp(keys.bytes(other.key)))
-            .then_with(|| bounds(self).cmp(&bounds(other)))
-    }
 }
 
 /// The part of a result between its key and its value, for one window and aggregate:
@@ -185,8 +134,8 @@ pub struct WindowOperator {
     result: Vec<u8>,
     /// The last result's bounds and aggregate name, as written.
     middle: ResultMiddle,
-    /// Scratch space for the windows one timer fires, in firing order.
-    due: Vec<Due>,
+    /// The windows one timer fires, in firing order (kept between firings).
+    firing: DueList,
     /// Changes since the last checkpoint, for incremental checkpoints: which slots
     /// changed, and the windows closed.
     dirty: Vec<bool>,
@@ -222,7 +171,7 @@ impl WindowOperator {
             assigned: Vec::new(),
             result: Vec::new(),
             middle: ResultMiddle::default(),
-            due: Vec::new(),
+            firing: DueList::default(),
             dirty: Vec::new(),
             dirty_slots: Vec::new(),
             removed: Vec::new(),
@@ -512,28 +461,20 @@ impl WindowOperator {
             if time > watermark {
                 break;
             }
-            let keys = &self.keys;
-            // The firing's list is kept between firings: at tens of thousands of windows
-            // it is megabytes, allocated once rather than per firing.
-            let mut due = std::mem::take(&mut self.due);
-            due.clear();
-            due.extend(entry.remove().into_iter().filter_map(|slot| {
+            let (keys, windows) = (&self.keys, &self.windows);
+            let mut firing = std::mem::take(&mut self.firing);
+            let due = entry.remove().into_iter().filter_map(|slot| {
                 // A slot whose window closed (merged into a larger session, or cleaned
                 // up) holds nothing, or a window with timers of its own.
-                let (key, _) = self.windows.held(slot)?;
+                let (key, _) = windows.held(slot)?;
                 Some(Due::new(keys.bytes(key), slot, key))
-            }));
-            // Key bytes, not ids, so the order survives a restore (ids are reassigned).
-            Due::sort(&mut due, keys, &self.windows);
-            due.dedup_by_key(|d| d.slot);
-            let fired = self.fire(batch, time, &due, &mut flushed, out);
+            });
+            let due = firing.sorted(due, keys, windows);
+            let fired = self.fire(batch, time, due, &mut flushed, out);
             // Also after a failed firing, so the windows it closed leave the index.
             self.windows.settle();
-            // Kept up to a few MiB: a rare firing of a million windows does not leave
-            // tens of MiB resident.
-            due.clear();
-            due.shrink_to(KEPT_DUE_BYTES / size_of::<Due>());
-            self.due = due;
+            firing.clear();
+            self.firing = firing;
             fired?;
         }
         Ok(())
@@ -752,44 +693,5 @@ impl WindowOperator {
         self.result = result;
         self.counters.firings += 1;
         pushed
-    }
-}
-
-#[cfg(test)]
-mod due_tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        /// Windows due together come out in the order of their keys' bytes.
-        #[test]
-        fn due_windows_are_ordered_by_key_bytes(
-            keys in prop::collection::vec(
-                // Shared prefixes around 16 bytes, where the quick comparison ties.
-                (12..18usize, prop::collection::vec(prop::sample::select(vec![0u8, 1, b'a', 0xff]), 0..4))
-                    .prop_map(|(shared, suffix)| [vec![b'a'; shared], suffix].concat()),
-                1..30,
-            )
-        ) {
-            let mut table = Keys::default();
-            let mut windows = Windows::on_grid(10);
-            let mut due: Vec<Due> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, bytes)| {
-                    let key = table.intern(bytes);
-                    // A key given twice has two windows.
-                    let window = TimeWindow { start: 10 * i as i64, end: 10 * i as i64 + 10 };
-                    let slot = windows.insert(key, window, Acc::Count(0));
-                    Due::new(bytes, slot, key)
-                })
-                .collect();
-            Due::sort(&mut due, &table, &windows);
-            let ordered: Vec<&[u8]> = due.iter().map(|d| table.bytes(d.key)).collect();
-            let mut expected: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            expected.sort();
-            prop_assert_eq!(ordered, expected);
-        }
     }
 }
