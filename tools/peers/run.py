@@ -26,7 +26,9 @@ SQL through PyFlink, all in the JVM with Flink's `json` format and a `blackhole`
 Each figure is the job's whole process tree: wall time from spawn until every process of it has
 exited (this script is a child subreaper, so the JVM that PyFlink spawns is waited for too),
 CPU = user + sys of all those processes (os.wait4), cores = CPU / wall, peak RSS = the largest
-process's. Every job also runs on a 1,000-event file (--startup-runs times, the median counts):
+process's peak resident set (VmHWM), read from /proc every 10 ms while the job runs. (Not from
+os.wait4: a spawned child's ru_maxrss starts at this script's own resident set, ~40 MB, which
+hid any smaller engine's figure behind it.) Every job also runs on a 1,000-event file (--startup-runs times, the median counts):
 the engine's fixed start-up cost. Ratios use Eddy's raw throughput (events / wall, start-up
 included; it is milliseconds) against the peers' start-up-subtracted throughput (events /
 (wall − start-up wall)), which favours the peers. Bytewax, many times slower, reads its own
@@ -46,6 +48,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,35 +118,74 @@ def set_subreaper(on):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def descendants_peak_rss_kb():
+    """The largest peak resident set (VmHWM, of each process's own memory map) among this
+    script's descendants now; processes that exit while it looks are skipped."""
+    peak, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            if pid != os.getpid():
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (OSError, ValueError):
+            continue
+    return peak
+
+
+class PeakRss:
+    """Polls the descendants' peak resident set every 10 ms while in a `with` block."""
+
+    def __enter__(self):
+        self.peak_kb, self.done = 0, threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def poll(self):
+        while not self.done.wait(0.01):
+            self.peak_kb = max(self.peak_kb, descendants_peak_rss_kb())
+
+    def __exit__(self, *_):
+        self.done.set()
+        self.thread.join()
+
+
 def measure(argv, log):
     """Runs argv (output to log) and returns the wall, CPU and peak RSS of its whole process tree."""
     set_subreaper(True)
     try:
-        start = time.perf_counter()
-        pid = os.posix_spawnp(
-            argv[0],
-            argv,
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-        )
-        _, status, usage = os.wait4(pid, 0)
-        usages = [usage]
-        while True:  # the orphans, until none is left
-            try:
-                usages.append(os.wait4(-1, 0)[2])
-            except ChildProcessError:
-                break
-        wall = time.perf_counter() - start
+        with PeakRss() as rss:
+            start = time.perf_counter()
+            pid = os.posix_spawnp(
+                argv[0],
+                argv,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+            )
+            _, status, usage = os.wait4(pid, 0)
+            usages = [usage]
+            while True:  # the orphans, until none is left
+                try:
+                    usages.append(os.wait4(-1, 0)[2])
+                except ChildProcessError:
+                    break
+            wall = time.perf_counter() - start
     finally:
         set_subreaper(False)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise Failed(f"exit {code}, see {log}")
     cpu = sum(u.ru_utime + u.ru_stime for u in usages)
-    return Usage(wall, cpu, max(u.ru_maxrss for u in usages) / 1024)
+    return Usage(wall, cpu, rss.peak_kb / 1024)
 
 
 def best_of(runs, argv, log):
