@@ -16,9 +16,10 @@ pub use records::{RecordBuffer, Records};
 /// between threads stays bounded.
 ///
 /// Four default batches: when the source has them at hand (a file, a backlog), they
-/// cross together, which makes a file into a window with 10k keys ~20% faster than one
+/// cross together, which makes a file into a window with 10k keys ~25% faster than one
 /// at a time (docs/benchmarks.md, eleventh session). A batch then waits at most for the
-/// parsing of the three after it (~0.4 ms), and only for input already read.
+/// parsing of the three after it (~0.4 ms), and only for input already read; the
+/// batches in flight take 2–3 MiB more than with 1024.
 pub const HANDOVER_RECORDS: usize = 4096;
 
 /// Where and when an event came from: its source partition, its position there (a line
