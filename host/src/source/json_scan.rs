@@ -115,28 +115,44 @@ fn mark_by_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64]) -> bool {
             )
         }
     };
+    let (special, at) = mark_by_chunks::<16>(bytes, quotes, sixteen);
+    mark_tail(bytes, at, quotes) && special == 0
+}
+
+/// Marks the quotes of `bytes` in `quotes` `WIDTH` bytes at a time (a divisor of 64), as
+/// `chunk` classifies them (the quote and odd bits of `bytes[from..from + WIDTH]`), the
+/// last chunk overlapping the one before it. Returns the odd bits seen and where marking
+/// stopped: the end, or 0 when `bytes` is shorter than a chunk.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn mark_by_chunks<const WIDTH: usize>(
+    bytes: &[u8],
+    quotes: &mut [u64; PLAIN_MAX / 64],
+    chunk: impl Fn(usize) -> (u64, u64),
+) -> (u64, usize) {
     let len = bytes.len();
     let mut special = 0;
     let mut at = 0;
-    while at + 16 <= len {
-        let (quote, odd) = sixteen(at);
+    while at + WIDTH <= len {
+        let (quote, odd) = chunk(at);
         quotes[at / 64] |= quote << (at % 64);
         special |= odd;
-        at += 16;
+        at += WIDTH;
     }
-    if at < len && len >= 16 {
-        // The last sixteen bytes again, their first `at - (len - 16)` already marked.
-        let seen = at - (len - 16);
-        let (quote, odd) = sixteen(len - 16);
-        // `at` is a multiple of 16, so the fewer than 16 bytes left share its word.
+    if at < len && len >= WIDTH {
+        // The last chunk again, its first `at - (len - WIDTH)` bytes already marked.
+        let seen = at - (len - WIDTH);
+        let (quote, odd) = chunk(len - WIDTH);
+        // `at` is a multiple of WIDTH, so the fewer than WIDTH bytes left share its word.
         quotes[at / 64] |= (quote >> seen) << (at % 64);
         special |= odd >> seen;
         at = len;
     }
-    mark_tail(bytes, at, quotes) && special == 0
+    (special, at)
 }
 
-/// [`mark_quotes_if_plain`] thirty-two bytes at a time with AVX2, for at least 32 bytes.
+/// [`mark_quotes_if_plain`] thirty-two bytes at a time with AVX2 (the caller gives it
+/// inputs of at least 32 bytes; shorter ones are marked byte by byte).
 ///
 /// # Safety
 /// The processor must have AVX2.
@@ -165,24 +181,8 @@ unsafe fn mark_by_wide_vectors(bytes: &[u8], quotes: &mut [u64; PLAIN_MAX / 64])
             )
         }
     };
-    let len = bytes.len();
-    let mut special = 0;
-    let mut at = 0;
-    while at + 32 <= len {
-        let (quote, odd) = thirty_two(at);
-        quotes[at / 64] |= quote << (at % 64);
-        special |= odd;
-        at += 32;
-    }
-    if at < len {
-        // The last thirty-two bytes again, their first `at - (len - 32)` already marked.
-        let seen = at - (len - 32);
-        let (quote, odd) = thirty_two(len - 32);
-        // `at` is a multiple of 32, so the fewer than 32 bytes left share its word.
-        quotes[at / 64] |= (quote >> seen) << (at % 64);
-        special |= odd >> seen;
-    }
-    special == 0
+    let (special, at) = mark_by_chunks::<32>(bytes, quotes, thirty_two);
+    mark_tail(bytes, at, quotes) && special == 0
 }
 
 /// [`mark_quotes_if_plain`] where SSE2 is not at hand: eight bytes at a time.
@@ -395,6 +395,13 @@ impl<'a, const PLAIN: bool> Scanner<'a, '_, PLAIN> {
             return false;
         }
         let bytes = self.bytes;
+        // A scan of the bytes from `at` up to the quote `until` (or the end).
+        let up_to = |at: usize, until: Option<usize>| Scanner::<true> {
+            bytes: &bytes[..until.unwrap_or(bytes.len())],
+            at,
+            non_ascii: false,
+            quotes: &[],
+        };
         let mut quotes = Quotes::from(self.quotes, self.at);
         let mut open = quotes.next();
         while open == Some(self.at) {
@@ -405,12 +412,7 @@ impl<'a, const PLAIN: bool> Scanner<'a, '_, PLAIN> {
             let mut next = quotes.next();
             // The bytes from the name's closing quote to the next quote: `:`, then the
             // value if it is not a string.
-            let mut between = Scanner::<true> {
-                bytes: &bytes[..next.unwrap_or(bytes.len())],
-                at: close + 1,
-                non_ascii: false,
-                quotes: &[],
-            };
+            let mut between = up_to(close + 1, next);
             if between.expect(b':').is_none() {
                 return false;
             }
@@ -427,12 +429,7 @@ impl<'a, const PLAIN: bool> Scanner<'a, '_, PLAIN> {
                     found.key = Some(&bytes[value_open + 1..value_close]);
                 }
                 next = quotes.next();
-                between = Scanner {
-                    bytes: &bytes[..next.unwrap_or(bytes.len())],
-                    at: value_close + 1,
-                    non_ascii: false,
-                    quotes: &[],
-                };
+                between = up_to(value_close + 1, next);
             } else if is_field(name, time) {
                 match between.plain_integer() {
                     Some(timestamp) => found.timestamp = Some(timestamp),
@@ -722,7 +719,7 @@ mod tests {
                 let mut by_vectors = [0u64; PLAIN_MAX / 64];
                 proptest::prop_assert_eq!(mark_by_vectors(&bytes, &mut by_vectors), plain);
                 proptest::prop_assert_eq!(by_vectors, naive);
-                if bytes.len() >= 32 && std::arch::is_x86_feature_detected!("avx2") {
+                if std::arch::is_x86_feature_detected!("avx2") {
                     let mut wide = [0u64; PLAIN_MAX / 64];
                     // SAFETY: the processor has AVX2.
                     proptest::prop_assert_eq!(unsafe { mark_by_wide_vectors(&bytes, &mut wide) }, plain);

@@ -53,12 +53,6 @@ impl Due {
         }
     }
 
-    /// Byte `i` (0 first) of the key prefix.
-    fn prefix_byte(&self, i: usize) -> usize {
-        let half = if i < 8 { self.prefix.0 } else { self.prefix.1 };
-        (half >> (56 - 8 * (i % 8))) as usize & 0xff
-    }
-
     /// The firing order: by key bytes, then start and end.
     fn order(&self, other: &Due, keys: &Keys, windows: &Windows) -> std::cmp::Ordering {
         let bounds = |due: &Due| windows.held(due.slot).map(|(_, w)| (w.start, w.end));
@@ -115,6 +109,12 @@ impl DueList {
     }
 }
 
+/// Byte `i` (0 first) of a key prefix.
+fn prefix_byte(prefix: (u64, u64), i: usize) -> usize {
+    let half = if i < 8 { prefix.0 } else { prefix.1 };
+    (half >> (56 - 8 * (i % 8))) as usize & 0xff
+}
+
 /// Sorts `due` by prefix, stably: one pass counts each prefix byte that is not the same
 /// in all (keys such as `user-123` share most of theirs), then one pass per such byte,
 /// last first, moves the windows between `due` and `scratch` by it.
@@ -124,16 +124,14 @@ fn radix_sort_by_prefix(due: &mut Vec<Due>, scratch: &mut Vec<Due>) {
         all = (all.0 & d.prefix.0, all.1 & d.prefix.1);
         any = (any.0 | d.prefix.0, any.1 | d.prefix.1);
     }
-    let differing = Due {
-        prefix: (all.0 ^ any.0, all.1 ^ any.1),
-        slot: 0,
-        key: 0,
-    };
-    let bytes: Vec<usize> = (0..16).filter(|&i| differing.prefix_byte(i) != 0).collect();
+    let differing = (all.0 ^ any.0, all.1 ^ any.1);
+    let bytes: Vec<usize> = (0..16)
+        .filter(|&i| prefix_byte(differing, i) != 0)
+        .collect();
     let mut counts = vec![[0u32; 256]; bytes.len()];
     for d in due.iter() {
         for (count, &i) in counts.iter_mut().zip(&bytes) {
-            count[d.prefix_byte(i)] += 1;
+            count[prefix_byte(d.prefix, i)] += 1;
         }
     }
     scratch.clear();
@@ -146,7 +144,7 @@ fn radix_sort_by_prefix(due: &mut Vec<Due>, scratch: &mut Vec<Due>) {
             at += n;
         }
         for d in due.iter() {
-            let bucket = &mut next[d.prefix_byte(i)];
+            let bucket = &mut next[prefix_byte(d.prefix, i)];
             scratch[*bucket as usize] = *d;
             *bucket += 1;
         }
