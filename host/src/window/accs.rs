@@ -7,6 +7,7 @@
 //! values (`Mixed`) if one of another kind is ever stored, so nothing is lost.
 
 use super::aggregate::Acc;
+use super::prefetch::prefetch;
 
 /// Accumulators by window slot.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,6 +76,19 @@ impl Accs {
                 _ => &[],
             },
             _ => &[],
+        }
+    }
+
+    /// Brings the accumulator of `slot` into the cache ahead of its use.
+    pub fn prefetch(&self, slot: u32) {
+        let s = slot as usize;
+        match self {
+            Self::Empty => {}
+            Self::Count(v) => prefetch(&v[s]),
+            Self::Sum(v) | Self::Min(v) | Self::Max(v) => prefetch(&v[s]),
+            Self::Avg(v) => prefetch(&v[s]),
+            Self::Bytes(v) => prefetch(&v[s]),
+            Self::Mixed(v) => prefetch(&v[s]),
         }
     }
 

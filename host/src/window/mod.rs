@@ -6,6 +6,7 @@ mod assigner;
 mod checkpoint;
 mod due;
 mod operator;
+mod prefetch;
 mod slots;
 mod table;
 

@@ -6,6 +6,8 @@
 //! start off the grid, or too far from its base to number in 4 bytes, turns every slot
 //! wide, so nothing is lost. A free slot holds [`FREE_KEY`] and the next free slot.
 
+use super::prefetch::prefetch;
+
 /// The key of a slot no window holds.
 pub const FREE_KEY: u32 = u32::MAX;
 
@@ -105,6 +107,14 @@ impl Slots {
         match self.grid_point(start) {
             Some(n) => self.grid_slots().push(GridSlot { n, key }),
             None => self.wide_slots().push(WideSlot { start, key }),
+        }
+    }
+
+    /// Brings slot `slot` into the cache ahead of its use.
+    pub fn prefetch(&self, slot: u32) {
+        match self {
+            Self::Grid { slots, .. } => prefetch(&slots[slot as usize]),
+            Self::Wide(slots) => prefetch(&slots[slot as usize]),
         }
     }
 

@@ -24,6 +24,7 @@ use rustc_hash::FxBuildHasher;
 use super::accs::Accs;
 use super::aggregate::Acc;
 use super::assigner::TimeWindow;
+use super::prefetch::prefetch;
 use super::slots::{Slots, FREE_KEY};
 
 /// The end of a free list.
@@ -150,6 +151,9 @@ impl Keys {
                     self.free_chunks.remove(&(size as u32));
                 } else {
                     *head = next;
+                    // The next key of this size reads it: a free entry is anywhere in
+                    // the arena, seldom in the cache, and the read would wait on memory.
+                    prefetch(&self.arena[next as usize]);
                 }
                 self.garbage -= size;
                 at as usize
@@ -467,6 +471,10 @@ impl Windows {
         let slot = if self.free != NONE {
             let slot = self.free;
             self.free = self.slots.next_free(slot);
+            if self.free != NONE {
+                // The next window opened takes it (see `Keys::store`).
+                self.prefetch(self.free);
+            }
             self.slots.set(slot, key, window.start);
             self.accs.set(slot, acc);
             slot
@@ -481,6 +489,12 @@ impl Windows {
         }
         self.index_slot(slot);
         slot
+    }
+
+    /// Brings `slot` and its accumulator into the cache ahead of their use.
+    fn prefetch(&self, slot: u32) {
+        self.slots.prefetch(slot);
+        self.accs.prefetch(slot);
     }
 
     /// Enters the window in `slot` in the index.
