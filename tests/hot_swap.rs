@@ -203,7 +203,7 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
 
 /// Writes `text` as the job's pipeline file, starts `eddy run` on it and waits until its
 /// admin endpoint at `admin` answers; returns the process and the pipeline file.
-fn start_job(s: &Scratch, text: &str, admin: &str) -> (std::process::Child, std::path::PathBuf) {
+fn start_job(s: &Scratch, text: &str, admin: &str) -> (Job, std::path::PathBuf) {
     let file = s.write("pipeline.toml", text);
     let child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(admin);

@@ -330,7 +330,7 @@ fn tasks_job(parallelism: u32, edit: impl FnOnce(String) -> String) -> (Broker, 
 
 /// Waits for every one of `count` records that passes the filter, stops `job`, and
 /// checks that each reached `kept` once (printing the jobs' logs if not).
-fn each_kept_once_then_stop(broker: &Broker, s: &Scratch, job: std::process::Child, count: usize) {
+fn each_kept_once_then_stop(broker: &Broker, s: &Scratch, job: Job, count: usize) {
     let expected = (0..count).filter(|i| (i * 37) % 100 >= 20).count();
     let ids = wait_for_ids(&broker.address(), "kept", expected);
     terminate(job);

@@ -412,13 +412,13 @@ pub fn random_below(bound: u64) -> u64 {
 }
 
 /// Stops a job with SIGTERM (its tasks end with checkpoints) and waits for it.
-pub fn terminate(child: Child) {
+pub fn terminate(child: Job) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     wait_for_exit(child);
 }
 
 /// Waits up to 20 s for a job to end; its exit code.
-pub fn wait_for_exit(mut child: Child) -> Option<i32> {
+pub fn wait_for_exit(mut child: Job) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

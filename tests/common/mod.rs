@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -111,14 +112,14 @@ pub fn eddy_command() -> Command {
 }
 
 /// Starts `eddy <args>` in the background, its output discarded.
-pub fn spawn(args: &[&str]) -> Child {
-    eddy_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start eddy")
+pub fn spawn(args: &[&str]) -> Job {
+    Job::start(
+        eddy_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
 }
 
 /// `eddy savepoint --admin ADMIN DIR`.
@@ -144,15 +145,56 @@ pub fn stop_with_savepoint(admin: &str, dir: &Path) -> Output {
 }
 
 /// `eddy <args...>` in the background, its log (stdout and stderr) written to `log`.
-pub fn spawn_logged(args: &[&str], log: &Path) -> Child {
+pub fn spawn_logged(args: &[&str], log: &Path) -> Job {
     let file = std::fs::File::create(log).unwrap();
-    eddy_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("cannot start eddy")
+    Job::start(
+        eddy_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file),
+    )
+}
+
+/// An `eddy` process a test started, killed when dropped: a test that fails midway
+/// leaves no process behind to load the machine.
+pub struct Job(Option<Child>);
+
+impl Job {
+    fn start(command: &mut Command) -> Self {
+        Self(Some(command.spawn().expect("cannot start eddy")))
+    }
+
+    /// Waits for the process to end, with what it wrote to piped outputs.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0
+            .take()
+            .expect("held until dropped")
+            .wait_with_output()
+    }
+}
+
+impl Deref for Job {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for Job {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Runs `check`; if it fails, prints the logs in `dir` named `*.log` before failing.
