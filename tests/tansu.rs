@@ -5,9 +5,9 @@
 //!
 //! tansu is built once into `~/.cache/eddy/tools/tansu-<version>` (about 10 minutes on 2
 //! cores, outside the clone) and reused by every later run. It is built at `opt-level = 1`:
-//! the full release optimisation took 25–35 minutes, the larger part of a cold CI run, and
-//! bought nothing these tests can see (they pass in the same time); at `opt-level = 0` the
-//! broker is too slow for the tests' produce timeouts. It has no transactions, so
+//! the full release optimisation took 12.5 minutes on the same machine and bought nothing
+//! these tests can see (they pass in the same time); at `opt-level = 0` the broker is too
+//! slow for the tests' produce timeouts. It has no transactions, so
 //! `transactional` is not run here (see docs/kafka.md).
 
 mod common;
