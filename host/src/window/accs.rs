@@ -80,7 +80,7 @@ impl Accs {
     }
 
     /// Brings the accumulator of `slot` into the cache ahead of its use.
-    pub fn prefetch(&self, slot: u32) {
+    pub(super) fn prefetch(&self, slot: u32) {
         let s = slot as usize;
         match self {
             Self::Empty => {}

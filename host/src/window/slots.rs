@@ -111,7 +111,7 @@ impl Slots {
     }
 
     /// Brings slot `slot` into the cache ahead of its use.
-    pub fn prefetch(&self, slot: u32) {
+    pub(super) fn prefetch(&self, slot: u32) {
         match self {
             Self::Grid { slots, .. } => prefetch(&slots[slot as usize]),
             Self::Wide(slots) => prefetch(&slots[slot as usize]),
