@@ -141,6 +141,26 @@ impl Drop for Tansu {
     }
 }
 
+/// The pinned tansu release is built (once per machine) and runs. `.ci/run` starts this
+/// test on its own, in the background, as the suite begins: the build then overlaps the
+/// other tests, and the tests below wait for it on the build lock.
+#[test]
+fn the_pinned_tansu_release_runs() {
+    let output = Command::new(tansu_binary())
+        .arg("--version")
+        .output()
+        .expect("cannot run tansu");
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "tansu --version failed: {output:?}"
+    );
+    assert!(
+        version.contains(TANSU_VERSION),
+        "expected tansu {TANSU_VERSION}, got {version}"
+    );
+}
+
 #[test]
 fn deduplicated_output_survives_sigkill_on_tansu() {
     let setup = Setup::on(Tansu::start(), "deduplicated");
