@@ -4,8 +4,8 @@
 //!
 //! Invariants:
 //! - [`DueList::sorted`] returns each slot once, in [`Due::order`]; how it sorts (by
-//!   comparison, or by radix on the key prefixes for a firing of hundreds to tens of
-//!   thousands of windows) never changes the order.
+//!   comparison, or by radix on the key prefixes for a firing of hundreds to a quarter
+//!   of a million windows) never changes the order.
 //! - The list's buffers are kept between firings up to [`KEPT_DUE_BYTES`] each.
 
 use super::table::{Keys, Windows};
@@ -18,10 +18,12 @@ const KEPT_DUE_BYTES: usize = 256 << 10;
 /// passes over the list cost more than comparing below it.
 const RADIX_MIN: usize = 256;
 
-/// Firings of more windows than this are sorted by comparison, in place: a radix sort's
-/// scratch space, as large as the list, would raise the peak memory of a firing of a
-/// million windows by a third (tens of MiB) for a sort that is a small part of it.
-const RADIX_MAX: usize = 1 << 16;
+/// Firings of more windows than this are sorted by comparison, in place. Up to it, a
+/// radix sort's scratch space (as large as the list, 24 bytes a window) is at most 6 MiB,
+/// and a tumbling firing of ~100k keys (the many-key benchmarks) is sorted by radix;
+/// above it, a firing of a million windows would hold tens of MiB more for a sort that
+/// is a small part of it.
+const RADIX_MAX: usize = 1 << 18;
 
 /// A window due at a timer, with what sorting it by key needs: 24 bytes (its window is
 /// read from its slot).
