@@ -15,6 +15,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::log_limit::Repeats;
+
 /// How long one request to the cluster (metadata, offsets) may take.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -22,15 +24,56 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// a broker restart, short enough that a wrong address is reported in time.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
 
+/// librdkafka's client errors, logged as rdkafka's default context logs them but with
+/// repeats limited: while the cluster is down, librdkafka reports the same error every
+/// few tens of milliseconds ([`crate::log_limit`]).
+#[derive(Debug, Default)]
+pub struct ClientErrors(Repeats);
+
+impl ClientErrors {
+    /// Logs a client error (a [`ClientContext::error`] callback).
+    pub fn log(&self, error: &KafkaError, reason: &str) {
+        self.0.log(
+            format!("librdkafka: {error}: {reason}"),
+            Instant::now(),
+            |line| tracing::error!("{line}"),
+        );
+    }
+}
+
+/// The context of a consumer that needs no callback of its own: its client errors are
+/// logged with repeats limited.
+#[derive(Debug, Default)]
+pub struct LoggingContext(ClientErrors);
+
+impl ClientContext for LoggingContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.log(&error, reason);
+    }
+}
+
+impl ConsumerContext for LoggingContext {}
+
+/// Logs a consumer's poll error, after which it goes on polling (librdkafka reconnects):
+/// `what` names the consumer; repeats are limited as [`ClientErrors`]' are.
+pub fn log_poll_error(repeats: &Repeats, what: &str, error: &KafkaError) {
+    repeats.log(
+        format!("{what}: {error}; retrying"),
+        Instant::now(),
+        |line| tracing::warn!("{line}"),
+    );
+}
+
 /// The context of consumers that read partitions to their end (`enable.partition.eof`):
-/// it logs client errors as the default context does, except the end-of-partition notice
+/// it logs client errors as [`LoggingContext`] does, except the end-of-partition notice
 /// they asked for, which librdkafka also reports as a global error.
-struct ReaderContext;
+#[derive(Debug, Default)]
+struct ReaderContext(ClientErrors);
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
-            tracing::error!("librdkafka: {error}: {reason}");
+            self.0.log(&error, reason);
         }
     }
 }
@@ -56,7 +99,7 @@ pub fn read_to_end(
         .set("group.id", "eddy-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(ReaderContext)
+        .create_with_context(ReaderContext::default())
         .map_err(|e| anyhow::anyhow!("cannot create a consumer for {what}: {e}"))?;
     let mut list = TopicPartitionList::new();
     for &(partition, from) in partitions {
@@ -65,6 +108,7 @@ pub fn read_to_end(
     consumer.assign(&list)?;
     let mut reading: Vec<i32> = partitions.iter().map(|&(p, _)| p).collect();
     let started = Instant::now();
+    let poll_errors = Repeats::default();
     while !reading.is_empty() {
         if started.elapsed() > STARTUP_PATIENCE {
             bail!("gave up {what} after {STARTUP_PATIENCE:?}; check the Kafka cluster");
@@ -72,7 +116,7 @@ pub fn read_to_end(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => reading.retain(|&r| r != p),
-            Some(Err(e)) => tracing::warn!("{what}: {e}; retrying"),
+            Some(Err(e)) => log_poll_error(&poll_errors, what, &e),
             Some(Ok(message)) if reading.contains(&message.partition()) => each(&message),
             Some(Ok(_)) => {}
         }

@@ -29,6 +29,7 @@ pub mod durable;
 pub mod file_watch;
 mod json_text;
 pub mod kafka;
+pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -33,7 +34,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::{task_config, TaskBoard};
 use crate::batch::HANDOVER_RECORDS;
 use crate::config::PipelineConfig;
-use crate::kafka::CLUSTER_TIMEOUT;
+use crate::kafka::{log_poll_error, ClientErrors, CLUSTER_TIMEOUT};
+use crate::log_limit::Repeats;
 use crate::pipeline::{Pipeline, RunOptions, RunSummary};
 use crate::plugin::PluginRuntime;
 use crate::source::kafka::{Commit, Fetched, PartitionFeed, StartAt};
@@ -99,9 +101,15 @@ struct Member {
     commits: Sender<Commit>,
     /// Rebalances so far: the worker drops its blocks being filled when this moves.
     rebalances: AtomicU64,
+    /// The client errors logged, so that an outage is not logged every few milliseconds.
+    errors: ClientErrors,
 }
 
-impl ClientContext for Member {}
+impl ClientContext for Member {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.log(&error, reason);
+    }
+}
 
 impl ConsumerContext for Member {
     fn rebalance(
@@ -395,6 +403,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
         tasks: Mutex::new(HashMap::new()),
         commits,
         rebalances: AtomicU64::new(0),
+        errors: ClientErrors::default(),
     };
     let consumer: BaseConsumer<Member> = job
         .kafka
@@ -408,6 +417,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
     let block_records = job.config.batch.max_records.max(HANDOVER_RECORDS);
     // Blocks being filled, per partition (a worker holds few: a linear search).
     let mut pending: Vec<(String, i32, Fetched)> = Vec::new();
+    let poll_errors = Repeats::default();
     while !stop.load(Ordering::Relaxed) && !job.failed() {
         let wait = if pending.iter().all(|(_, _, b)| b.is_empty()) {
             Duration::from_millis(100)
@@ -450,7 +460,7 @@ fn work(job: &Arc<Job>, worker: u32, stop: &AtomicBool) -> Result<()> {
                 }
                 continue;
             }
-            Some(Err(e)) => tracing::warn!("Kafka consumer: {e}; retrying"),
+            Some(Err(e)) => log_poll_error(&poll_errors, "Kafka consumer", &e),
             None => {}
         }
         for (topic, partition, block) in &mut pending {

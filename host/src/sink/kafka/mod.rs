@@ -31,6 +31,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
@@ -40,7 +41,9 @@ use super::{Records, Sink};
 use crate::batch::Origin;
 use crate::checkpoint::{Checkpointed, Section};
 use crate::config::EventFields;
-use crate::kafka::{read_to_end, retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
+use crate::kafka::{
+    read_to_end, retry_with_backoff, topic_partitions, ClientErrors, CLUSTER_TIMEOUT,
+};
 use crate::source::extract;
 use transactions::Transactions;
 
@@ -73,11 +76,16 @@ struct Delivered {
     first_error: Option<String>,
 }
 
-/// The producer's callbacks.
+/// The producer's callbacks: deliveries, and client errors (logged with repeats
+/// limited, so that an outage is not logged every few milliseconds).
 #[derive(Debug, Default)]
-struct Reports(Mutex<Delivered>);
+struct Reports(Mutex<Delivered>, ClientErrors);
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.1.log(&error, reason);
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = ();
@@ -218,9 +226,7 @@ impl KafkaSink {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     back,
                 )) => {
                     record = back;

@@ -23,7 +23,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{Ingest, Source, SourcePosition, SourceRecord, SourceState};
-use crate::kafka::{retry_with_backoff, topic_partitions, CLUSTER_TIMEOUT};
+use crate::kafka::{
+    log_poll_error, retry_with_backoff, topic_partitions, LoggingContext, CLUSTER_TIMEOUT,
+};
+use crate::log_limit::Repeats;
 
 /// The next offset to read of one partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +51,9 @@ struct Assigned {
 
 /// Reads Kafka topics through one consumer that is assigned every partition.
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LoggingContext>,
+    /// The poll errors logged, so that an outage is not logged every poll.
+    poll_errors: Repeats,
     config: KafkaSourceConfig,
     /// Every partition, in source-partition order.
     partitions: Vec<Assigned>,
@@ -74,12 +79,14 @@ impl KafkaSource {
         };
         let mut client = config.client_config(reset);
         client.set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = client.create().with_context(|| {
-            format!(
-                "cannot create a Kafka consumer for {}; check [source] and [source.properties]",
-                config.brokers
-            )
-        })?;
+        let consumer: BaseConsumer<LoggingContext> = client
+            .create_with_context(LoggingContext::default())
+            .with_context(|| {
+                format!(
+                    "cannot create a Kafka consumer for {}; check [source] and [source.properties]",
+                    config.brokers
+                )
+            })?;
         let mut partitions = Vec::new();
         let mut topic_base = Vec::new();
         for (topic_index, topic) in config.topics.iter().enumerate() {
@@ -95,6 +102,7 @@ impl KafkaSource {
         }
         Ok(Self {
             consumer,
+            poll_errors: Repeats::default(),
             config: config.clone(),
             remaining: partitions.len(),
             partitions,
@@ -344,7 +352,7 @@ impl Source for KafkaSource {
                 Err(e) => {
                     // Transient (the broker away, a leader moving): librdkafka reconnects
                     // and the stream goes on from where it was.
-                    tracing::warn!("Kafka consumer: {e}; retrying");
+                    log_poll_error(&self.poll_errors, "Kafka consumer", &e);
                     std::thread::sleep(Duration::from_millis(100).min(wait));
                     continue;
                 }
