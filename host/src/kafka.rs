@@ -1,9 +1,13 @@
 //! What the Kafka source and sink share: how long a request to the cluster may take,
 //! retrying the calls a run cannot start without while the cluster is unreachable, and
-//! reading partitions to their end (the sink's recovery).
+//! reading partitions to their end (the sink's recovery), and logging librdkafka's errors.
 //!
-//! Invariant: a retried call is attempted for at most [`STARTUP_PATIENCE`], with waits
-//! doubling from 100 ms to 5 s, and each failure is logged with what is being retried.
+//! Invariants:
+//! - A retried call is attempted for at most [`STARTUP_PATIENCE`], with waits doubling
+//!   from 100 ms to 5 s, and each failure is logged with what is being retried.
+//! - Client and poll errors, which librdkafka repeats every few tens of milliseconds
+//!   while the cluster is down, are logged through [`crate::log_limit`]: when they begin,
+//!   then once per its quiet period with a count.
 
 use std::time::{Duration, Instant};
 
