@@ -30,13 +30,18 @@ pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
 
 /// librdkafka's client errors, logged as rdkafka's default context logs them but with
 /// repeats limited: while the cluster is down, librdkafka reports the same error every
-/// few tens of milliseconds ([`crate::log_limit`]).
+/// few tens of milliseconds ([`crate::log_limit`]). The end-of-partition notice, which a
+/// consumer that asks for it (`enable.partition.eof`) also gets as a global error, is
+/// not an error and is not logged.
 #[derive(Debug, Default)]
 pub struct ClientErrors(Repeats);
 
 impl ClientErrors {
     /// Logs a client error (a [`ClientContext::error`] callback).
     pub fn log(&self, error: &KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            return;
+        }
         self.0.log(
             format!("librdkafka: {error}: {reason}"),
             Instant::now(),
@@ -46,7 +51,7 @@ impl ClientErrors {
 }
 
 /// The context of a consumer that needs no callback of its own: its client errors are
-/// logged with repeats limited.
+/// logged as [`ClientErrors`] logs them.
 #[derive(Debug, Default)]
 pub struct LoggingContext(ClientErrors);
 
@@ -68,22 +73,6 @@ pub fn log_poll_error(repeats: &Repeats, what: &str, error: &KafkaError) {
     );
 }
 
-/// The context of consumers that read partitions to their end (`enable.partition.eof`):
-/// it logs client errors as [`LoggingContext`] does, except the end-of-partition notice
-/// they asked for, which librdkafka also reports as a global error.
-#[derive(Debug, Default)]
-struct ReaderContext(ClientErrors);
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
-            self.0.log(&error, reason);
-        }
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
 /// Reads `partitions` of `topic` (partition, first offset) to their ends and calls `each`
 /// with every message. `client` holds the brokers and any reading settings (an isolation
 /// level). The end is where the broker's fetches say a partition ends (not an offsets
@@ -99,11 +88,11 @@ pub fn read_to_end(
     if partitions.is_empty() {
         return Ok(());
     }
-    let consumer: BaseConsumer<ReaderContext> = client
+    let consumer: BaseConsumer<LoggingContext> = client
         .set("group.id", "eddy-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create_with_context(ReaderContext::default())
+        .create_with_context(LoggingContext::default())
         .map_err(|e| anyhow::anyhow!("cannot create a consumer for {what}: {e}"))?;
     let mut list = TopicPartitionList::new();
     for &(partition, from) in partitions {
