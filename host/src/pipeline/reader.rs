@@ -280,7 +280,7 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     use super::*;
@@ -446,23 +446,28 @@ mod tests {
     #[test]
     fn a_stopped_reader_delivers_the_batches_it_gathered_and_hangs_up() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
+        // The reader asks `stop` at least once per batch of 10: it is told to stop a few
+        // groups in, however the two threads are scheduled (the first group may still
+        // wait to be taken then).
+        let asked = AtomicU64::new(0);
+        let should_stop = || asked.fetch_add(1, Ordering::Relaxed) >= 1000;
         let (ends, pipeline) = channels();
         let gathered = pipeline.gathered;
-        let input = input(dir.path(), 5000);
-        let should_stop = || stop.load(Ordering::Relaxed);
+        let input = input(dir.path(), 50_000);
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| input.read_ahead(ends, &should_stop));
             let mut delivered = 0;
             let mut last_position = None;
             while let Ok(next) = gathered.recv() {
-                stop.store(true, Ordering::Relaxed);
                 for g in next.unwrap() {
                     delivered += (g.batch.len() + g.dead.len()) as u64;
                     last_position = Some(g.position);
                 }
             }
-            assert!(delivered < 5000, "stopped early");
+            assert!(
+                (HANDOVER_RECORDS as u64..50_000).contains(&delivered),
+                "stopped after the first group, not at {delivered}"
+            );
             assert_eq!(
                 lines_read(&last_position.unwrap()),
                 delivered,
