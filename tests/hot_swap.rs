@@ -156,8 +156,7 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
         broken.is_ok(),
         "{broken:?}: init succeeds, so the swap happens"
     );
-    std::thread::sleep(Duration::from_millis(200));
-    let status = job_status(&admin);
+    let status = wait_for_history(&admin, "tag", "rollback: ");
     let history = status["plugins"][0]["history"].as_array().unwrap();
     let whys: Vec<&str> = history.iter().map(|h| h["why"].as_str().unwrap()).collect();
     assert_eq!(whys.len(), 3, "{whys:?}");
@@ -171,8 +170,12 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
     );
 
     // An operator's own rollback goes back to the version before.
-    reload(&admin, &["tag", "--config", "field=v9"]).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let v9_from = reload(&admin, &["tag", "--config", "field=v9"]).unwrap();
+    status_when(&admin, "events processed by v9", |status| {
+        status["metrics"]["records_in"]
+            .as_u64()
+            .is_some_and(|n| n > v9_from)
+    });
     let back = reload(&admin, &["tag", "--rollback"]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_success(&eddy(&["stop", "--admin", &admin], None));
@@ -230,6 +233,71 @@ fn history(admin: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Polls `eddy status` until `done` holds of it (for up to 20 s: a loaded machine may be
+/// slow to get there, and a sleep of a fixed length would guess); returns that status.
+fn status_when(
+    admin: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let output = eddy(&["status", "--admin", admin], None);
+        if output.status.success() {
+            let status = serde_json::from_slice(&output.stdout).unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 20 s for {what}: {status}"
+            );
+        } else {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 20 s for {what}: {}",
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The history of plugin `name` in `status` (empty while the job is starting).
+fn history_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a [serde_json::Value] {
+    status["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["history"].as_array())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Waits until a checkpoint completes after the last swap of plugin `name` (the one taken
+/// at the swap is cut before it, so only a later one holds the new version).
+fn wait_for_a_checkpoint_after_the_swap(admin: &str, name: &str) {
+    status_when(admin, "a checkpoint after the swap", |status| {
+        let swap = history_of(status, name)
+            .last()
+            .and_then(|h| h["checkpoint"].as_u64());
+        let last = status["last_checkpoint"]["id"].as_u64();
+        matches!((swap, last), (Some(swap), Some(last)) if last > swap)
+    });
+}
+
+/// Waits until the last entry of plugin `name`'s history says `why` (or starts so).
+fn wait_for_history(admin: &str, name: &str, why: &str) -> serde_json::Value {
+    status_when(
+        admin,
+        &format!("`{name}` history to say {why:?}"),
+        |status| {
+            history_of(status, name)
+                .last()
+                .and_then(|h| h["why"].as_str())
+                .is_some_and(|w| w.starts_with(why))
+        },
+    )
 }
 
 #[test]
@@ -295,7 +363,7 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
         ],
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500)); // checkpoints after the swap
+    wait_for_a_checkpoint_after_the_swap(&admin, "tag");
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::remove_file(s.path("tag-v7.wasm")).unwrap(); // the operator cleaned up
@@ -303,13 +371,8 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
     // The pipeline file still names `tag.wasm` with `field = "v0"`.
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(&admin);
+    wait_for_history(&admin, "tag", "resumed from a checkpoint");
     std::thread::sleep(Duration::from_millis(300));
-    let versions = history(&admin);
-    assert_eq!(
-        versions.last().unwrap().0,
-        "resumed from a checkpoint",
-        "{versions:?}"
-    );
     assert_success(&eddy(&["stop", "--admin", &admin], None));
     child.wait().unwrap();
 
@@ -333,13 +396,7 @@ fn a_job_killed_after_a_swap_resumes_with_the_version_that_was_running() {
         sp.to_str().unwrap(),
     ]);
     wait_for_admin(&admin);
-    std::thread::sleep(Duration::from_millis(300));
-    let versions = history(&admin);
-    assert_eq!(
-        versions.last().unwrap().0,
-        "resumed from a checkpoint",
-        "{versions:?}"
-    );
+    wait_for_history(&admin, "tag", "resumed from a checkpoint");
     assert_success(&eddy(&["stop", "--admin", &admin], None));
     child.wait().unwrap();
 }
@@ -358,7 +415,7 @@ fn keyed_state_carries_over_swaps_and_the_output_is_byte_identical() {
     // The `fraud` plugin keeps per-user spend in host-owned keyed state.
     let fraud = |admin: &str| {
         format!(
-            "[source]\nkind = \"generator\"\ncount = 30000\nrate = 15000\nkeys = 100\nseed = 3\n\
+            "[source]\nkind = \"generator\"\ncount = 60000\nrate = 15000\nkeys = 100\nseed = 3\n\
              [[plugin]]\nname = \"fraud\"\npath = \"{}\"\nconfig = {{ threshold = \"2000\", horizon_ms = \"300\" }}\n\
              [sink]\nkind = \"file\"\npath = \"out.jsonl\"\n[checkpoint]\ndir = \"state\"\ninterval = \"100ms\"\n\
              [batch]\nmax_wait = \"5ms\"\nmax_records = 256\n[admin]\nlisten = \"{admin}\"\n",
@@ -540,7 +597,7 @@ fn a_window_aggregate_plugin_swaps_only_to_another_aggregate_and_resumes_with_it
         "{refused}"
     );
     reload(&admin, &["cards", "--config", "field=country"]).expect("an aggregate to an aggregate");
-    std::thread::sleep(Duration::from_millis(500)); // checkpoints after the swap
+    wait_for_a_checkpoint_after_the_swap(&admin, "cards");
     assert_eq!(cards_status(&admin)["history"].as_array().unwrap().len(), 2);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -549,14 +606,8 @@ fn a_window_aggregate_plugin_swaps_only_to_another_aggregate_and_resumes_with_it
     let before_crash = s.lines("out.jsonl").len();
     let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(&admin);
+    wait_for_history(&admin, "cards", "resumed from a checkpoint");
     std::thread::sleep(Duration::from_millis(600));
-    let cards = cards_status(&admin);
-    let history = cards["history"].as_array().unwrap();
-    assert_eq!(
-        history.last().unwrap()["why"],
-        "resumed from a checkpoint",
-        "{cards}"
-    );
     assert_success(&eddy(&["stop", "--admin", &admin], None));
     child.wait().unwrap();
     // Windows before the swap count distinct cards (up to 3 per user), after it distinct
@@ -582,14 +633,14 @@ fn a_window_aggregate_plugin_swaps_only_to_another_aggregate_and_resumes_with_it
 fn a_window_aggregate_that_fails_in_its_probation_is_rolled_back_and_the_results_are_unchanged() {
     let reference = Scratch::new();
     std::fs::copy(DISTINCT_COMPONENT, reference.path("cards.wasm")).unwrap();
-    assert_success(&reference.eddy("run", &window_pipeline(&free_admin_address(), 50_000)));
+    assert_success(&reference.eddy("run", &window_pipeline(&free_admin_address(), 80_000)));
     let mut expected = reference.lines("out.jsonl");
     assert!(expected.len() > 100, "{} results", expected.len());
 
     let s = Scratch::new();
     let admin = free_admin_address();
     std::fs::copy(DISTINCT_COMPONENT, s.path("cards.wasm")).unwrap();
-    let (mut child, _) = start_job(&s, &window_pipeline(&admin, 50_000), &admin);
+    let (mut child, _) = start_job(&s, &window_pipeline(&admin, 80_000), &admin);
     std::thread::sleep(Duration::from_millis(300));
     // A new version that starts and creates accumulators, then fails every fold (it
     // cannot read the accumulators the running version wrote, nor fold into its own).
@@ -603,7 +654,7 @@ fn a_window_aggregate_that_fails_in_its_probation_is_rolled_back_and_the_results
         ],
     )
     .expect("init and create succeed, so the swap happens");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_history(&admin, "cards", "rollback: ");
     let cards = cards_status(&admin);
     let whys: Vec<&str> = cards["history"]
         .as_array()

@@ -296,7 +296,7 @@ fn a_full_disk_fails_checkpoints_but_not_the_job() {
 
 #[test]
 fn savepoint_stop_and_resume_with_a_changed_pipeline() {
-    let pipeline = format!("{SOURCE}{WINDOWED}").replace("count = 40000", "count = 45000");
+    let pipeline = format!("{SOURCE}{WINDOWED}").replace("count = 40000", "count = 75000");
     let expected = reference(&pipeline);
     let s = Scratch::new();
     let admin = free_admin_address();
@@ -425,12 +425,7 @@ fn sigint_and_sigterm_stop_after_a_final_checkpoint_and_the_next_run_continues()
         let file = s.write("pipeline.toml", &pipeline);
         let mut child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
         std::thread::sleep(Duration::from_millis(800));
-        let signalled = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(signalled.success());
-        let status = child.wait().unwrap();
+        let status = signal_and_wait(&mut child, signal);
         assert_eq!(
             status.code(),
             Some(code),
@@ -450,6 +445,40 @@ fn sigint_and_sigterm_stop_after_a_final_checkpoint_and_the_next_run_continues()
     }
 }
 
+/// Sends `signal` (`-INT`, `-TERM`) to the job and waits for it to end.
+fn signal_and_wait(child: &mut Job, signal: &str) -> std::process::ExitStatus {
+    let signalled = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_signal_while_the_job_starts_stops_it_cleanly() {
+    // The admin endpoint is bound after the signals are listened for and before the
+    // pipeline is built, and with an empty compiled-plugin cache the build compiles the
+    // plugin: a signal sent once the endpoint answers comes during the build, and must
+    // stop the job as one sent later does, not kill it.
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let s = Scratch::new();
+        let admin = free_admin_address();
+        let pipeline = format!("{SOURCE}{}[admin]\nlisten = \"{admin}\"\n", passthrough());
+        let file = s.write("pipeline.toml", &pipeline);
+        let mut child = Job::start(
+            eddy_command()
+                .args(["run", file.to_str().unwrap(), "--quiet"])
+                .env("EDDY_CACHE_DIR", s.path("empty-cache"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        wait_for_admin(&admin);
+        let status = signal_and_wait(&mut child, signal);
+        assert_eq!(status.code(), Some(code), "{signal}: {status:?}");
+    }
+}
+
 #[test]
 fn a_second_job_on_the_same_checkpoint_directory_is_refused_and_the_first_goes_on() {
     let pipeline = format!("{SOURCE}{WINDOWED}");
@@ -457,7 +486,15 @@ fn a_second_job_on_the_same_checkpoint_directory_is_refused_and_the_first_goes_o
     let s = Scratch::new();
     let file = s.write("pipeline.toml", &pipeline);
     let mut first = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Output committed: the first job has claimed the directory and is running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(s.path("out.jsonl")).map_or(true, |m| m.len() == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the first job committed nothing in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let second = s.eddy("run", &pipeline);
     assert_failure_says(
         &second,

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
@@ -37,11 +38,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_through(path, &temporary_path(path), bytes)
 }
 
-/// Like [`write_atomic`], for paths several processes may write at once (the shared
-/// compiled-code cache): the temporary file is named for this process.
+/// Like [`write_atomic`], for paths several writers may write at once (the shared
+/// compiled-code cache, which threads of one process and other processes fill): the
+/// temporary file is named for this process and this call, so no two writers share one.
 pub fn write_atomic_shared(path: &Path, bytes: &[u8]) -> Result<()> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("eddy");
-    let tmp = parent_dir(path).join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = parent_dir(path).join(format!(".{name}.{}.{call}.tmp", std::process::id()));
     write_through(path, &tmp, bytes)
 }
 
@@ -72,6 +76,25 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         write_atomic_shared(&path, b"three").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"three");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn threads_writing_one_shared_path_at_once_each_write_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let contents = [vec![b'a'; 256 << 10], vec![b'b'; 256 << 10]];
+        std::thread::scope(|scope| {
+            for bytes in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic_shared(path, bytes).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(contents.contains(&std::fs::read(&path).unwrap()));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

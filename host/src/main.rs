@@ -451,10 +451,11 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         .and_then(|a| a.token_file.as_deref())
         .map(admin::read_token)
         .transpose()?;
-    let (listener, mut terminate) = tokio.block_on(async {
-        let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
-        anyhow::Ok((bind_admin(&config).await?, terminate))
+    // Signals are listened for from here on: one that comes while the pipeline is being
+    // built stops it once it runs, as a clean stop, rather than killing the process.
+    let (listener, mut signals) = tokio.block_on(async {
+        let signals = StopSignals::listen()?;
+        anyhow::Ok((bind_admin(&config).await?, signals))
     })?;
     let admin = |served| {
         let reloader = admin::Reloader::new(runtime.clone());
@@ -469,7 +470,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             let workers = tokio::task::spawn_blocking(move || {
                 eddy::workers::run_on_board(&config, &runtime, &options, &worker_stop, &board)
             });
-            let ended = until_done_or_signal(workers, &mut terminate, &stop).await;
+            let ended = until_done_or_signal(workers, &mut signals, &stop).await;
             shut_down(admin).await;
             ended
         });
@@ -486,7 +487,7 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             progress.finish();
             summary
         });
-        let ended = until_done_or_signal(worker, &mut terminate, &stop).await;
+        let ended = until_done_or_signal(worker, &mut signals, &stop).await;
         shut_down(admin).await;
         ended
     });
@@ -506,11 +507,29 @@ async fn shut_down(
     }
 }
 
+/// SIGINT and SIGTERM, each of which stops a run cleanly.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening (inside the async runtime); from then on neither signal kills
+    /// the process, and one received is kept until it is waited for.
+    fn listen() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
+    }
+}
+
 /// Waits for a run to end, or for SIGINT/SIGTERM, which set `stop` (the run then ends
 /// after its current batches); returns the run's outcome and the signal that stopped it.
 async fn until_done_or_signal(
     mut run: tokio::task::JoinHandle<Result<RunSummary>>,
-    terminate: &mut tokio::signal::unix::Signal,
+    signals: &mut StopSignals,
     stop: &AtomicBool,
 ) -> (
     Result<Result<RunSummary>, tokio::task::JoinError>,
@@ -518,8 +537,8 @@ async fn until_done_or_signal(
 ) {
     let signal = tokio::select! {
         done = &mut run => return (done, None),
-        _ = tokio::signal::ctrl_c() => ("SIGINT", RunEnd::Interrupted),
-        _ = terminate.recv() => ("SIGTERM", RunEnd::Terminated),
+        _ = signals.interrupt.recv() => ("SIGINT", RunEnd::Interrupted),
+        _ = signals.terminate.recv() => ("SIGTERM", RunEnd::Terminated),
     };
     eprintln!("eddy: stopping after the current batch ({})", signal.0);
     stop.store(true, Ordering::Relaxed);

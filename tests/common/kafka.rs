@@ -182,16 +182,19 @@ pub fn counted(records: &[(String, Option<String>)]) -> BTreeMap<&str, usize> {
     counts
 }
 
-/// Runs the pipeline once, uninterrupted, into `output`, and returns what that topic holds.
-pub fn reference(cluster: &impl Cluster, output: &str) -> Vec<(String, Option<String>)> {
+/// Runs the pipeline once, uninterrupted, into `output`; returns what that topic holds
+/// and how long the run took.
+fn reference(cluster: &impl Cluster, output: &str) -> (Vec<(String, Option<String>)>, Duration) {
     cluster.topic(output, 2);
     let s = Scratch::new();
+    let started = Instant::now();
     assert_success(&s.eddy("run", &pipeline(&cluster.address(), output, "deduplicated")));
+    let took = started.elapsed();
     let records = read_topic(&cluster.address(), output);
     // 400 s of events in 1 s windows, 40 users (a bounded read against tansu 0.6 ends
     // up to a produce batch per partition early: its offsets answer lags its log).
     assert!(records.len() >= 395 * 40, "{} results", records.len());
-    records
+    (records, took)
 }
 
 /// A cluster with the input produced, an uninterrupted run's results on topic
@@ -199,6 +202,8 @@ pub fn reference(cluster: &impl Cluster, output: &str) -> Vec<(String, Option<St
 pub struct Setup<C: Cluster> {
     pub cluster: C,
     pub expected: Vec<(String, Option<String>)>,
+    /// How long the uninterrupted run took: kills are timed as parts of it.
+    reference_run: Duration,
     _scratch: Scratch,
     file: PathBuf,
 }
@@ -206,7 +211,7 @@ pub struct Setup<C: Cluster> {
 impl<C: Cluster> Setup<C> {
     pub fn on(cluster: C, delivery: &str) -> Self {
         produce_input(&cluster, "payments");
-        let expected = reference(&cluster, "reference");
+        let (expected, reference_run) = reference(&cluster, "reference");
         cluster.topic("alerts", 2);
         let scratch = Scratch::new();
         let file = scratch.write(
@@ -216,6 +221,7 @@ impl<C: Cluster> Setup<C> {
         Self {
             cluster,
             expected,
+            reference_run,
             _scratch: scratch,
             file,
         }
@@ -229,13 +235,17 @@ impl<C: Cluster> Setup<C> {
         read_topic(&self.cluster.address(), "alerts")
     }
 
-    /// Starts the job and SIGKILLs it after 150–550 ms (pseudo-random from `seed`), up to
-    /// `kills` times or until a run ends by itself; returns how many times it was killed.
+    /// Starts the job and SIGKILLs it after 10–30% of the time the uninterrupted run took
+    /// (pseudo-random from `seed`), up to `kills` times or until a run ends by itself;
+    /// returns how many times it was killed. Timed by the reference run, not the clock,
+    /// so a faster machine is killed as often: three runs together last at most 90% of
+    /// the job, and each starts over after its last checkpoint.
     pub fn kill_at_random_moments(&self, mut seed: u64, kills: usize) -> usize {
         for killed in 0..kills {
             let mut child = spawn(&["run", self.file(), "--quiet"]);
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            std::thread::sleep(Duration::from_millis(150 + (seed >> 33) % 400));
+            let part = 0.1 + ((seed >> 33) % 1000) as f64 / 1000.0 * 0.2;
+            std::thread::sleep(self.reference_run.mul_f64(part));
             if child.try_wait().unwrap().is_some() {
                 return killed;
             }

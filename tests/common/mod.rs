@@ -161,7 +161,8 @@ pub fn spawn_logged(args: &[&str], log: &Path) -> Job {
 pub struct Job(Option<Child>);
 
 impl Job {
-    fn start(command: &mut Command) -> Self {
+    /// Starts `command`; the process is killed if the test ends before it does.
+    pub fn start(command: &mut Command) -> Self {
         Self(Some(command.spawn().expect("cannot start eddy")))
     }
 

@@ -362,15 +362,22 @@ mod tests {
         assert!(refused
             .to_string()
             .contains("in use by another running job"));
-        let letting_go = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            drop(held);
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let letting_go = std::thread::spawn({
+            let released = released.clone();
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                released.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(held);
+            }
         });
-        let waited = std::time::Instant::now();
         let _claimed = store
             .lock_within(std::time::Duration::from_secs(30))
             .unwrap();
-        assert!(waited.elapsed() >= std::time::Duration::from_millis(150));
+        assert!(
+            released.load(std::sync::atomic::Ordering::SeqCst),
+            "claimed only once the other holder let go"
+        );
         letting_go.join().unwrap();
     }
 

@@ -299,7 +299,15 @@ mod tests {
         let path = dir.path().join("u.jsonl");
         std::fs::write(&path, "{\"user\":\"u1\",\"v\":1}\n").unwrap();
         let tables = SideInputs::load(&[config(dir.path(), "u.jsonl")], true).unwrap();
-        std::fs::write(&path, "{\"user\":\"u1\",\"v\":2}\n").unwrap();
+        // Each version is renamed into place, as deploy tools do: a file rewritten in
+        // place is empty between its truncation and its write, a valid empty table that
+        // a reload on a stalled machine could read.
+        let replace = |text: &str| {
+            let staged = dir.path().join("u.jsonl.new");
+            std::fs::write(&staged, text).unwrap();
+            std::fs::rename(&staged, &path).unwrap();
+        };
+        replace("{\"user\":\"u1\",\"v\":2}\n");
         let deadline = Instant::now() + Duration::from_secs(10);
         while tables.lookup("users", b"u1") != Some(Some(br#"{"user":"u1","v":2}"#.to_vec())) {
             assert!(Instant::now() < deadline, "the table was not reloaded");
@@ -307,7 +315,7 @@ mod tests {
         }
         let version = tables.versions()[0].1;
         assert!(version >= 2);
-        std::fs::write(&path, "{broken\n").unwrap();
+        replace("{broken\n");
         std::thread::sleep(RELOAD_QUIET * 4);
         assert_eq!(
             tables.lookup("users", b"u1").unwrap().unwrap(),
