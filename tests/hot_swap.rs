@@ -205,11 +205,14 @@ fn a_version_that_fails_in_its_probation_is_rolled_back_and_its_batch_re_run() {
 }
 
 /// Writes `text` as the job's pipeline file, starts `eddy run` on it and waits until its
-/// admin endpoint at `admin` answers; returns the process and the pipeline file.
+/// admin endpoint at `admin` answers `eddy status`; returns the process and the pipeline
+/// file.
 fn start_job(s: &Scratch, text: &str, admin: &str) -> (Job, std::path::PathBuf) {
     let file = s.write("pipeline.toml", text);
     let child = spawn(&["run", file.to_str().unwrap(), "--quiet"]);
     wait_for_admin(admin);
+    // The endpoint answers once the pipeline is built and its plugin files are watched.
+    status_when(admin, "the job to start", |_| true);
     (child, file)
 }
 
