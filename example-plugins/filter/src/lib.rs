@@ -143,12 +143,20 @@ impl Filter for FieldFilter {
         };
         // A numeric comparison reads the field as one column, which the host parses.
         let numbers = batch.numbers(&self.field);
-        for (event, &have) in batch.iter().zip(&numbers) {
+        // Only the events kept or judged by their text are looked at as events.
+        for (index, &have) in numbers.iter().enumerate() {
             let verdict = if have.is_nan() {
-                // No such field, or not a number: the text comparison decides.
-                self.verdict(&event)
+                Verdict::Missing // no such field, or not a number: the text decides
             } else {
                 self.judge(have.partial_cmp(&want))
+            };
+            if verdict == Verdict::Drop {
+                continue;
+            }
+            let event = batch.get(index).expect("a number per event");
+            let verdict = match verdict {
+                Verdict::Missing => self.verdict(&event),
+                kept => kept,
             };
             self.apply(&event, verdict, out);
         }
