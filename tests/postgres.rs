@@ -100,11 +100,7 @@ impl Server {
                 .status()
                 .unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let data_arg = data.to_str().unwrap();
         run(
             "initdb",

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,11 +73,7 @@ struct Tansu {
 impl Tansu {
     fn start() -> Self {
         let binary = tansu_binary();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let process = Command::new(&binary)
             .args([

@@ -217,10 +217,30 @@ pub fn with_logs_on_failure(dir: &Path, check: impl FnOnce() + std::panic::Unwin
     }
 }
 
-/// A free loopback address for a job's admin endpoint.
+/// A loopback port that is free now, for a server a test starts (a job's admin endpoint,
+/// a broker, PostgreSQL). It lies below the kernel's ephemeral range (32768 and up on
+/// Linux), which port 0 binds and outgoing connections draw from: the Kafka clients of
+/// tests running alongside cannot take it between this check and the server's bind, and
+/// no two calls of one test process give the same port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes of one run start from far-apart places.
+    let start = std::process::id().wrapping_mul(7919);
+    loop {
+        let port =
+            (FIRST + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % PORTS) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A free loopback address for a job's admin endpoint (see [`free_port`]).
 pub fn free_admin_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// A plain HTTP/1.1 GET of `path` on `addr`: the whole answer, status line included.
