@@ -466,16 +466,20 @@ fn a_signal_while_the_job_starts_stops_it_cleanly() {
         let admin = free_admin_address();
         let pipeline = format!("{SOURCE}{}[admin]\nlisten = \"{admin}\"\n", passthrough());
         let file = s.write("pipeline.toml", &pipeline);
+        let log = s.path("stderr.log");
         let mut child = Job::start(
             eddy_command()
                 .args(["run", file.to_str().unwrap(), "--quiet"])
                 .env("EDDY_CACHE_DIR", s.path("empty-cache"))
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
+                .stderr(std::fs::File::create(&log).unwrap()),
         );
         wait_for_admin(&admin);
         let status = signal_and_wait(&mut child, signal);
-        assert_eq!(status.code(), Some(code), "{signal}: {status:?}");
+        let said = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {status:?}: {said}");
+        // Acknowledged when it came (during the build, or after it on a fast machine).
+        assert!(said.contains(&format!("SIG{}", &signal[1..])), "{said}");
     }
 }
 

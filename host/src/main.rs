@@ -452,7 +452,8 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         .map(admin::read_token)
         .transpose()?;
     // Signals are listened for from here on: one that comes while the pipeline is being
-    // built stops it once it runs, as a clean stop, rather than killing the process.
+    // built stops it as soon as it is built, cleanly, rather than killing the process
+    // half-way through opening its sinks and checkpoints.
     let (listener, mut signals) = tokio.block_on(async {
         let signals = StopSignals::listen()?;
         anyhow::Ok((bind_admin(&config).await?, signals))
@@ -476,7 +477,13 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
         });
         return Ok(report(&summary??, signal, quiet));
     }
-    let mut pipeline = Pipeline::build(&config, &runtime, &options)?;
+    let (pipeline, early) = build_minding_signals(&tokio, &mut signals, || {
+        Pipeline::build(&config, &runtime, &options)
+    });
+    let mut pipeline = pipeline?;
+    if early.is_some() {
+        stop.store(true, Ordering::Relaxed);
+    }
     let (summary, signal) = tokio.block_on(async {
         let (attached, requests) = admin::Attached::to(&pipeline, &config);
         let admin = admin(admin::Served::Pipeline(attached));
@@ -487,7 +494,10 @@ fn run(path: &Path, options: RunOptions, quiet: bool) -> Result<RunEnd> {
             progress.finish();
             summary
         });
-        let ended = until_done_or_signal(worker, &mut signals, &stop).await;
+        let ended = match early {
+            Some(signal) => (worker.await, Some(signal)),
+            None => until_done_or_signal(worker, &mut signals, &stop).await,
+        };
         shut_down(admin).await;
         ended
     });
@@ -523,6 +533,39 @@ impl StopSignals {
             terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
         })
     }
+
+    /// The next signal: its name and how it ends the run.
+    async fn next(&mut self) -> (&'static str, RunEnd) {
+        tokio::select! {
+            _ = self.interrupt.recv() => ("SIGINT", RunEnd::Interrupted),
+            _ = self.terminate.recv() => ("SIGTERM", RunEnd::Terminated),
+        }
+    }
+}
+
+/// Runs `build` (the pipeline's, which may compile plugins for seconds) on a thread of
+/// its own while listening for signals: one that comes meanwhile is acknowledged at once
+/// and returned, so the job stops as soon as it is built.
+fn build_minding_signals<T: Send>(
+    tokio: &tokio::runtime::Runtime,
+    signals: &mut StopSignals,
+    build: impl FnOnce() -> T + Send,
+) -> (T, Option<RunEnd>) {
+    std::thread::scope(|scope| {
+        let (done, mut built) = tokio::sync::oneshot::channel();
+        scope.spawn(move || {
+            let _ = done.send(build());
+        });
+        tokio.block_on(async {
+            let finished = "the build thread answers unless it panicked";
+            let (name, end) = tokio::select! {
+                result = &mut built => return (result.expect(finished), None),
+                signal = signals.next() => signal,
+            };
+            eprintln!("eddy: {name} while starting: stopping as soon as the pipeline is built");
+            (built.await.expect(finished), Some(end))
+        })
+    })
 }
 
 /// Waits for a run to end, or for SIGINT/SIGTERM, which set `stop` (the run then ends
@@ -537,8 +580,7 @@ async fn until_done_or_signal(
 ) {
     let signal = tokio::select! {
         done = &mut run => return (done, None),
-        _ = signals.interrupt.recv() => ("SIGINT", RunEnd::Interrupted),
-        _ = signals.terminate.recv() => ("SIGTERM", RunEnd::Terminated),
+        signal = signals.next() => signal,
     };
     eprintln!("eddy: stopping after the current batch ({})", signal.0);
     stop.store(true, Ordering::Relaxed);
