@@ -223,21 +223,6 @@ fn job_status(admin: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The stage's history, as `eddy status` shows it: (why, version) per version.
-fn history(admin: &str) -> Vec<(String, String)> {
-    job_status(admin)["plugins"][0]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["why"].as_str().unwrap().to_owned(),
-                h["version"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Polls `eddy status` until `done` holds of it (for up to 20 s: a loaded machine may be
 /// slow to get there, and a sleep of a fixed length would guess); returns that status.
 fn status_when(
@@ -268,11 +253,16 @@ fn status_when(
     }
 }
 
-/// The history of plugin `name` in `status` (empty while the job is starting).
-fn history_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a [serde_json::Value] {
+/// The entry of plugin `name` in `status` (none while the job is starting).
+fn plugin_status<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     status["plugins"]
         .as_array()
         .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
+}
+
+/// The history of plugin `name` in `status` (empty while the job is starting).
+fn history_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a [serde_json::Value] {
+    plugin_status(status, name)
         .and_then(|p| p["history"].as_array())
         .map_or(&[], Vec::as_slice)
 }
@@ -317,22 +307,18 @@ fn a_watched_plugin_file_is_loaded_once_complete_and_a_half_written_one_never() 
     std::fs::write(s.path("tag.wasm"), &component[..component.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        history(&admin).len(),
+        history_of(&job_status(&admin), "tag").len(),
         1,
         "a half-written file never replaces the running version"
     );
     // The completed file is loaded.
     std::fs::write(s.path("tag.wasm"), &component).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let versions = loop {
-        let versions = history(&admin);
-        if versions.len() > 1 || std::time::Instant::now() > deadline {
-            break versions;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = status_when(&admin, "the completed file to be loaded", |status| {
+        history_of(status, "tag").len() > 1
+    });
+    let versions = history_of(&status, "tag");
     assert_eq!(versions.len(), 2, "{versions:?}");
-    assert_eq!(versions[1].0, "file change");
+    assert_eq!(versions[1]["why"], "file change");
     assert_success(&eddy(&["stop", "--admin", &admin], None));
     child.wait().unwrap();
     // The stream never stopped: every event once.
@@ -573,11 +559,7 @@ fn window_pipeline(admin: &str, count: u64) -> String {
 
 /// The `cards` entry of `eddy status`.
 fn cards_status(admin: &str) -> serde_json::Value {
-    job_status(admin)["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "cards")
+    plugin_status(&job_status(admin), "cards")
         .expect("the aggregate in status")
         .clone()
 }
