@@ -45,6 +45,9 @@ const OPEN: usize = 4;
 #[derive(Debug, Default)]
 pub struct Keys {
     index: HashTable<u32>,
+    /// Hashes keys' bytes for the index: quick on short keys, and seeded per table, so
+    /// keys chosen to collide cannot be prepared in advance.
+    hasher: foldhash::fast::RandomState,
     arena: Vec<u8>,
     /// Entry size (count, length prefix and bytes) → the first free entry of that size.
     free_chunks: rustc_hash::FxHashMap<u32, u32>,
@@ -107,6 +110,23 @@ fn key_at(arena: &[u8], id: u32) -> &[u8] {
     }
 }
 
+/// Whether two keys' bytes are equal: keys of 4 to 16 bytes (the usual ones) by two
+/// overlapping loads each, with no call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
 /// Arena bytes a key's entry takes: its count, its length prefix and its bytes.
 fn entry_size(key: &[u8]) -> usize {
     OPEN + length_prefix(key.len()).1 + key.len()
@@ -126,15 +146,18 @@ fn write_u32(arena: &mut [u8], at: u32, value: u32) {
 impl Keys {
     /// The id of `key`, interning it if new.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
-        let hash = hash_of(key);
+        let hash = self.hasher.hash_one(key);
         let arena = &self.arena;
-        if let Some(&id) = self.index.find(hash, |&id| key_at(arena, id) == key) {
+        if let Some(&id) = self
+            .index
+            .find(hash, |&id| same_bytes(key_at(arena, id), key))
+        {
             return id;
         }
         let id = self.store(key);
-        let arena = &self.arena;
+        let (arena, hasher) = (&self.arena, &self.hasher);
         self.index
-            .insert_unique(hash, id, |&id| hash_of(key_at(arena, id)));
+            .insert_unique(hash, id, |&id| hasher.hash_one(key_at(arena, id)));
         id
     }
 
@@ -208,7 +231,8 @@ impl Keys {
         }
         let key = key_at(&self.arena, id);
         let size = entry_size(key);
-        if let Ok(entry) = self.index.find_entry(hash_of(key), |&other| other == id) {
+        let hash = self.hasher.hash_one(key);
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
         let next = self.free_chunks.insert(size as u32, id).unwrap_or(NONE);
@@ -419,6 +443,20 @@ pub struct Windows {
     /// come and go at the same size, so a new one then neither grows step by step nor
     /// adds its table to the old one's freed memory).
     spare: HashTable<u32>,
+    /// The slot last opened for each (key, start) that maps here (see [`hint_at`]): a
+    /// lookup checks it before probing the index. A hint is only ever a guess, checked
+    /// against what its slot holds, so it needs no upkeep when windows close or keys move.
+    hints: Box<[u32; HINTS]>,
+}
+
+/// Entries of [`Windows::hints`]: 16 KiB, enough that a few thousand open windows seldom
+/// share one.
+const HINTS: usize = 1 << 12;
+
+/// The entry of [`Windows::hints`] for `key`'s window starting at `start`.
+fn hint_at(key: u32, start: i64) -> usize {
+    // Fibonacci hashing: the product's top bits mix every bit of key and start.
+    ((key ^ start as u32).wrapping_mul(0x9E37_79B9) >> (32 - HINTS.trailing_zeros())) as usize
 }
 
 impl Default for Windows {
@@ -444,6 +482,7 @@ impl Windows {
             long_ends: Default::default(),
             closing: Vec::new(),
             spare: HashTable::new(),
+            hints: Box::new([NONE; HINTS]),
         }
     }
 
@@ -451,6 +490,10 @@ impl Windows {
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
+        let hint = self.hints[hint_at(key, window.start)];
+        if (hint as usize) < slots.len() && held(&hint) {
+            return Some(hint);
+        }
         // One probe for both kinds of index, so it is inlined once.
         let (table, hash) = match &self.index {
             Index::Whole(table) => (table, hash_of((key, window.start))),
@@ -488,6 +531,7 @@ impl Windows {
             self.long_ends.insert(slot, window.end);
         }
         self.index_slot(slot);
+        self.hints[hint_at(key, window.start)] = slot;
         slot
     }
 
@@ -775,6 +819,66 @@ mod tests {
         let id = keys.intern(b"new");
         keys.release_if_unused(id);
         assert_eq!(keys.intern(b"old"), id);
+    }
+
+    #[test]
+    fn keys_are_equal_only_byte_for_byte_at_every_length() {
+        let keys: Vec<Vec<u8>> = (0..40)
+            .flat_map(|len| {
+                let base: Vec<u8> = (0..len).map(|i| b'a' + i % 26).collect();
+                // The same length, differing at the first, a middle and the last byte.
+                let differ = |at: usize| {
+                    let mut other = base.clone();
+                    other[at] ^= 1;
+                    other
+                };
+                let mut all = vec![base.clone()];
+                if len > 0 {
+                    all.extend([
+                        differ(0),
+                        differ(len as usize / 2),
+                        differ(len as usize - 1),
+                    ]);
+                }
+                all
+            })
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lookup_trusts_no_hint_it_has_not_checked() {
+        let w = |start| TimeWindow {
+            start,
+            end: start + 10,
+        };
+        // Far more windows than hints: hints are overwritten, and many share an entry.
+        let mut windows = Windows::on_grid(10);
+        let count = HINTS as u32 * 4;
+        let slots: Vec<u32> = (0..count)
+            .map(|key| windows.insert(key, w(0), Acc::Count(key.into())))
+            .collect();
+        for (key, &slot) in (0..count).zip(&slots) {
+            assert_eq!(windows.get(key, w(0)), Some(slot));
+            assert_eq!(windows.get(key, w(10)), None);
+        }
+        // A window closed, its slot taken by another key's: its hint names a slot that
+        // no longer holds it.
+        assert!(windows.remove(7, w(0)).is_some());
+        assert_eq!(windows.get(7, w(0)), None, "its slot is free");
+        assert_eq!(windows.insert(count, w(0), Acc::Count(0)), slots[7]);
+        assert_eq!(windows.get(7, w(0)), None, "its slot holds another key's");
+        assert_eq!(windows.get(count, w(0)), Some(slots[7]));
+        // Sessions: a window of the same key and start but another end is another window.
+        let mut sessions = Windows::default();
+        let long = TimeWindow { start: 0, end: 12 };
+        let slot = sessions.insert(1, w(0), Acc::Count(1));
+        assert_eq!(sessions.get(1, long), None);
+        assert_eq!(sessions.get(1, w(0)), Some(slot));
     }
 
     #[test]
