@@ -9,7 +9,8 @@
 //!
 //! The files are written once per count and key count under the system temp directory
 //! (`eddy-bench-ingest/`) by Eddy's own generator and file sink, so every engine and every
-//! build reads the same bytes.
+//! build reads the same bytes; each is read through once before its timed run, so that
+//! run reads it from the page cache.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -54,6 +55,14 @@ fn payments_file(runtime: &PluginRuntime, events: u64, keys: u64) -> PathBuf {
         std::fs::rename(&partial, &path).unwrap();
     }
     path
+}
+
+/// Reads `path` through once, so the timed run reads it from the page cache: a file
+/// left unread for a while may have been reclaimed (this machine's kernel reclaims cold
+/// pages on its own), and the run would then time the disk.
+fn warm(path: &Path) {
+    let mut file = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut file, &mut std::io::sink()).unwrap();
 }
 
 fn file_source(path: &Path) -> String {
@@ -144,6 +153,7 @@ fn main() {
     for (name, keys, stages) in cases {
         let path = payments_file(&runtime, events, keys);
         let bytes = std::fs::metadata(&path).unwrap().len() as f64;
+        warm(&path);
         let (file_s, n) = run(&runtime, &format!("{}{stages}{null}", file_source(&path)));
         assert_eq!(n, events);
         let (gen_s, n) = run(

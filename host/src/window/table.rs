@@ -15,6 +15,9 @@
 //!   never overlap). Fixed-size windows are indexed per start (a pane), so a timer's
 //!   windows, which close together, leave with their pane's table; a closed window may
 //!   stay in that table until the next settle, and none opens before it.
+//! - A lookup's hint (the slot last opened for a (key, start) of the same hint entry) is
+//!   used only once its slot is checked to hold the window asked for, so a stale hint
+//!   costs a probe, never a wrong slot.
 
 use std::hash::BuildHasher;
 
@@ -446,11 +449,13 @@ pub struct Windows {
     /// The slot last opened for each (key, start) that maps here (see [`hint_at`]): a
     /// lookup checks it before probing the index. A hint is only ever a guess, checked
     /// against what its slot holds, so it needs no upkeep when windows close or keys move.
+    /// Kept and used only while there are at most [`HINTS`] slots: with more windows than
+    /// entries a hint is seldom right, and checking it would read a slot out of cache.
     hints: Box<[u32; HINTS]>,
 }
 
-/// Entries of [`Windows::hints`]: 16 KiB, enough that a few thousand open windows seldom
-/// share one.
+/// Entries of [`Windows::hints`]: 16 KiB. Hints serve up to this many slots, where a
+/// few thousand open windows seldom share an entry.
 const HINTS: usize = 1 << 12;
 
 /// The entry of [`Windows::hints`] for `key`'s window starting at `start`.
@@ -490,9 +495,11 @@ impl Windows {
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
-        let hint = self.hints[hint_at(key, window.start)];
-        if (hint as usize) < slots.len() && held(&hint) {
-            return Some(hint);
+        if slots.len() <= HINTS {
+            let hint = self.hints[hint_at(key, window.start)];
+            if (hint as usize) < slots.len() && held(&hint) {
+                return Some(hint);
+            }
         }
         // One probe for both kinds of index, so it is inlined once.
         let (table, hash) = match &self.index {
@@ -531,7 +538,9 @@ impl Windows {
             self.long_ends.insert(slot, window.end);
         }
         self.index_slot(slot);
-        self.hints[hint_at(key, window.start)] = slot;
+        if self.slots.len() <= HINTS {
+            self.hints[hint_at(key, window.start)] = slot;
+        }
         slot
     }
 
@@ -856,9 +865,9 @@ mod tests {
             start,
             end: start + 10,
         };
-        // Far more windows than hints: hints are overwritten, and many share an entry.
+        // As many windows as hints: many share an entry, and hints are overwritten.
         let mut windows = Windows::on_grid(10);
-        let count = HINTS as u32 * 4;
+        let count = HINTS as u32;
         let slots: Vec<u32> = (0..count)
             .map(|key| windows.insert(key, w(0), Acc::Count(key.into())))
             .collect();
@@ -873,6 +882,13 @@ mod tests {
         assert_eq!(windows.insert(count, w(0), Acc::Count(0)), slots[7]);
         assert_eq!(windows.get(7, w(0)), None, "its slot holds another key's");
         assert_eq!(windows.get(count, w(0)), Some(slots[7]));
+        // Past as many slots as hints, lookups go to the index alone.
+        let more: Vec<u32> = (0..count)
+            .map(|key| windows.insert(key, w(10), Acc::Count(0)))
+            .collect();
+        for (key, &slot) in (0..count).zip(&more) {
+            assert_eq!(windows.get(key, w(10)), Some(slot));
+        }
         // Sessions: a window of the same key and start but another end is another window.
         let mut sessions = Windows::default();
         let long = TimeWindow { start: 0, end: 12 };
