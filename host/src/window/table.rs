@@ -48,9 +48,6 @@ const OPEN: usize = 4;
 #[derive(Debug, Default)]
 pub struct Keys {
     index: HashTable<u32>,
-    /// Hashes keys' bytes for the index: quick on short keys, and seeded per table, so
-    /// keys chosen to collide cannot be prepared in advance.
-    hasher: foldhash::fast::RandomState,
     arena: Vec<u8>,
     /// Entry size (count, length prefix and bytes) → the first free entry of that size.
     free_chunks: rustc_hash::FxHashMap<u32, u32>,
@@ -149,7 +146,7 @@ fn write_u32(arena: &mut [u8], at: u32, value: u32) {
 impl Keys {
     /// The id of `key`, interning it if new.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
-        let hash = self.hasher.hash_one(key);
+        let hash = hash_of(key);
         let arena = &self.arena;
         if let Some(&id) = self
             .index
@@ -158,9 +155,9 @@ impl Keys {
             return id;
         }
         let id = self.store(key);
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let arena = &self.arena;
         self.index
-            .insert_unique(hash, id, |&id| hasher.hash_one(key_at(arena, id)));
+            .insert_unique(hash, id, |&id| hash_of(key_at(arena, id)));
         id
     }
 
@@ -234,7 +231,7 @@ impl Keys {
         }
         let key = key_at(&self.arena, id);
         let size = entry_size(key);
-        let hash = self.hasher.hash_one(key);
+        let hash = hash_of(key);
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
