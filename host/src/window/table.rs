@@ -110,8 +110,8 @@ fn key_at(arena: &[u8], id: u32) -> &[u8] {
     }
 }
 
-/// Whether two keys' bytes are equal: keys of 4 to 16 bytes (the usual ones) by two
-/// overlapping loads each, with no call to `memcmp`.
+/// Whether two keys' bytes are equal, with no call to `memcmp` up to 16 bytes (the usual
+/// keys): from 4 bytes by two overlapping loads each, below that byte by byte.
 #[inline(always)]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -123,6 +123,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     match n {
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
         _ => a == b,
     }
 }
@@ -231,8 +232,7 @@ impl Keys {
         }
         let key = key_at(&self.arena, id);
         let size = entry_size(key);
-        let hash = hash_of(key);
-        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+        if let Ok(entry) = self.index.find_entry(hash_of(key), |&other| other == id) {
             entry.remove();
         }
         let next = self.free_chunks.insert(size as u32, id).unwrap_or(NONE);
@@ -492,7 +492,7 @@ impl Windows {
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
-        if slots.len() <= HINTS {
+        if self.hinting() {
             let hint = self.hints[hint_at(key, window.start)];
             if (hint as usize) < slots.len() && held(&hint) {
                 return Some(hint);
@@ -535,10 +535,15 @@ impl Windows {
             self.long_ends.insert(slot, window.end);
         }
         self.index_slot(slot);
-        if self.slots.len() <= HINTS {
+        if self.hinting() {
             self.hints[hint_at(key, window.start)] = slot;
         }
         slot
+    }
+
+    /// Whether lookups use [`Windows::hints`]: while there are at most [`HINTS`] slots.
+    fn hinting(&self) -> bool {
+        self.slots.len() <= HINTS
     }
 
     /// Brings `slot` and its accumulator into the cache ahead of their use.
