@@ -15,9 +15,6 @@
 //!   never overlap). Fixed-size windows are indexed per start (a pane), so a timer's
 //!   windows, which close together, leave with their pane's table; a closed window may
 //!   stay in that table until the next settle, and none opens before it.
-//! - A lookup's hint (the slot last opened for a (key, start) of the same hint entry) is
-//!   used only once its slot is checked to hold the window asked for, so a stale hint
-//!   costs a probe, never a wrong slot.
 
 use std::hash::BuildHasher;
 
@@ -110,24 +107,6 @@ fn key_at(arena: &[u8], id: u32) -> &[u8] {
     }
 }
 
-/// Whether two keys' bytes are equal, with no call to `memcmp` up to 16 bytes (the usual
-/// keys): from 4 bytes by two overlapping loads each, below that byte by byte.
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
-    match n {
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
-        _ => a == b,
-    }
-}
-
 /// Arena bytes a key's entry takes: its count, its length prefix and its bytes.
 fn entry_size(key: &[u8]) -> usize {
     OPEN + length_prefix(key.len()).1 + key.len()
@@ -149,10 +128,7 @@ impl Keys {
     pub fn intern(&mut self, key: &[u8]) -> u32 {
         let hash = hash_of(key);
         let arena = &self.arena;
-        if let Some(&id) = self
-            .index
-            .find(hash, |&id| same_bytes(key_at(arena, id), key))
-        {
+        if let Some(&id) = self.index.find(hash, |&id| key_at(arena, id) == key) {
             return id;
         }
         let id = self.store(key);
@@ -443,22 +419,6 @@ pub struct Windows {
     /// come and go at the same size, so a new one then neither grows step by step nor
     /// adds its table to the old one's freed memory).
     spare: HashTable<u32>,
-    /// The slot last opened for each (key, start) that maps here (see [`hint_at`]): a
-    /// lookup checks it before probing the index. A hint is only ever a guess, checked
-    /// against what its slot holds, so it needs no upkeep when windows close or keys move.
-    /// Kept and used only while there are at most [`HINTS`] slots: with more windows than
-    /// entries a hint is seldom right, and checking it would read a slot out of cache.
-    hints: Box<[u32; HINTS]>,
-}
-
-/// Entries of [`Windows::hints`]: 16 KiB. Hints serve up to this many slots, where a
-/// few thousand open windows seldom share an entry.
-const HINTS: usize = 1 << 12;
-
-/// The entry of [`Windows::hints`] for `key`'s window starting at `start`.
-fn hint_at(key: u32, start: i64) -> usize {
-    // Fibonacci hashing: the product's top bits mix every bit of key and start.
-    ((key ^ start as u32).wrapping_mul(0x9E37_79B9) >> (32 - HINTS.trailing_zeros())) as usize
 }
 
 impl Default for Windows {
@@ -484,7 +444,6 @@ impl Windows {
             long_ends: Default::default(),
             closing: Vec::new(),
             spare: HashTable::new(),
-            hints: Box::new([NONE; HINTS]),
         }
     }
 
@@ -492,12 +451,6 @@ impl Windows {
     pub fn get(&self, key: u32, window: TimeWindow) -> Option<u32> {
         let (slots, lengths, long_ends) = (&self.slots, &self.lengths, &self.long_ends);
         let held = |&s: &u32| holds(slots, lengths, long_ends, s, key, window);
-        if self.hinting() {
-            let hint = self.hints[hint_at(key, window.start)];
-            if (hint as usize) < slots.len() && held(&hint) {
-                return Some(hint);
-            }
-        }
         // One probe for both kinds of index, so it is inlined once.
         let (table, hash) = match &self.index {
             Index::Whole(table) => (table, hash_of((key, window.start))),
@@ -535,15 +488,7 @@ impl Windows {
             self.long_ends.insert(slot, window.end);
         }
         self.index_slot(slot);
-        if self.hinting() {
-            self.hints[hint_at(key, window.start)] = slot;
-        }
         slot
-    }
-
-    /// Whether lookups use [`Windows::hints`]: while there are at most [`HINTS`] slots.
-    fn hinting(&self) -> bool {
-        self.slots.len() <= HINTS
     }
 
     /// Brings `slot` and its accumulator into the cache ahead of their use.
@@ -830,73 +775,6 @@ mod tests {
         let id = keys.intern(b"new");
         keys.release_if_unused(id);
         assert_eq!(keys.intern(b"old"), id);
-    }
-
-    #[test]
-    fn keys_are_equal_only_byte_for_byte_at_every_length() {
-        let keys: Vec<Vec<u8>> = (0..40)
-            .flat_map(|len| {
-                let base: Vec<u8> = (0..len).map(|i| b'a' + i % 26).collect();
-                // The same length, differing at the first, a middle and the last byte.
-                let differ = |at: usize| {
-                    let mut other = base.clone();
-                    other[at] ^= 1;
-                    other
-                };
-                let mut all = vec![base.clone()];
-                if len > 0 {
-                    all.extend([
-                        differ(0),
-                        differ(len as usize / 2),
-                        differ(len as usize - 1),
-                    ]);
-                }
-                all
-            })
-            .collect();
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_lookup_trusts_no_hint_it_has_not_checked() {
-        let w = |start| TimeWindow {
-            start,
-            end: start + 10,
-        };
-        // As many windows as hints: many share an entry, and hints are overwritten.
-        let mut windows = Windows::on_grid(10);
-        let count = HINTS as u32;
-        let slots: Vec<u32> = (0..count)
-            .map(|key| windows.insert(key, w(0), Acc::Count(key.into())))
-            .collect();
-        for (key, &slot) in (0..count).zip(&slots) {
-            assert_eq!(windows.get(key, w(0)), Some(slot));
-            assert_eq!(windows.get(key, w(10)), None);
-        }
-        // A window closed, its slot taken by another key's: its hint names a slot that
-        // no longer holds it.
-        assert!(windows.remove(7, w(0)).is_some());
-        assert_eq!(windows.get(7, w(0)), None, "its slot is free");
-        assert_eq!(windows.insert(count, w(0), Acc::Count(0)), slots[7]);
-        assert_eq!(windows.get(7, w(0)), None, "its slot holds another key's");
-        assert_eq!(windows.get(count, w(0)), Some(slots[7]));
-        // Past as many slots as hints, lookups go to the index alone.
-        let more: Vec<u32> = (0..count)
-            .map(|key| windows.insert(key, w(10), Acc::Count(0)))
-            .collect();
-        for (key, &slot) in (0..count).zip(&more) {
-            assert_eq!(windows.get(key, w(10)), Some(slot));
-        }
-        // Sessions: a window of the same key and start but another end is another window.
-        let mut sessions = Windows::default();
-        let long = TimeWindow { start: 0, end: 12 };
-        let slot = sessions.insert(1, w(0), Acc::Count(1));
-        assert_eq!(sessions.get(1, long), None);
-        assert_eq!(sessions.get(1, w(0)), Some(slot));
     }
 
     #[test]
